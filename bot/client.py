@@ -1,0 +1,118 @@
+"""The Discord client: owns the long-lived resources and loads the cogs."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+
+import aiosqlite
+import discord
+import httpx
+from discord.ext import commands
+
+from bot import db
+from bot.config import Settings
+from bot.credits import CreditMeter
+from bot.health import ServiceHealth
+from bot.pipeline import EditPipeline
+from bot.segmind import SegmindClient
+
+log = logging.getLogger(__name__)
+
+COGS_PACKAGE = "cogs"
+DOWNLOAD_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+def extension_names(package: str = COGS_PACKAGE) -> list[str]:
+    """Every module in `package` whose name does not start with `_`."""
+    module = importlib.import_module(package)
+    return sorted(
+        f"{package}.{info.name}"
+        for info in pkgutil.iter_modules(module.__path__)
+        if not info.name.startswith("_")
+    )
+
+
+class KontextBot(commands.Bot):
+    """Holds the database connection, the HTTP clients and the edit pipeline."""
+
+    conn: aiosqlite.Connection
+    pipeline: EditPipeline
+
+    def __init__(self, settings: Settings, **options: object) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = False
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            help_command=None,
+            # Nothing the bot posts may ping anyone unless a call site opts in.
+            allowed_mentions=discord.AllowedMentions.none(),
+            **options,  # type: ignore[arg-type]
+        )
+        self.settings = settings
+        self.health = ServiceHealth()
+        self._http_clients: list[httpx.AsyncClient] = []
+        self.synced_commands: list[discord.app_commands.AppCommand] = []
+
+    async def setup_hook(self) -> None:
+        s = self.settings
+        self.conn = await db.connect(s.database_path)
+        interrupted = await db.fail_interrupted(self.conn)
+        if interrupted:
+            log.warning("Marked %d interrupted generation(s) as failed", interrupted)
+        api = SegmindClient(
+            api_key=s.segmind_api_key.get_secret_value(),
+            base_url=s.segmind_base_url,
+            model=s.segmind_model,
+            timeout_s=s.segmind_timeout_s,
+            max_retries=s.segmind_max_retries,
+            disable_safety_checker=s.segmind_disable_safety_checker,
+        )
+        downloads = httpx.AsyncClient(timeout=DOWNLOAD_TIMEOUT, follow_redirects=False)
+        self._api = api
+        self._http_clients.append(downloads)
+        meter = CreditMeter(
+            self.conn, model=s.segmind_model, fallback_estimate=s.segmind_cost_estimate
+        )
+        self.pipeline = EditPipeline(
+            settings=s, conn=self.conn, api=api, http=downloads, meter=meter, health=self.health
+        )
+        for name in extension_names():
+            await self.load_extension(name)
+        await self.sync_commands()
+
+    async def sync_commands(self) -> None:
+        """Sync to the configured guilds at once, else globally (which Discord rolls out slowly)."""
+        if self.settings.discord_guild_ids:
+            for guild_id in self.settings.discord_guild_ids:
+                guild = discord.Object(guild_id)
+                self.tree.copy_global_to(guild=guild)
+                self.synced_commands = await self.tree.sync(guild=guild)
+            log.info("Synced commands to %d guild(s)", len(self.settings.discord_guild_ids))
+        else:
+            self.synced_commands = await self.tree.sync()
+            log.info("Synced %d global command(s)", len(self.synced_commands))
+
+    async def on_ready(self) -> None:
+        log.info("Ready as %s in %d guild(s)", self.user, len(self.guilds))
+
+    async def close(self) -> None:
+        await super().close()
+        if hasattr(self, "_api"):
+            await self._api.aclose()
+        for client in self._http_clients:
+            await client.aclose()
+        if hasattr(self, "conn"):
+            await self.conn.close()
+
+
+def point_discord_at(api_url: str | None, gateway_url: str | None) -> None:
+    """Send discord.py's REST and gateway traffic elsewhere (a local stand-in)."""
+    import yarl
+
+    if api_url:
+        discord.http.Route.BASE = api_url.rstrip("/")
+    if gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)

@@ -1,0 +1,104 @@
+"""What each call cost, read from the account balance the API reports.
+
+The documented cost signal is the drop in `x-remaining-credits`, which is only
+unambiguous when no other call on the key started or finished meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import aiosqlite
+
+from bot import db
+
+log = logging.getLogger(__name__)
+
+AVERAGE_WINDOW = 50
+TOP_UP_EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class CallTicket:
+    """Issued when a call starts; tells at settle time whether anything overlapped it."""
+
+    events_at_start: int
+    alone_at_start: bool
+
+
+@dataclass(frozen=True)
+class Cost:
+    amount: float
+    source: str  # 'header' (x-cost), 'balance_drop' or 'estimate'
+
+
+class CreditMeter:
+    """Tracks calls in flight and the last balance reading to attribute costs."""
+
+    def __init__(self, conn: aiosqlite.Connection, *, model: str, fallback_estimate: float) -> None:
+        self._conn = conn
+        self._model = model
+        self._fallback = fallback_estimate
+        self._events = 0
+        self._in_flight = 0
+        self._last: float | None = None
+        self._loaded = False
+
+    async def _load(self) -> None:
+        if not self._loaded:
+            self._last = await db.last_credit_reading(self._conn)
+            self._loaded = True
+
+    @property
+    def last_balance(self) -> float | None:
+        return self._last
+
+    def start(self) -> CallTicket:
+        self._events += 1
+        self._in_flight += 1
+        return CallTicket(self._events, alone_at_start=self._in_flight == 1)
+
+    def finish_failed(self, ticket: CallTicket) -> None:
+        """A call ended without a 200: nothing billed, but it still overlapped others."""
+        del ticket
+        self._events += 1
+        self._in_flight -= 1
+
+    async def expected_cost(self) -> float:
+        """The model's observed average cost, or the configured estimate until one is seen."""
+        cur = await self._conn.execute(
+            """SELECT AVG(cost) FROM (SELECT cost FROM generations
+                   WHERE model = ? AND cost_source IN ('header', 'balance_drop')
+                   ORDER BY id DESC LIMIT ?)""",
+            (self._model, AVERAGE_WINDOW),
+        )
+        row = await cur.fetchone()
+        return float(row[0]) if row and row[0] is not None else self._fallback
+
+    async def settle(
+        self,
+        ticket: CallTicket,
+        *,
+        generation_id: int,
+        remaining: float | None,
+        header_cost: float | None,
+    ) -> Cost:
+        """Record the balance a 200 reported and decide what the call cost."""
+        solo = ticket.alone_at_start and self._events == ticket.events_at_start
+        self._events += 1
+        self._in_flight -= 1
+        await self._load()
+        previous = self._last
+        if remaining is not None:
+            await db.add_credit_reading(self._conn, remaining, generation_id)
+            self._last = remaining
+            if previous is not None and remaining > previous + TOP_UP_EPSILON:
+                log.info("Credit balance rose from %.4f to %.4f: a top-up", previous, remaining)
+        if header_cost is not None and header_cost >= 0:
+            return Cost(header_cost, "header")
+        if solo and previous is not None and remaining is not None and remaining <= previous:
+            return Cost(round(previous - remaining, 6), "balance_drop")
+        estimate = await self.expected_cost()
+        log.info("Cost of generation %d is ambiguous; using estimate %.4f", generation_id, estimate)
+        return Cost(estimate, "estimate")

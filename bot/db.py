@@ -1,0 +1,261 @@
+"""The SQLite connection, the migrations runner and the queries on generations."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosqlite
+
+from bot.params import EditParams
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 5000
+
+
+def migrations_dir() -> Path:
+    """Migrations ship beside the package when installed, at the repo root otherwise."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "migrations", here.parent / "migrations"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("migrations directory not found")
+
+
+def _numbered(directory: Path) -> list[tuple[int, Path]]:
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        number = path.name.split("_", 1)[0]
+        if not number.isdigit():
+            raise ValueError(f"migration {path.name} must start with a number")
+        found.append((int(number), path))
+    numbers = [n for n, _ in found]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise ValueError(f"migrations must be numbered 1..N without gaps, got {numbers}")
+    return found
+
+
+async def migrate(conn: aiosqlite.Connection, directory: Path | None = None) -> int:
+    """Apply pending migrations, each in its own transaction; returns the schema version."""
+    (current,) = await (await conn.execute("PRAGMA user_version")).fetchone()  # type: ignore[misc]
+    for number, path in _numbered(directory or migrations_dir()):
+        if number <= current:
+            continue
+        sql = path.read_text(encoding="utf-8")
+        # executescript would commit on its own; run statements inside one explicit transaction.
+        await conn.execute("BEGIN")
+        try:
+            for statement in _statements(sql):
+                await conn.execute(statement)
+            await conn.execute(f"PRAGMA user_version = {number:d}")
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        log.info("Applied migration %s", path.name)
+        current = number
+    return current
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a script into complete statements (triggers with inner `;` stay whole)."""
+    statements, buffer = [], ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
+    ):
+        raise ValueError("migration ends with an incomplete statement")
+    return statements
+
+
+async def connect(path: Path | str) -> aiosqlite.Connection:
+    """Open the bot's single connection (WAL, foreign keys, busy timeout) and migrate."""
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = await aiosqlite.connect(str(path), isolation_level=None)
+    conn.row_factory = aiosqlite.Row
+    await conn.execute("PRAGMA journal_mode = WAL")
+    await conn.execute("PRAGMA foreign_keys = ON")
+    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+    await conn.execute("PRAGMA synchronous = NORMAL")
+    await migrate(conn)
+    return conn
+
+
+@dataclass(frozen=True)
+class NewGeneration:
+    guild_id: int | None
+    channel_id: int
+    user_id: int
+    source: str
+    model: str
+    params: EditParams
+    seed_explicit: bool
+    input_mode: str
+    input_url: str
+    input_attachment_id: int | None = None
+    parent_id: int | None = None
+    interaction_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Generation:
+    id: int
+    guild_id: int | None
+    channel_id: int
+    user_id: int
+    parent_id: int | None
+    source: str
+    model: str
+    prompt: str
+    seed: int
+    status: str
+    failure_reason: str | None
+    api_time_s: float | None
+    cost: float | None
+    cost_source: str | None
+    remaining_credits: float | None
+    result_message_id: int | None
+    result_url: str | None
+    created_at: float
+    finished_at: float | None
+
+
+_GENERATION_COLUMNS = ", ".join(Generation.__dataclass_fields__)
+
+
+async def insert_generation(conn: aiosqlite.Connection, new: NewGeneration) -> int:
+    p = new.params
+    cur = await conn.execute(
+        """INSERT INTO generations (guild_id, channel_id, user_id, parent_id, source,
+               interaction_id, model, prompt, seed, seed_explicit, guidance, steps, aspect_ratio,
+               output_format, quality, input_mode, input_url, input_attachment_id, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (
+            new.guild_id,
+            new.channel_id,
+            new.user_id,
+            new.parent_id,
+            new.source,
+            new.interaction_id,
+            new.model,
+            p.prompt,
+            p.seed,
+            int(new.seed_explicit),
+            p.guidance,
+            p.steps,
+            p.aspect_ratio,
+            p.output_format,
+            p.quality,
+            new.input_mode,
+            new.input_url,
+            new.input_attachment_id,
+            time.time(),
+        ),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+async def mark_succeeded(
+    conn: aiosqlite.Connection,
+    generation_id: int,
+    *,
+    api_seed: int | None,
+    api_time_s: float,
+    request_id: str | None,
+    cost: float | None,
+    cost_source: str | None,
+    remaining_credits: float | None,
+    reencoded: bool,
+) -> None:
+    await conn.execute(
+        """UPDATE generations SET status = 'succeeded', api_seed = ?, api_time_s = ?,
+               api_request_id = ?, cost = ?, cost_source = ?, remaining_credits = ?,
+               result_reencoded = ?, finished_at = ?
+           WHERE id = ?""",
+        (
+            api_seed,
+            api_time_s,
+            request_id,
+            cost,
+            cost_source,
+            remaining_credits,
+            int(reencoded),
+            time.time(),
+            generation_id,
+        ),
+    )
+
+
+async def mark_failed(conn: aiosqlite.Connection, generation_id: int, reason: str) -> None:
+    await conn.execute(
+        """UPDATE generations SET status = 'failed', failure_reason = ?, finished_at = ?
+           WHERE id = ? AND status = 'pending'""",
+        (reason[:500], time.time(), generation_id),
+    )
+
+
+async def record_delivery(
+    conn: aiosqlite.Connection,
+    generation_id: int,
+    *,
+    channel_id: int,
+    message_id: int,
+    attachment_id: int | None,
+    url: str | None,
+) -> None:
+    await conn.execute(
+        """UPDATE generations SET result_channel_id = ?, result_message_id = ?,
+               result_attachment_id = ?, result_url = ?
+           WHERE id = ?""",
+        (channel_id, message_id, attachment_id, url, generation_id),
+    )
+
+
+async def fail_interrupted(conn: aiosqlite.Connection) -> int:
+    """At start-up no call is running: any row still pending was interrupted."""
+    cur = await conn.execute(
+        """UPDATE generations SET status = 'failed', failure_reason = 'interrupted',
+               finished_at = ? WHERE status = 'pending'""",
+        (time.time(),),
+    )
+    return cur.rowcount
+
+
+async def get_generation(conn: aiosqlite.Connection, generation_id: int) -> Generation | None:
+    cur = await conn.execute(
+        f"SELECT {_GENERATION_COLUMNS} FROM generations WHERE id = ?",  # noqa: S608 - fixed columns
+        (generation_id,),
+    )
+    row = await cur.fetchone()
+    return Generation(**dict(row)) if row else None
+
+
+async def count_by_status(conn: aiosqlite.Connection) -> dict[str, int]:
+    cur = await conn.execute("SELECT status, COUNT(*) FROM generations GROUP BY status")
+    return {status: count for status, count in await cur.fetchall()}
+
+
+async def last_credit_reading(conn: aiosqlite.Connection) -> float | None:
+    cur = await conn.execute("SELECT remaining FROM credit_readings ORDER BY id DESC LIMIT 1")
+    row = await cur.fetchone()
+    return None if row is None else float(row[0])
+
+
+async def add_credit_reading(
+    conn: aiosqlite.Connection, remaining: float, generation_id: int | None
+) -> None:
+    await conn.execute(
+        "INSERT INTO credit_readings (at, remaining, generation_id) VALUES (?, ?, ?)",
+        (time.time(), remaining, generation_id),
+    )

@@ -1,0 +1,226 @@
+"""Image checks and conversions: what the API can take, and what Discord can carry."""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from bot.errors import BadInput
+
+log = logging.getLogger(__name__)
+
+MIN_SIDE_PX = 64
+MAX_SIDE_PX = 8192
+MAX_FRAMES = 1000
+DISCORD_UPLOAD_LIMIT = 10 * 1024 * 1024
+# Pillow refuses (rather than warns about) anything past twice this: a decompression-bomb guard.
+Image.MAX_IMAGE_PIXELS = MAX_SIDE_PX * MAX_SIDE_PX // 2
+
+ACCEPTED_TYPES = {
+    "image/jpeg": "jpeg",
+    "image/jpg": "jpeg",
+    "image/png": "png",
+    "image/gif": "gif",
+    "image/webp": "webp",
+}
+_EXTENSIONS = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "gif": "gif", "webp": "webp"}
+PIL_FORMATS = {"JPEG": "jpeg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
+OUTPUT_MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
+_SAVE_FORMAT = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
+
+
+class InvalidImage(ValueError):
+    """Bytes that are not a usable image."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str  # jpeg, png, gif or webp
+    width: int
+    height: int
+    frames: int = 1
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """An image a member pointed at, as Discord described it (not yet downloaded)."""
+
+    url: str
+    filename: str
+    content_type: str | None
+    size: int
+    width: int | None
+    height: int | None
+    attachment_id: int | None = None
+
+
+def _open(data: bytes) -> Image.Image:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            return Image.open(io.BytesIO(data))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise InvalidImage("image has too many pixels") from exc
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise InvalidImage("not a readable image") from exc
+
+
+def sniff_image(data: bytes) -> ImageInfo:
+    """Identify and structurally verify an image without decoding all its pixels."""
+    img = _open(data)
+    fmt = PIL_FORMATS.get(img.format or "")
+    if fmt is None:
+        raise InvalidImage(f"unsupported image format {img.format}")
+    info = ImageInfo(fmt, img.width, img.height, getattr(img, "n_frames", 1))
+    try:
+        img.verify()
+    except Exception as exc:
+        raise InvalidImage("corrupt image data") from exc
+    return info
+
+
+def _format_of(content_type: str | None, filename: str) -> str | None:
+    if content_type:
+        return ACCEPTED_TYPES.get(content_type.split(";")[0].strip().lower())
+    return _EXTENSIONS.get(filename.rsplit(".", 1)[-1].lower()) if "." in filename else None
+
+
+def _check_dimensions(width: int, height: int) -> None:
+    if min(width, height) < MIN_SIDE_PX:
+        raise BadInput(
+            f"That image is {width}x{height}; each side needs at least {MIN_SIDE_PX} px."
+        )
+    if max(width, height) > MAX_SIDE_PX:
+        raise BadInput(
+            f"That image is {width}x{height}; each side must be {MAX_SIDE_PX} px or less."
+        )
+
+
+def check_input(image: InputImage, max_bytes: int) -> str:
+    """Refuse, before anything is spent, what the API cannot take; returns the format."""
+    fmt = _format_of(image.content_type, image.filename)
+    if fmt is None:
+        raise BadInput("Please attach a JPEG, PNG, GIF or WebP image.")
+    if image.size > max_bytes:
+        raise BadInput(
+            f"That image is {image.size / 1048576:.1f} MB; the limit is {max_bytes / 1048576:g} MB."
+        )
+    if image.width is None or image.height is None:
+        raise BadInput("Discord could not read that file as an image. Please attach a real image.")
+    _check_dimensions(image.width, image.height)
+    return fmt
+
+
+def host_allowed(url: str, allowed_hosts: tuple[str, ...]) -> bool:
+    """True when `url` is http(s) on one of the allowed hosts (host or host:port)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return False
+    host = parts.hostname.lower()
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return host in allowed_hosts or netloc in allowed_hosts
+
+
+async def download(
+    http: httpx.AsyncClient, url: str, *, max_bytes: int, allowed_hosts: tuple[str, ...] | None
+) -> bytes:
+    """Stream an image from an allowed host, refusing anything over `max_bytes`."""
+    if allowed_hosts is not None and not host_allowed(url, allowed_hosts):
+        raise BadInput("I can only fetch images that were uploaded to Discord.")
+    too_big = BadInput(f"That image is over the {max_bytes / 1048576:g} MB limit.")
+    try:
+        async with http.stream("GET", url, follow_redirects=False) as resp:
+            if resp.status_code != 200:
+                raise BadInput("I could not download that image (it may have expired).")
+            declared = resp.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise too_big
+            data = bytearray()
+            async for chunk in resp.aiter_bytes():
+                data += chunk
+                if len(data) > max_bytes:
+                    raise too_big
+    except httpx.HTTPError as exc:
+        log.warning("Image download failed: %s", type(exc).__name__)
+        raise BadInput("I could not download that image. Please try again.") from None
+    return bytes(data)
+
+
+def prepare_for_api(data: bytes, max_megapixels: float) -> str:
+    """Decode, normalise and re-encode an input image; returns base64 for the API.
+
+    Applies EXIF orientation, keeps the first frame of an animation, downscales to
+    `max_megapixels` and drops all metadata. CPU-bound: call it in a thread.
+    """
+    try:
+        info = sniff_image(data)
+    except InvalidImage:
+        raise BadInput("That file is not a readable image.") from None
+    _check_dimensions(info.width, info.height)
+    if info.frames > MAX_FRAMES:
+        raise BadInput(f"That animation has {info.frames:,} frames; I accept up to {MAX_FRAMES:,}.")
+    try:
+        img = _open(data)
+        img.seek(0)
+        img = ImageOps.exif_transpose(img)
+        has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+        img = img.convert("RGBA" if has_alpha else "RGB")
+    except (InvalidImage, OSError, ValueError) as exc:
+        raise BadInput("That image is damaged or truncated.") from exc
+    limit = max_megapixels * 1_000_000
+    if img.width * img.height > limit:
+        scale = (limit / (img.width * img.height)) ** 0.5
+        size = (max(1, int(img.width * scale)), max(1, int(img.height * scale)))
+        img = img.resize(size, Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    # A fresh encode carries no EXIF, GPS or text chunks from the upload.
+    if has_alpha:
+        img.save(out, "PNG", optimize=False)
+    else:
+        img.save(out, "JPEG", quality=92)
+    return base64.b64encode(out.getvalue()).decode("ascii")
+
+
+@dataclass(frozen=True)
+class UploadImage:
+    data: bytes
+    extension: str  # png, jpg or webp
+    reencoded: bool
+
+
+def fit_for_upload(data: bytes, extension: str, limit: int) -> UploadImage:
+    """Make the result fit Discord's upload limit, re-encoding as JPEG only when needed.
+
+    CPU-bound: call it in a thread.
+    """
+    if len(data) <= limit:
+        return UploadImage(data, extension, reencoded=False)
+    img = _open(data)
+    img = img.convert("RGB")
+    for quality in (90, 80, 70):
+        out = _encode_jpeg(img, quality)
+        if len(out) <= limit:
+            return UploadImage(out, "jpg", reencoded=True)
+    while True:
+        img = img.resize((max(1, img.width * 3 // 4), max(1, img.height * 3 // 4)))
+        out = _encode_jpeg(img, 80)
+        if len(out) <= limit or img.width <= MIN_SIDE_PX:
+            return UploadImage(out, "jpg", reencoded=True)
+
+
+def _encode_jpeg(img: Image.Image, quality: int) -> bytes:
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=quality, optimize=True)
+    return out.getvalue()
+
+
+def extension_for(info: ImageInfo) -> str:
+    """The file extension matching the bytes (the API's Content-Type is not trusted)."""
+    return {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif"}[info.format]

@@ -1,0 +1,286 @@
+"""Client for Segmind's synchronous (v1) FLUX.1 Kontext endpoint.
+
+The pipeline talks to `EditTransport`, so a v2 queue client can replace this one
+without touching anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import random
+import re
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+
+from bot.images import ImageInfo, InvalidImage, sniff_image
+from bot.params import EditParams
+
+log = logging.getLogger(__name__)
+
+MAX_RESPONSE_BYTES = 50 * 1024 * 1024  # a hostile or broken answer cannot exhaust memory
+MAX_RETRY_AFTER_S = 60.0
+BACKOFF_BASE_S = 0.5
+ERROR_TEXT_LIMIT = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+class SegmindError(Exception):
+    """An API failure; `message` is safe to show (never carries the key)."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class AuthError(SegmindError):
+    """401: the key is wrong or revoked (an operator problem)."""
+
+
+class InsufficientCredits(SegmindError):
+    """406: the account is out of credits (an operator problem)."""
+
+
+class BadRequest(SegmindError):
+    """Another 4xx: the request itself was refused; `message` is the API's reason."""
+
+
+class RateLimited(SegmindError):
+    """429: too many requests; `retry_after` seconds when the API said so."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message, status=429)
+        self.retry_after = retry_after
+
+
+class ServerError(SegmindError):
+    """5xx: the API failed; nothing was billed."""
+
+    retryable = True
+
+
+class ConnectFailed(SegmindError):
+    """The request never reached the API (refused, DNS, connect timeout)."""
+
+    retryable = True
+
+
+class SegmindTimeout(SegmindError):
+    """No answer in time. The call may still have run and been billed; never retried."""
+
+
+class InvalidResponse(SegmindError):
+    """A 200 whose body is not a usable image (billed, but unusable)."""
+
+
+@dataclass(frozen=True)
+class EditResult:
+    """The edited image and what the response headers said about it."""
+
+    image: bytes
+    info: ImageInfo
+    elapsed_s: float
+    remaining_credits: float | None
+    cost: float | None
+    seed: int | None
+    request_id: str | None
+    attempts: int
+
+
+class EditTransport(Protocol):
+    """What the pipeline needs from an image-editing backend."""
+
+    model: str
+
+    async def edit(self, input_image: str, params: EditParams) -> EditResult: ...
+
+
+def _header_float(headers: httpx.Headers, name: str) -> float | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        log.warning("Ignoring non-numeric %s header", name)
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _header_int(headers: httpx.Headers, name: str) -> int | None:
+    value = _header_float(headers, name)
+    return int(value) if value is not None and value.is_integer() else None
+
+
+def _header_text(headers: httpx.Headers, name: str) -> str | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    return _CONTROL.sub("", raw)[:100] or None
+
+
+def _error_text(response_body: bytes) -> str:
+    """The API's reason from an error body of any shape, short and printable."""
+    text = response_body.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        for key in ("error", "message", "detail"):
+            if isinstance(data.get(key), str):
+                text = data[key]
+                break
+    elif text.lstrip().startswith("<"):
+        text = ""  # an HTML error page says nothing useful to a member
+    text = _CONTROL.sub(" ", text).strip()
+    return text[:ERROR_TEXT_LIMIT]
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = _header_float(headers, "retry-after")
+    if value is None or value < 0:
+        return None
+    return min(value, MAX_RETRY_AFTER_S)
+
+
+class SegmindClient:
+    """One pooled HTTP client for the bot's life; bounded, explicit retries."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str,
+        model: str,
+        timeout_s: float,
+        max_retries: int = 2,
+        disable_safety_checker: bool = False,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.model = model
+        self._url = f"{base_url.rstrip('/')}/{model}"
+        self._key = api_key
+        self._max_retries = max_retries
+        self._disable_safety = disable_safety_checker
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=10.0, write=30.0, pool=timeout_s),
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    def _body(self, input_image: str, params: EditParams) -> dict[str, object]:
+        return {
+            "prompt": params.prompt,
+            "input_image": input_image,
+            "seed": params.seed,
+            "guidance": params.guidance,
+            "num_inference_steps": params.steps,
+            "aspect_ratio": params.aspect_ratio,
+            "output_format": params.output_format,
+            "output_quality": params.quality,
+            "disable_safety_checker": self._disable_safety,
+        }
+
+    async def edit(self, input_image: str, params: EditParams) -> EditResult:
+        """Run one edit, retrying only failures that cannot have been billed."""
+        body = self._body(input_image, params)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._once(body, attempt)
+            except SegmindError as exc:
+                if not exc.retryable or attempt > self._max_retries:
+                    raise
+                delay = self._backoff(attempt, exc)
+                log.warning(
+                    "Segmind attempt %d failed (%s); retrying in %.1fs",
+                    attempt,
+                    type(exc).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    @staticmethod
+    def _backoff(attempt: int, exc: SegmindError) -> float:
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            return exc.retry_after
+        # Full jitter keeps several bots (or tasks) from retrying in lockstep.
+        return random.uniform(0, BACKOFF_BASE_S * 2 ** (attempt - 1))
+
+    async def _once(self, body: dict[str, object], attempt: int) -> EditResult:
+        started = time.monotonic()
+        headers = {"x-api-key": self._key, "accept": "image/*"}
+        try:
+            async with self._http.stream("POST", self._url, json=body, headers=headers) as resp:
+                payload = await self._read_capped(resp)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise ConnectFailed(
+                f"could not reach the API ({type(exc).__name__})", status=None
+            ) from None
+        except httpx.TimeoutException:
+            raise SegmindTimeout("the API did not answer in time") from None
+        except httpx.TransportError as exc:
+            # The request may have been sent: its fate is unknown, so no retry.
+            raise SegmindTimeout(f"connection lost ({type(exc).__name__})") from None
+        elapsed = time.monotonic() - started
+        if resp.status_code != 200:
+            raise self._error_for(resp.status_code, resp.headers, payload)
+        try:
+            info = await asyncio.to_thread(sniff_image, payload)
+        except InvalidImage:
+            raise InvalidResponse(
+                "the API answered with something that is not an image", status=200
+            ) from None
+        return EditResult(
+            image=payload,
+            info=info,
+            elapsed_s=elapsed,
+            remaining_credits=_header_float(resp.headers, "x-remaining-credits"),
+            cost=_header_float(resp.headers, "x-cost"),
+            seed=_header_int(resp.headers, "x-seed-value"),
+            request_id=_header_text(resp.headers, "x-request-id"),
+            attempts=attempt,
+        )
+
+    @staticmethod
+    async def _read_capped(resp: httpx.Response) -> bytes:
+        declared = resp.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+            raise InvalidResponse("the API's answer is too large", status=resp.status_code)
+        chunks = bytearray()
+        async for chunk in resp.aiter_bytes():
+            chunks += chunk
+            if len(chunks) > MAX_RESPONSE_BYTES:
+                raise InvalidResponse("the API's answer is too large", status=resp.status_code)
+        return bytes(chunks)
+
+    def _error_for(self, status: int, headers: httpx.Headers, body: bytes) -> SegmindError:
+        reason = _error_text(body).replace(self._key, "***")
+        if status == 401:
+            return AuthError("the API key was rejected", status=status)
+        if status == 406:
+            return InsufficientCredits("the Segmind account is out of credits", status=status)
+        if status == 429:
+            return RateLimited("rate limited by the API", retry_after=_retry_after(headers))
+        if status >= 500:
+            return ServerError(f"the API failed with status {status}", status=status)
+        if status == 404:
+            return BadRequest(f"unknown model `{self.model}` (404)", status=status)
+        return BadRequest(reason or f"the API refused the request ({status})", status=status)

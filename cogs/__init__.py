@@ -1,0 +1,1 @@
+"""Slash-command groups. Modules not starting with `_` are loaded as extensions."""

@@ -1,0 +1,124 @@
+"""`/edit`: an attached image and an instruction in, the edited image out."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.app_commands import Choice, Range
+from discord.ext import commands
+
+from bot import db
+from bot.images import InputImage, check_input
+from bot.params import (
+    ASPECT_RATIOS,
+    OUTPUT_FORMATS,
+    PROMPT_MAX_CHARS,
+    SEED_MAX,
+    build_params,
+)
+from bot.pipeline import EditOutcome, EditRequest
+from cogs import _render
+
+if TYPE_CHECKING:
+    from bot.client import KontextBot
+
+log = logging.getLogger(__name__)
+
+
+def input_from_attachment(attachment: discord.Attachment) -> InputImage:
+    return InputImage(
+        url=attachment.url,
+        filename=attachment.filename,
+        content_type=attachment.content_type,
+        size=attachment.size,
+        width=attachment.width,
+        height=attachment.height,
+        attachment_id=attachment.id,
+    )
+
+
+class Editing(commands.Cog):
+    """Image editing commands."""
+
+    def __init__(self, bot: KontextBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="edit", description="Edit an image with FLUX.1 Kontext")
+    @app_commands.guild_only()
+    @app_commands.describe(
+        image="The picture to edit (JPEG, PNG, GIF or WebP)",
+        prompt="What to change, e.g. 'make it night, keep the lighthouse'",
+        aspect_ratio="Shape of the result (default: same as the input)",
+        seed="Same seed + same input = same result (default: random, shown on the result)",
+        guidance="How closely to follow the prompt, 0-10 (default 7)",
+        steps="Inference steps, 4-50 (default 35; 25-35 is a good range)",
+        output_format="File format of the result (default png)",
+        quality="Quality for jpg/webp, 0-100 (default 90)",
+    )
+    @app_commands.choices(
+        aspect_ratio=[Choice(name=r.replace("_", " "), value=r) for r in ASPECT_RATIOS],
+        output_format=[Choice(name=f, value=f) for f in OUTPUT_FORMATS],
+    )
+    async def edit(
+        self,
+        interaction: discord.Interaction,
+        image: discord.Attachment,
+        prompt: Range[str, 1, PROMPT_MAX_CHARS],
+        aspect_ratio: str | None = None,
+        seed: Range[int, 0, SEED_MAX] | None = None,
+        guidance: Range[float, 0.0, 10.0] | None = None,
+        steps: Range[int, 4, 50] | None = None,
+        output_format: str | None = None,
+        quality: Range[int, 0, 100] | None = None,
+    ) -> None:
+        # Checks first: bad input is answered privately and costs nothing.
+        params = build_params(
+            prompt,
+            seed=seed,
+            guidance=guidance,
+            steps=steps,
+            aspect_ratio=aspect_ratio,
+            output_format=output_format,
+            quality=quality,
+        )
+        source_image = input_from_attachment(image)
+        check_input(source_image, self.bot.settings.max_input_bytes)
+        request = EditRequest(
+            user_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id or 0,
+            source="slash",
+            image=source_image,
+            params=params,
+            seed_explicit=seed is not None,
+            upload_limit=interaction.filesize_limit,
+            interaction_id=interaction.id,
+        )
+        await interaction.response.defer(thinking=True)
+        outcome = await self.bot.pipeline.run(request)
+        await self.deliver(interaction, outcome)
+
+    async def deliver(self, interaction: discord.Interaction, outcome: EditOutcome) -> None:
+        """Post the result as the interaction's answer and remember where it went."""
+        message = await interaction.followup.send(
+            embed=_render.result_embed(outcome),
+            file=_render.result_file(outcome),
+            allowed_mentions=discord.AllowedMentions.none(),
+            wait=True,
+        )
+        attachment = message.attachments[0] if message.attachments else None
+        await db.record_delivery(
+            self.bot.conn,
+            outcome.generation_id,
+            channel_id=message.channel.id,
+            message_id=message.id,
+            attachment_id=attachment.id if attachment else None,
+            url=attachment.url if attachment else None,
+        )
+
+
+async def setup(bot: KontextBot) -> None:
+    await bot.add_cog(Editing(bot))

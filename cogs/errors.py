@@ -1,0 +1,80 @@
+"""One error handler for every app command: friendly, ephemeral, never a crash."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
+    """Answer privately, replacing a public "thinking..." placeholder if there is one."""
+    if not interaction.response.is_done():
+        await interaction.response.send_message(text, ephemeral=True)
+        return
+    # A followup after a public defer would edit the public placeholder; remove it first.
+    with contextlib.suppress(discord.HTTPException):
+        await interaction.delete_original_response()
+    await interaction.followup.send(text, ephemeral=True)
+
+
+def describe(error: app_commands.AppCommandError) -> str | None:
+    """A friendly text for errors the member caused; None for our own failures."""
+    original = getattr(error, "original", error)
+    if isinstance(original, UserError):
+        return original.message
+    if isinstance(error, app_commands.CommandOnCooldown):
+        return f"Slow down a little: try again in {error.retry_after:.0f} s."
+    if isinstance(error, app_commands.NoPrivateMessage):
+        return "This command only works in a server."
+    if isinstance(error, app_commands.MissingPermissions | app_commands.CheckFailure):
+        return "You don't have permission to use this command."
+    if isinstance(error, app_commands.TransformerError):
+        return "One of the options has a value I can't use. Please check it and try again."
+    return None
+
+
+class ErrorHandler(commands.Cog):
+    """Installs itself as the command tree's error handler while loaded."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        self._previous = bot.tree.on_error
+
+    async def cog_load(self) -> None:
+        self.bot.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.on_error = self._previous  # type: ignore[method-assign]
+
+    async def on_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        text = describe(error)
+        if text is None:
+            incident = secrets.token_hex(4)
+            command = interaction.command.qualified_name if interaction.command else "?"
+            log.error(
+                "Incident %s in /%s for user %s",
+                incident,
+                command,
+                interaction.user.id,
+                exc_info=getattr(error, "original", error),
+            )
+            text = f"Sorry, something went wrong on my side (incident `{incident}`)."
+        try:
+            await send_ephemeral(interaction, text)
+        except discord.HTTPException:
+            log.warning("Could not deliver an error message for interaction %s", interaction.id)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(ErrorHandler(bot))
