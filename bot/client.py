@@ -6,7 +6,6 @@ import importlib
 import logging
 import pkgutil
 
-import aiosqlite
 import discord
 import httpx
 from discord.ext import commands
@@ -15,6 +14,7 @@ from bot import db
 from bot.config import Settings
 from bot.credits import CreditMeter
 from bot.health import ServiceHealth
+from bot.ledger import Ledger
 from bot.pipeline import EditPipeline
 from bot.segmind import SegmindClient
 
@@ -37,7 +37,7 @@ def extension_names(package: str = COGS_PACKAGE) -> list[str]:
 class KontextBot(commands.Bot):
     """Holds the database connection, the HTTP clients and the edit pipeline."""
 
-    conn: aiosqlite.Connection
+    database: db.Database
     pipeline: EditPipeline
 
     def __init__(self, settings: Settings, **options: object) -> None:
@@ -58,10 +58,11 @@ class KontextBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         s = self.settings
-        self.conn = await db.connect(s.database_path)
-        interrupted = await db.fail_interrupted(self.conn)
-        if interrupted:
-            log.warning("Marked %d interrupted generation(s) as failed", interrupted)
+        self.database = await db.connect(s.database_path)
+        self.ledger = Ledger(
+            self.database, default_credits=s.quota_default_credits, default_period=s.quota_period
+        )
+        await self.recover()
         api = SegmindClient(
             api_key=s.segmind_api_key.get_secret_value(),
             base_url=s.segmind_base_url,
@@ -74,14 +75,28 @@ class KontextBot(commands.Bot):
         self._api = api
         self._http_clients.append(downloads)
         meter = CreditMeter(
-            self.conn, model=s.segmind_model, fallback_estimate=s.segmind_cost_estimate
+            self.database, model=s.segmind_model, fallback_estimate=s.segmind_cost_estimate
         )
         self.pipeline = EditPipeline(
-            settings=s, conn=self.conn, api=api, http=downloads, meter=meter, health=self.health
+            settings=s,
+            database=self.database,
+            api=api,
+            http=downloads,
+            meter=meter,
+            health=self.health,
+            ledger=self.ledger,
         )
         for name in extension_names():
             await self.load_extension(name)
         await self.sync_commands()
+
+    async def recover(self) -> None:
+        """Settle what a crash left: no call of this process can be running yet, so every
+        pending generation was interrupted and every open reservation is stale."""
+        interrupted = await db.fail_interrupted(self.database)
+        if interrupted:
+            log.warning("Marked %d interrupted generation(s) as failed", interrupted)
+        await self.ledger.settle_stale(older_than_s=0)
 
     async def sync_commands(self) -> None:
         """Sync to the configured guilds at once, else globally (which Discord rolls out slowly)."""
@@ -105,7 +120,7 @@ class KontextBot(commands.Bot):
         for client in self._http_clients:
             await client.aclose()
         if hasattr(self, "conn"):
-            await self.conn.close()
+            await self.database.close()
 
 
 def point_discord_at(api_url: str | None, gateway_url: str | None) -> None:

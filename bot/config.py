@@ -15,6 +15,8 @@ _FIXES: dict[str, str] = {
     "DISCORD_TOKEN": "copy the bot token from the Discord developer portal (Bot > Reset Token)",
     "SEGMIND_API_KEY": "create an API key at segmind.com (Console > API Keys)",
     "DISCORD_GUILD_IDS": "use comma-separated numeric server ids, e.g. 123,456",
+    "ADMIN_ROLE_IDS": "use comma-separated numeric role ids, e.g. 123,456",
+    "QUOTA_PERIOD": "use day, week, month or none",
 }
 
 
@@ -73,11 +75,16 @@ class Settings(ApiSettings):
     discord_token: SecretStr = Field(min_length=1)
     database_path: Path = Path("data/kontext.db")
     discord_guild_ids: Annotated[tuple[int, ...], NoDecode] = ()
+    quota_default_credits: float = Field(default=1.0, ge=0)
+    quota_period: Literal["day", "week", "month", "none"] = "day"
+    account_reserve_credits: float = Field(default=0.0, ge=0)
+    alert_below_credits: float = Field(default=5.0, ge=0)
+    admin_role_ids: Annotated[tuple[int, ...], NoDecode] = ()
     # Only for pointing the bot at a local Discord stand-in; leave unset in production.
     discord_api_url: str | None = None
     discord_gateway_url: str | None = None
 
-    @field_validator("discord_guild_ids", mode="before")
+    @field_validator("discord_guild_ids", "admin_role_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
         if isinstance(value, str):

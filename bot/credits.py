@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import aiosqlite
-
 from bot import db
 
 log = logging.getLogger(__name__)
@@ -36,8 +34,8 @@ class Cost:
 class CreditMeter:
     """Tracks calls in flight and the last balance reading to attribute costs."""
 
-    def __init__(self, conn: aiosqlite.Connection, *, model: str, fallback_estimate: float) -> None:
-        self._conn = conn
+    def __init__(self, database: db.Database, *, model: str, fallback_estimate: float) -> None:
+        self._db = database
         self._model = model
         self._fallback = fallback_estimate
         self._events = 0
@@ -47,7 +45,7 @@ class CreditMeter:
 
     async def _load(self) -> None:
         if not self._loaded:
-            self._last = await db.last_credit_reading(self._conn)
+            self._last = await db.last_credit_reading(self._db)
             self._loaded = True
 
     @property
@@ -67,7 +65,7 @@ class CreditMeter:
 
     async def expected_cost(self) -> float:
         """The model's observed average cost, or the configured estimate until one is seen."""
-        cur = await self._conn.execute(
+        cur = await self._db.execute(
             """SELECT AVG(cost) FROM (SELECT cost FROM generations
                    WHERE model = ? AND cost_source IN ('header', 'balance_drop')
                    ORDER BY id DESC LIMIT ?)""",
@@ -91,7 +89,7 @@ class CreditMeter:
         await self._load()
         previous = self._last
         if remaining is not None:
-            await db.add_credit_reading(self._conn, remaining, generation_id)
+            await db.add_credit_reading(self._db, remaining, generation_id)
             self._last = remaining
             if previous is not None and remaining > previous + TOP_UP_EPSILON:
                 log.info("Credit balance rose from %.4f to %.4f: a top-up", previous, remaining)

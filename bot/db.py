@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +80,50 @@ def _statements(sql: str) -> list[str]:
     return statements
 
 
-async def connect(path: Path | str) -> aiosqlite.Connection:
+class Database:
+    """The bot's one connection, plus a lock that serialises writes.
+
+    Every write goes through `write` or `transaction`, so a statement from one task can
+    never land inside (and be rolled back with) another task's open transaction.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+        self._lock = asyncio.Lock()
+
+    async def execute(self, sql: str, params: Sequence[object] = ()) -> aiosqlite.Cursor:
+        """A read (or a write the caller already serialised)."""
+        return await self.conn.execute(sql, params)
+
+    async def fetchone(self, sql: str, params: Sequence[object] = ()) -> aiosqlite.Row | None:
+        cur = await self.conn.execute(sql, params)
+        return await cur.fetchone()
+
+    async def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[aiosqlite.Row]:
+        cur = await self.conn.execute(sql, params)
+        return list(await cur.fetchall())
+
+    async def write(self, sql: str, params: Sequence[object] = ()) -> aiosqlite.Cursor:
+        async with self._lock:
+            return await self.conn.execute(sql, params)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+        async with self._lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            await self.conn.execute("COMMIT")
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
+async def connect(path: Path | str) -> Database:
     """Open the bot's single connection (WAL, foreign keys, busy timeout) and migrate."""
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +134,7 @@ async def connect(path: Path | str) -> aiosqlite.Connection:
     await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
     await conn.execute("PRAGMA synchronous = NORMAL")
     await migrate(conn)
-    return conn
+    return Database(conn)
 
 
 @dataclass(frozen=True)
@@ -133,9 +179,9 @@ class Generation:
 _GENERATION_COLUMNS = ", ".join(Generation.__dataclass_fields__)
 
 
-async def insert_generation(conn: aiosqlite.Connection, new: NewGeneration) -> int:
+async def insert_generation(database: Database, new: NewGeneration) -> int:
     p = new.params
-    cur = await conn.execute(
+    cur = await database.write(
         """INSERT INTO generations (guild_id, channel_id, user_id, parent_id, source,
                interaction_id, model, prompt, seed, seed_explicit, guidance, steps, aspect_ratio,
                output_format, quality, input_mode, input_url, input_attachment_id, created_at)
@@ -167,7 +213,7 @@ async def insert_generation(conn: aiosqlite.Connection, new: NewGeneration) -> i
 
 
 async def mark_succeeded(
-    conn: aiosqlite.Connection,
+    database: Database,
     generation_id: int,
     *,
     api_seed: int | None,
@@ -178,7 +224,7 @@ async def mark_succeeded(
     remaining_credits: float | None,
     reencoded: bool,
 ) -> None:
-    await conn.execute(
+    await database.write(
         """UPDATE generations SET status = 'succeeded', api_seed = ?, api_time_s = ?,
                api_request_id = ?, cost = ?, cost_source = ?, remaining_credits = ?,
                result_reencoded = ?, finished_at = ?
@@ -197,8 +243,8 @@ async def mark_succeeded(
     )
 
 
-async def mark_failed(conn: aiosqlite.Connection, generation_id: int, reason: str) -> None:
-    await conn.execute(
+async def mark_failed(database: Database, generation_id: int, reason: str) -> None:
+    await database.write(
         """UPDATE generations SET status = 'failed', failure_reason = ?, finished_at = ?
            WHERE id = ? AND status = 'pending'""",
         (reason[:500], time.time(), generation_id),
@@ -206,7 +252,7 @@ async def mark_failed(conn: aiosqlite.Connection, generation_id: int, reason: st
 
 
 async def record_delivery(
-    conn: aiosqlite.Connection,
+    database: Database,
     generation_id: int,
     *,
     channel_id: int,
@@ -214,7 +260,7 @@ async def record_delivery(
     attachment_id: int | None,
     url: str | None,
 ) -> None:
-    await conn.execute(
+    await database.write(
         """UPDATE generations SET result_channel_id = ?, result_message_id = ?,
                result_attachment_id = ?, result_url = ?
            WHERE id = ?""",
@@ -222,9 +268,9 @@ async def record_delivery(
     )
 
 
-async def fail_interrupted(conn: aiosqlite.Connection) -> int:
+async def fail_interrupted(database: Database) -> int:
     """At start-up no call is running: any row still pending was interrupted."""
-    cur = await conn.execute(
+    cur = await database.write(
         """UPDATE generations SET status = 'failed', failure_reason = 'interrupted',
                finished_at = ? WHERE status = 'pending'""",
         (time.time(),),
@@ -232,8 +278,8 @@ async def fail_interrupted(conn: aiosqlite.Connection) -> int:
     return cur.rowcount
 
 
-async def get_generation(conn: aiosqlite.Connection, generation_id: int) -> Generation | None:
-    cur = await conn.execute(
+async def get_generation(database: Database, generation_id: int) -> Generation | None:
+    cur = await database.execute(
         f"SELECT {_GENERATION_COLUMNS} FROM generations WHERE id = ?",  # noqa: S608 - fixed columns
         (generation_id,),
     )
@@ -241,21 +287,21 @@ async def get_generation(conn: aiosqlite.Connection, generation_id: int) -> Gene
     return Generation(**dict(row)) if row else None
 
 
-async def count_by_status(conn: aiosqlite.Connection) -> dict[str, int]:
-    cur = await conn.execute("SELECT status, COUNT(*) FROM generations GROUP BY status")
+async def count_by_status(database: Database) -> dict[str, int]:
+    cur = await database.execute("SELECT status, COUNT(*) FROM generations GROUP BY status")
     return {status: count for status, count in await cur.fetchall()}
 
 
-async def last_credit_reading(conn: aiosqlite.Connection) -> float | None:
-    cur = await conn.execute("SELECT remaining FROM credit_readings ORDER BY id DESC LIMIT 1")
+async def last_credit_reading(database: Database) -> float | None:
+    cur = await database.execute("SELECT remaining FROM credit_readings ORDER BY id DESC LIMIT 1")
     row = await cur.fetchone()
     return None if row is None else float(row[0])
 
 
 async def add_credit_reading(
-    conn: aiosqlite.Connection, remaining: float, generation_id: int | None
+    database: Database, remaining: float, generation_id: int | None
 ) -> None:
-    await conn.execute(
+    await database.write(
         "INSERT INTO credit_readings (at, remaining, generation_id) VALUES (?, ?, ?)",
         (time.time(), remaining, generation_id),
     )

@@ -6,15 +6,15 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-import aiosqlite
 import httpx
 
 from bot import db, images, segmind
-from bot.config import ApiSettings
+from bot.config import Settings
 from bot.credits import Cost, CreditMeter
-from bot.errors import EditFailed
+from bot.errors import BadInput, EditFailed
 from bot.health import ServiceHealth
 from bot.images import InputImage
+from bot.ledger import Ledger, Reservation
 from bot.params import EditParams
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class EditRequest:
     upload_limit: int = images.DISCORD_UPLOAD_LIMIT
     parent_id: int | None = None
     interaction_id: int | None = None
+    role_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class EditOutcome:
     cost: Cost
     remaining_credits: float | None
     reencoded: bool
+    quota_left: float | None = None
 
 
 class EditPipeline:
@@ -60,52 +62,89 @@ class EditPipeline:
     def __init__(
         self,
         *,
-        settings: ApiSettings,
-        conn: aiosqlite.Connection,
+        settings: Settings,
+        database: db.Database,
         api: segmind.EditTransport,
         http: httpx.AsyncClient,
         meter: CreditMeter,
         health: ServiceHealth,
+        ledger: Ledger,
     ) -> None:
         self._settings = settings
-        self._conn = conn
+        self._db = database
         self._api = api
         self._http = http
         self.meter = meter
         self.health = health
+        self.ledger = ledger
 
     async def run(self, req: EditRequest) -> EditOutcome:
-        """Run one edit. Raises BadInput (nothing spent, no row) or EditFailed (row failed)."""
+        """Run one edit. Raises BadInput (nothing spent, no row) or EditFailed (row failed).
+
+        Money: the expected cost is reserved before the call, committed at the real cost
+        after a 200 and released after any failure.
+        """
         images.check_input(req.image, self._settings.max_input_bytes)
+        guild_id = req.guild_id or 0
+        await self.ledger.check_not_blocked(guild_id, req.user_id)
         api_input = await self._api_input(req.image)
+        self._check_account()
         if not self.health.allow_call():
-            raise EditFailed(MSG_UNAVAILABLE, reason=f"halted: {self.health.halted_reason}")
-        generation_id = await db.insert_generation(
-            self._conn,
-            db.NewGeneration(
-                guild_id=req.guild_id,
-                channel_id=req.channel_id,
-                user_id=req.user_id,
-                source=req.source,
-                model=self._api.model,
-                params=req.params,
-                seed_explicit=req.seed_explicit,
-                input_mode=self._settings.segmind_input_mode,
-                input_url=req.image.url,
-                input_attachment_id=req.image.attachment_id,
-                parent_id=req.parent_id,
-                interaction_id=req.interaction_id,
-            ),
-        )
+            raise BadInput(MSG_UNAVAILABLE)
         try:
-            return await self._call(generation_id, api_input, req)
+            reservation = await self.ledger.reserve(
+                guild_id, req.user_id, req.role_ids, await self.meter.expected_cost()
+            )
+        except BaseException:
+            self.health.call_failed_otherwise()  # frees the probe slot if this was the probe
+            raise
+        try:
+            generation_id = await db.insert_generation(self._db, self._new_row(req))
+        except BaseException:
+            self.health.call_failed_otherwise()
+            await asyncio.shield(self.ledger.release(reservation))
+            raise
+        try:
+            await self.ledger.attach(reservation, generation_id)
+            outcome = await self._call(generation_id, api_input, req, reservation)
         except EditFailed as exc:
-            await db.mark_failed(self._conn, generation_id, exc.reason)
+            await db.mark_failed(self._db, generation_id, exc.reason)
+            await self.ledger.release(reservation)
             raise
         except BaseException as exc:
-            # Cancellation or a bug: still never leave the row pending.
-            await asyncio.shield(db.mark_failed(self._conn, generation_id, f"error: {exc!r}"))
+            # Cancellation or a bug: still never leave the row pending or the money held.
+            await asyncio.shield(self._abandon(generation_id, reservation, exc))
             raise
+        return outcome
+
+    async def _abandon(
+        self, generation_id: int, reservation: Reservation, exc: BaseException
+    ) -> None:
+        await db.mark_failed(self._db, generation_id, f"error: {exc!r}"[:200])
+        await self.ledger.release(reservation)
+
+    def _check_account(self) -> None:
+        """Refuse new edits while the account balance is under the operator's reserve."""
+        floor = self._settings.account_reserve_credits
+        balance = self.meter.last_balance
+        if floor > 0 and balance is not None and balance < floor and not self.health.halted_reason:
+            self.health.halt(f"account balance {balance:.2f} is under the reserve {floor:.2f}")
+
+    def _new_row(self, req: EditRequest) -> db.NewGeneration:
+        return db.NewGeneration(
+            guild_id=req.guild_id,
+            channel_id=req.channel_id,
+            user_id=req.user_id,
+            source=req.source,
+            model=self._api.model,
+            params=req.params,
+            seed_explicit=req.seed_explicit,
+            input_mode=self._settings.segmind_input_mode,
+            input_url=req.image.url,
+            input_attachment_id=req.image.attachment_id,
+            parent_id=req.parent_id,
+            interaction_id=req.interaction_id,
+        )
 
     async def _api_input(self, image: InputImage) -> str:
         if self._settings.segmind_input_mode == "url":
@@ -120,7 +159,9 @@ class EditPipeline:
             images.prepare_for_api, data, self._settings.max_input_megapixels
         )
 
-    async def _call(self, generation_id: int, api_input: str, req: EditRequest) -> EditOutcome:
+    async def _call(
+        self, generation_id: int, api_input: str, req: EditRequest, reservation: Reservation
+    ) -> EditOutcome:
         ticket = self.meter.start()
         try:
             result = await self._api.edit(api_input, req.params)
@@ -141,7 +182,7 @@ class EditPipeline:
             images.fit_for_upload, result.image, images.extension_for(result.info), req.upload_limit
         )
         await db.mark_succeeded(
-            self._conn,
+            self._db,
             generation_id,
             api_seed=result.seed,
             api_time_s=result.elapsed_s,
@@ -151,6 +192,7 @@ class EditPipeline:
             remaining_credits=result.remaining_credits,
             reencoded=upload.reencoded,
         )
+        await self.ledger.commit(reservation, cost.amount, cost.source)
         log.info(
             "Generation %d succeeded in %.1fs (cost %.4f from %s)",
             generation_id,
@@ -167,6 +209,9 @@ class EditPipeline:
             cost=cost,
             remaining_credits=result.remaining_credits,
             reencoded=upload.reencoded,
+            quota_left=(
+                await self.ledger.status(req.guild_id or 0, req.user_id, req.role_ids)
+            ).left,
         )
 
     def _failure(self, exc: segmind.SegmindError) -> EditFailed:

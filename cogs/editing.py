@@ -40,6 +40,10 @@ def input_from_attachment(attachment: discord.Attachment) -> InputImage:
     )
 
 
+def role_ids_of(user: discord.User | discord.Member) -> tuple[int, ...]:
+    return tuple(r.id for r in getattr(user, "roles", ()))
+
+
 class Editing(commands.Cog):
     """Image editing commands."""
 
@@ -96,6 +100,7 @@ class Editing(commands.Cog):
             seed_explicit=seed is not None,
             upload_limit=interaction.filesize_limit,
             interaction_id=interaction.id,
+            role_ids=role_ids_of(interaction.user),
         )
         await interaction.response.defer(thinking=True)
         outcome = await self.bot.pipeline.run(request)
@@ -111,7 +116,7 @@ class Editing(commands.Cog):
         )
         attachment = message.attachments[0] if message.attachments else None
         await db.record_delivery(
-            self.bot.conn,
+            self.bot.database,
             outcome.generation_id,
             channel_id=message.channel.id,
             message_id=message.id,

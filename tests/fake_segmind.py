@@ -447,7 +447,13 @@ class FakeSegmind:
                 if resp.status != 200:
                     log.info("input_image fetch got HTTP %s", resp.status)
                     raise _ValidationError("Could not fetch input_image")
-                data = await resp.content.read(MAX_FETCH_BYTES + 1)
+                # read(n) returns whatever has arrived; loop until EOF or over the cap.
+                data = b""
+                while len(data) <= MAX_FETCH_BYTES:
+                    chunk = await resp.content.read(MAX_FETCH_BYTES + 1 - len(data))
+                    if not chunk:
+                        break
+                    data += chunk
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             log.info("input_image fetch failed: %r", exc)
             raise _ValidationError("Could not fetch input_image") from None

@@ -1,0 +1,269 @@
+"""The quota ledger: per-member allowances in Segmind credits, reserved before a call,
+committed at the real cost after a 200 and released after any failure."""
+
+from __future__ import annotations
+
+import calendar
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bot.db import Database
+from bot.errors import BadInput
+
+log = logging.getLogger(__name__)
+
+PERIODS = ("day", "week", "month", "none")
+EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class Window:
+    """The current quota period: usage counts from `start`; `resets_at` None = never."""
+
+    period: str
+    start: float
+    resets_at: float | None
+
+
+def period_window(period: str, now: float) -> Window:
+    """The UTC calendar period containing `now`."""
+    moment = datetime.fromtimestamp(now, UTC)
+    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        start = midnight
+        end = start + timedelta(days=1)
+    elif period == "week":
+        start = midnight - timedelta(days=moment.weekday())
+        end = start + timedelta(days=7)
+    elif period == "month":
+        start = midnight.replace(day=1)
+        days = calendar.monthrange(start.year, start.month)[1]
+        end = start + timedelta(days=days)
+    elif period == "none":
+        return Window(period, 0.0, None)
+    else:
+        raise ValueError(f"unknown period {period!r}")
+    return Window(period, start.timestamp(), end.timestamp())
+
+
+@dataclass(frozen=True)
+class Allowance:
+    credits: float
+    period: str
+    source: str  # 'default', 'server', 'role' or 'member'
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    allowance: Allowance
+    window: Window
+    used: float  # committed this period
+    held: float  # reserved by edits still running
+
+    @property
+    def left(self) -> float:
+        return max(0.0, self.allowance.credits - self.used - self.held)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: int
+    amount: float
+
+
+@dataclass(frozen=True)
+class Block:
+    reason: str | None
+    blocked_by: int
+    at: float
+
+
+class QuotaExceeded(BadInput):
+    """The member's allowance cannot cover another edit."""
+
+
+class MemberBlocked(BadInput):
+    """An admin blocked this member from editing."""
+
+
+def describe_reset(window: Window) -> str:
+    if window.resets_at is None:
+        return "This is a fixed allowance that does not reset; ask an admin for more."
+    return f"It resets <t:{int(window.resets_at)}:R>."
+
+
+class Ledger:
+    """All quota state lives in SQLite; every money movement is one atomic statement."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        default_credits: float,
+        default_period: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if default_period not in PERIODS:
+            raise ValueError(f"unknown period {default_period!r}")
+        self._db = database
+        self._default = Allowance(default_credits, default_period, "default")
+        self.clock = clock
+
+    # -- allowances ---------------------------------------------------------------------
+
+    async def allowance(self, guild_id: int, user_id: int, role_ids: Iterable[int]) -> Allowance:
+        """Member override, else the highest of the member's roles, else the server default."""
+        server = await self._db.fetchone(
+            "SELECT credits, period FROM guild_quotas WHERE guild_id = ?", (guild_id,)
+        )
+        base = Allowance(server[0], server[1], "server") if server else self._default
+        member = await self._db.fetchone(
+            "SELECT credits FROM member_quotas WHERE guild_id = ? AND user_id = ?",
+            (guild_id, user_id),
+        )
+        if member:
+            return Allowance(member[0], base.period, "member")
+        roles = list(role_ids)
+        if roles:
+            marks = ",".join("?" * len(roles))
+            row = await self._db.fetchone(
+                f"SELECT MAX(credits) FROM role_quotas WHERE guild_id = ? AND role_id IN ({marks})",  # noqa: S608 - placeholders only
+                (guild_id, *roles),
+            )
+            if row and row[0] is not None:
+                return Allowance(row[0], base.period, "role")
+        return base
+
+    async def _usage_start(self, guild_id: int, user_id: int, window: Window) -> float:
+        row = await self._db.fetchone(
+            "SELECT reset_at FROM usage_resets WHERE guild_id = ? AND user_id = ?",
+            (guild_id, user_id),
+        )
+        return max(window.start, row[0]) if row else window.start
+
+    async def status(self, guild_id: int, user_id: int, role_ids: Iterable[int]) -> QuotaStatus:
+        allowance = await self.allowance(guild_id, user_id, role_ids)
+        window = period_window(allowance.period, self.clock())
+        since = await self._usage_start(guild_id, user_id, window)
+        row = await self._db.fetchone(
+            """SELECT COALESCE(SUM(CASE WHEN state = 'committed' THEN amount END), 0),
+                      COALESCE(SUM(CASE WHEN state = 'reserved' THEN reserved END), 0)
+               FROM charges WHERE guild_id = ? AND user_id = ? AND created_at >= ?""",
+            (guild_id, user_id, since),
+        )
+        assert row is not None
+        return QuotaStatus(allowance, window, used=row[0], held=row[1])
+
+    # -- money --------------------------------------------------------------------------
+
+    async def reserve(
+        self, guild_id: int, user_id: int, role_ids: Iterable[int], amount: float
+    ) -> Reservation:
+        """Hold `amount` against the member's allowance, or raise QuotaExceeded.
+
+        The check and the insert are one statement, so concurrent requests can never
+        together reserve more than the allowance.
+        """
+        roles = list(role_ids)
+        allowance = await self.allowance(guild_id, user_id, roles)
+        now = self.clock()
+        window = period_window(allowance.period, now)
+        since = await self._usage_start(guild_id, user_id, window)
+        cur = await self._db.write(
+            """INSERT INTO charges (guild_id, user_id, state, reserved, created_at)
+               SELECT ?, ?, 'reserved', ?, ?
+               WHERE (SELECT COALESCE(SUM(CASE WHEN state = 'committed' THEN amount
+                                               ELSE reserved END), 0)
+                      FROM charges
+                      WHERE guild_id = ? AND user_id = ? AND state != 'released'
+                        AND created_at >= ?) + ? <= ? + ?""",
+            (
+                guild_id,
+                user_id,
+                amount,
+                now,
+                guild_id,
+                user_id,
+                since,
+                amount,
+                allowance.credits,
+                EPSILON,
+            ),
+        )
+        if cur.rowcount != 1 or cur.lastrowid is None:
+            status = await self.status(guild_id, user_id, roles)
+            raise QuotaExceeded(
+                f"You're out of edits for now: {status.left:.2f} of your "
+                f"{allowance.credits:.2f} credits left, and an edit costs about {amount:.2f}. "
+                + describe_reset(window)
+            )
+        return Reservation(cur.lastrowid, amount)
+
+    async def attach(self, reservation: Reservation, generation_id: int) -> None:
+        await self._db.write(
+            "UPDATE charges SET generation_id = ? WHERE id = ?", (generation_id, reservation.id)
+        )
+
+    async def commit(self, reservation: Reservation, amount: float, source: str) -> bool:
+        """Charge the real cost; False when the reservation was already settled."""
+        cur = await self._db.write(
+            """UPDATE charges SET state = 'committed', amount = ?, cost_source = ?,
+                   settled_at = ? WHERE id = ? AND state = 'reserved'""",
+            (max(0.0, amount), source, self.clock(), reservation.id),
+        )
+        return cur.rowcount == 1
+
+    async def release(self, reservation: Reservation) -> bool:
+        """Give the reservation back: the member pays nothing for an edit they did not get."""
+        cur = await self._db.write(
+            """UPDATE charges SET state = 'released', amount = 0, settled_at = ?
+               WHERE id = ? AND state = 'reserved'""",
+            (self.clock(), reservation.id),
+        )
+        return cur.rowcount == 1
+
+    async def settle_stale(self, older_than_s: float) -> tuple[int, int]:
+        """Settle reservations a crash left behind: commit the edits that succeeded
+        (at their recorded cost), release the rest. Returns (committed, released)."""
+        cutoff = self.clock() - older_than_s
+        now = self.clock()
+        committed = await self._db.write(
+            """UPDATE charges SET state = 'committed', settled_at = ?,
+                   amount = (SELECT COALESCE(g.cost, charges.reserved) FROM generations g
+                             WHERE g.id = charges.generation_id),
+                   cost_source = (SELECT COALESCE(g.cost_source, 'estimate') FROM generations g
+                                  WHERE g.id = charges.generation_id)
+               WHERE state = 'reserved' AND created_at <= ? AND generation_id IN
+                     (SELECT id FROM generations WHERE status = 'succeeded')""",
+            (now, cutoff),
+        )
+        released = await self._db.write(
+            """UPDATE charges SET state = 'released', amount = 0, settled_at = ?
+               WHERE state = 'reserved' AND created_at <= ?""",
+            (now, cutoff),
+        )
+        if committed.rowcount or released.rowcount:
+            log.warning(
+                "Settled reservations left by an interrupted run: %d committed, %d released",
+                committed.rowcount,
+                released.rowcount,
+            )
+        return committed.rowcount, released.rowcount
+
+    # -- blocks -------------------------------------------------------------------------
+
+    async def check_not_blocked(self, guild_id: int, user_id: int) -> None:
+        block = await self.block_of(guild_id, user_id)
+        if block is not None:
+            why = f" Reason: {block.reason}" if block.reason else ""
+            raise MemberBlocked(f"The server admins have blocked you from editing images.{why}")
+
+    async def block_of(self, guild_id: int, user_id: int) -> Block | None:
+        row = await self._db.fetchone(
+            "SELECT reason, blocked_by, at FROM blocks WHERE guild_id = ? AND user_id = ?",
+            (guild_id, user_id),
+        )
+        return Block(row[0], row[1], row[2]) if row else None

@@ -1,0 +1,163 @@
+"""Shared fixtures: real stand-ins on 127.0.0.1 and a real SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot import db
+from bot.client import KontextBot
+from bot.config import Settings
+from tests.fake_discord import FLAG_LOADING, FakeDiscord
+from tests.fake_segmind import FakeSegmind
+from tests.helpers import LocalServer, make_image
+
+API_KEY = "sk-test-0123456789abcdef"
+
+
+@pytest.fixture
+async def segmind() -> AsyncIterator[FakeSegmind]:
+    async with FakeSegmind(api_key=API_KEY) as fake:
+        yield fake
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "kontext.db"
+
+
+@pytest.fixture
+async def conn(db_path: Path) -> AsyncIterator[db.Database]:
+    """The real schema in a real SQLite file, behind the bot's own Database wrapper."""
+    connection = await db.connect(db_path)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def local_server() -> AsyncIterator[LocalServer]:
+    """A running 127.0.0.1 server; tests add routes with `route`/`serve_bytes`."""
+    async with LocalServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """A plain HTTP client for code that takes one (trust_env off: loopback only)."""
+    async with httpx.AsyncClient(timeout=10.0, trust_env=False) as client:
+        yield client
+
+
+# -- the whole bot against both stand-ins ------------------------------------------------
+
+GUILD_ID = 4242
+CHANNEL_ID = 4243
+MEMBER_ID = 5001
+OTHER_MEMBER_ID = 5002
+ADMIN_ID = 5003
+BOT_TOKEN = "Bot.token-that-must-never-leak"
+
+
+def make_settings(tmp_path: Path, **overrides: object) -> Settings:
+    """Real Settings, built from keyword arguments only (no .env, no environment surprises)."""
+    values: dict[str, object] = {
+        "discord_token": BOT_TOKEN,
+        "segmind_api_key": API_KEY,
+        "database_path": tmp_path / "data" / "kontext.db",
+        "discord_guild_ids": (GUILD_ID,),
+        "segmind_max_retries": 1,
+        "segmind_timeout_s": 5,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+@dataclass
+class Harness:
+    """A KontextBot connected to FakeDiscord and calling FakeSegmind."""
+
+    discord: FakeDiscord
+    segmind: FakeSegmind
+    bot: KontextBot
+    settings: Settings
+
+    def upload(
+        self,
+        data: bytes | None = None,
+        filename: str = "photo.png",
+        content_type: str | None = "image/png",
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """An attachment as a member's upload would carry it, served by the fake CDN."""
+        return self.discord.add_attachment(
+            make_image() if data is None else data,
+            filename,
+            content_type,
+            channel_id=CHANNEL_ID,
+            **extra,
+        )
+
+    async def edit(
+        self,
+        prompt: str,
+        attachment: dict[str, Any] | None = None,
+        *,
+        user_id: int = MEMBER_ID,
+        **options: Any,
+    ) -> int:
+        """Send `/edit` as a member would; returns the interaction id."""
+        payload = self.discord.slash_command(
+            "edit",
+            {"prompt": prompt, **options},
+            user_id=user_id,
+            guild_id=GUILD_ID,
+            channel_id=CHANNEL_ID,
+            attachments={"image": attachment if attachment is not None else self.upload()},
+        )
+        await self.discord.send_interaction(payload)
+        return int(payload["id"])
+
+    async def answer(self, interaction_id: int, wait_s: float = 10.0) -> dict[str, Any]:
+        """The bot's final visible answer: a result, or an ephemeral message."""
+
+        def final() -> dict[str, Any] | None:
+            for message in reversed(self.discord.followups(interaction_id)):
+                if not message.get("flags", 0) & FLAG_LOADING:
+                    return message
+            original = self.discord.original_response(interaction_id)
+            if original and not original.get("flags", 0) & FLAG_LOADING:
+                return original
+            return None
+
+        return await self.discord.wait_for(final, wait_s, message="the bot's answer")  # type: ignore[return-value]
+
+
+@pytest.fixture
+async def harness(
+    tmp_path: Path, segmind: FakeSegmind, request: pytest.FixtureRequest
+) -> AsyncIterator[Harness]:
+    """Overrides come from `@pytest.mark.settings(...)` on the test."""
+    marker = request.node.get_closest_marker("settings")
+    overrides = dict(marker.kwargs) if marker else {}
+    async with FakeDiscord() as discord:
+        discord.add_guild(
+            GUILD_ID,
+            channels=[CHANNEL_ID],
+            members=[{"id": MEMBER_ID}, {"id": OTHER_MEMBER_ID}, {"id": ADMIN_ID}],
+        )
+        settings = make_settings(
+            tmp_path,
+            segmind_base_url=segmind.base_url,
+            discord_cdn_hosts=(discord.cdn_host,),
+            **overrides,
+        )
+        bot = KontextBot(settings, guild_ready_timeout=0.05)
+        async with discord.running(bot, BOT_TOKEN):
+            yield Harness(discord, segmind, bot, settings)

@@ -1,0 +1,246 @@
+"""`/edit` end to end: discord.py's own code against the Discord and Segmind stand-ins."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bot import db
+from tests.conftest import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID, MEMBER_ID, Harness
+from tests.fake_discord import FLAG_EPHEMERAL
+from tests.helpers import make_image, make_noise_image, open_image
+
+
+@pytest.fixture
+def h(harness: Harness) -> Harness:
+    return harness
+
+
+def edit_requests(h: Harness) -> list:
+    return [r for r in h.segmind.requests if r.method == "POST"]
+
+
+async def generation_rows(h: Harness) -> list[dict]:
+    rows = await h.bot.database.fetchall("SELECT * FROM generations ORDER BY id")
+    return [dict(r) for r in rows]
+
+
+async def test_edit_replies_with_the_edited_image_and_a_compact_embed(h: Harness) -> None:
+    source = make_image(320, 240)
+    interaction = await h.edit("make it night", h.upload(source), seed=1234, steps=28)
+    answer = await h.answer(interaction)
+
+    assert not answer["flags"] & FLAG_EPHEMERAL
+    [attachment] = answer["attachments"]
+    result = open_image(h.discord.attachment_bytes(attachment))
+    original = open_image(source).convert("RGB")
+    # The stand-in inverts colours: the uploaded file is the API's image, not the input.
+    assert result.size == original.size
+    assert result.convert("RGB").getpixel((300, 200)) == tuple(
+        255 - c for c in original.getpixel((300, 200))
+    )
+    [embed] = answer["embeds"]
+    assert "make it night" in embed["description"]
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert fields["Seed"] == "`1234`"
+    assert "steps 28" in fields["Options"]
+    assert fields["Cost"].endswith("credits")
+    assert embed["image"]["url"] == attachment["url"]  # the embed shows the uploaded file
+
+    [call] = edit_requests(h)
+    assert call.json["prompt"] == "make it night"
+    assert call.json["seed"] == 1234
+    assert call.json["num_inference_steps"] == 28
+    assert call.json["input_image"].startswith(h.discord.cdn_base)
+    assert call.headers["x-api-key"] == API_KEY
+
+    [row] = await generation_rows(h)
+    assert row["status"] == "succeeded"
+    assert (row["user_id"], row["guild_id"], row["channel_id"]) == (MEMBER_ID, GUILD_ID, CHANNEL_ID)
+    assert row["seed"] == 1234 and row["steps"] == 28 and row["guidance"] == 7.0
+    assert row["result_message_id"] == int(answer["id"])
+    assert row["result_attachment_id"] == int(attachment["id"])
+    assert row["remaining_credits"] == pytest.approx(h.segmind.credits)
+    assert row["api_time_s"] is not None and row["finished_at"] is not None
+
+
+async def test_the_first_answer_is_a_public_defer_within_three_seconds(h: Harness) -> None:
+    h.segmind.delay = 1.0
+    interaction = await h.edit("add a hat")
+    await h.answer(interaction)
+    [first, *_] = h.discord.callbacks[interaction]
+    assert first["type"] == 5
+    assert not first.get("data", {}).get("flags", 0) & FLAG_EPHEMERAL
+    assert first["after"] < 3.0
+
+
+async def test_a_seed_is_chosen_and_shown_when_omitted(h: Harness) -> None:
+    answer = await h.answer(await h.edit("add snow"))
+    [call] = edit_requests(h)
+    seed = call.json["seed"]
+    assert isinstance(seed, int) and seed >= 0
+    fields = {f["name"]: f["value"] for f in answer["embeds"][0]["fields"]}
+    assert fields["Seed"] == f"`{seed}`"
+
+
+async def test_cost_is_the_drop_in_remaining_credits_once_a_reading_exists(h: Harness) -> None:
+    await h.answer(await h.edit("first"))
+    answer = await h.answer(await h.edit("second"))
+    rows = await generation_rows(h)
+    assert rows[0]["cost_source"] == "estimate"  # no earlier balance to compare with
+    assert rows[1]["cost_source"] == "balance_drop"
+    assert rows[1]["cost"] == pytest.approx(h.segmind.cost)
+    fields = {f["name"]: f["value"] for f in answer["embeds"][0]["fields"]}
+    assert fields["Cost"] == "0.04 credits"
+
+
+async def test_mentions_are_disabled_on_everything_the_bot_sends(h: Harness) -> None:
+    answer = await h.answer(await h.edit("@everyone look <@123> at this"))
+    assert answer["allowed_mentions"] == {"parse": []} or answer["allowed_mentions"]["parse"] == []
+    assert "@\u200beveryone" in answer["embeds"][0]["description"]
+    for request in h.discord.requests:
+        if request.method in ("POST", "PATCH") and isinstance(request.json, dict):
+            mentions = request.json.get("allowed_mentions") or request.json.get("data", {}).get(
+                "allowed_mentions"
+            )
+            if mentions is not None:
+                assert mentions.get("parse") == [], request.path
+
+
+@pytest.mark.parametrize(
+    ("prompt", "upload", "options", "expected"),
+    [
+        ("   ", {}, {}, "prompt is empty"),
+        ("x" * 1001, {}, {}, "limit is 1,000"),
+        ("ok", {"filename": "a.txt", "content_type": "text/plain"}, {}, "JPEG, PNG, GIF or WebP"),
+        ("ok", {"filename": "big.png", "size": 21 * 1024 * 1024}, {}, "limit is 20 MB"),
+        ("ok", {"data": make_image(40, 40)}, {}, "at least 64 px"),
+        ("ok", {"width": 9000, "height": 100}, {}, "8192 px or less"),
+        ("ok", {"content_type": "image/png", "width": None, "height": None,
+                "data": b"not an image"}, {}, "could not read that file"),
+        ("ok", {}, {"guidance": 11.0}, "`guidance` must be between 0 and 10"),
+        ("ok", {}, {"steps": 3}, "`steps` must be between 4 and 50"),
+        ("ok", {}, {"quality": 101}, "`quality` must be between 0 and 100"),
+        ("ok", {}, {"aspect_ratio": "7:3"}, "`aspect_ratio` must be one of"),
+        ("ok", {}, {"output_format": "bmp"}, "`output_format` must be one of"),
+    ],
+)  # fmt: skip
+async def test_bad_input_gets_a_private_answer_and_costs_nothing(
+    h: Harness, prompt: str, upload: dict, options: dict, expected: str
+) -> None:
+    credits_before = h.segmind.credits
+    interaction = await h.edit(prompt, h.upload(**upload), **options)
+    answer = await h.answer(interaction)
+    assert answer["flags"] & FLAG_EPHEMERAL
+    assert expected in answer["content"]
+    assert edit_requests(h) == []
+    assert h.segmind.credits == credits_before
+    assert await generation_rows(h) == []
+    # The bot is still answering afterwards.
+    assert (await h.answer(await h.edit("fine now")))["attachments"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected", "calls"),
+    [
+        ({"status": 401}, "can't edit images right now; the admins have been told", 1),
+        ({"status": 406}, "can't edit images right now; the admins have been told", 1),
+        ({"status": 404}, "unknown model", 1),
+        ({"status": 422, "body": {"error": "prompt is not allowed"}}, "prompt is not allowed", 1),
+        ({"status": 429, "headers": {"Retry-After": "0"}, "times": 2}, "busy", 2),
+        ({"status": 500, "times": 2}, "busy", 2),
+    ],
+)
+async def test_api_faults_are_explained_and_leave_no_pending_row(
+    h: Harness, fault: dict, expected: str, calls: int
+) -> None:
+    h.segmind.fail_next(**fault)
+    answer = await h.answer(await h.edit("make it pop"))
+    assert expected in answer["content"]
+    assert "not charged" in answer["content"]
+    assert answer["flags"] & FLAG_EPHEMERAL
+    assert len(edit_requests(h)) == calls
+    [row] = await generation_rows(h)
+    assert row["status"] == "failed" and row["failure_reason"]
+    assert await db.count_by_status(h.bot.database) == {"failed": 1}
+
+
+async def test_a_retried_server_error_then_success_delivers_the_image(h: Harness) -> None:
+    h.segmind.fail_next(503)
+    answer = await h.answer(await h.edit("make it pop"))
+    assert answer["attachments"]
+    assert len(edit_requests(h)) == 2
+
+
+@pytest.mark.settings(segmind_timeout_s=0.5)
+async def test_a_timeout_is_not_retried_and_the_member_is_told(h: Harness) -> None:
+    h.segmind.delay_next(2.0)
+    answer = await h.answer(await h.edit("slow one"))
+    assert "took too long" in answer["content"] and "not charged" in answer["content"]
+    assert len(edit_requests(h)) == 1
+    [row] = await generation_rows(h)
+    assert row["status"] == "failed" and "Timeout" in row["failure_reason"]
+
+
+async def test_a_non_image_answer_is_not_posted(h: Harness) -> None:
+    h.segmind.not_image_next()
+    answer = await h.answer(await h.edit("garbage please"))
+    assert "broken image" in answer["content"]
+    assert not answer["attachments"]
+
+
+async def test_after_a_rejected_key_no_more_requests_are_sent(h: Harness) -> None:
+    h.segmind.fail_next(401)
+    await h.answer(await h.edit("one"))
+    answer = await h.answer(await h.edit("two"))
+    assert "admins have been told" in answer["content"]
+    assert answer["flags"] & FLAG_EPHEMERAL
+    assert len(edit_requests(h)) == 1  # the second edit was refused without a call
+    assert [r["status"] for r in await generation_rows(h)] == ["failed"]
+
+
+async def test_the_key_and_token_never_reach_logs_or_messages(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    h.segmind.fail_next(401, body={"error": f"bad key {API_KEY}"})
+    await h.answer(await h.edit("one"))
+    h.segmind.fail_next(422, body={"error": f"echo {API_KEY}"})
+    h.bot.health.resume()
+    await h.answer(await h.edit("two"))
+    await h.answer(await h.edit("three"))
+    assert API_KEY not in caplog.text and BOT_TOKEN not in caplog.text
+    for message in h.discord.messages.values():
+        assert API_KEY not in str(message)
+    rows = await generation_rows(h)
+    assert API_KEY not in str(rows)
+
+
+@pytest.mark.settings(segmind_input_mode="base64")
+async def test_base64_mode_downloads_from_the_cdn_and_sends_clean_bytes(h: Harness) -> None:
+    answer = await h.answer(await h.edit("make it night", h.upload(make_image(300, 200))))
+    assert answer["attachments"]
+    [call] = edit_requests(h)
+    assert not call.json["input_image"].startswith("http")
+    assert h.discord.cdn_requests, "the bot should have downloaded the upload itself"
+
+
+@pytest.mark.settings(segmind_input_mode="base64")
+async def test_base64_mode_refuses_a_file_that_is_not_an_image(h: Harness) -> None:
+    upload = h.upload(b"\x89PNG\r\n\x1a\n" + b"\0" * 500, width=300, height=300)
+    answer = await h.answer(await h.edit("x", upload))
+    assert answer["flags"] & FLAG_EPHEMERAL
+    assert "not a readable image" in answer["content"]
+    assert edit_requests(h) == []
+    assert await generation_rows(h) == []
+
+
+async def test_a_result_over_the_upload_limit_is_reencoded_and_says_so(h: Harness) -> None:
+    h.discord.guild_upload_limits[GUILD_ID] = 40 * 1024
+    noisy = make_noise_image(900, 900)
+    answer = await h.answer(await h.edit("x", h.upload(noisy)))
+    [attachment] = answer["attachments"]
+    assert attachment["filename"].endswith(".jpg")
+    assert len(h.discord.attachment_bytes(attachment)) <= 40 * 1024
+    assert "re-encoded" in answer["embeds"][0]["footer"]["text"]
