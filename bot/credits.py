@@ -57,11 +57,15 @@ class CreditMeter:
         self._in_flight += 1
         return CallTicket(self._events, alone_at_start=self._in_flight == 1)
 
-    def finish_failed(self, ticket: CallTicket) -> None:
-        """A call ended without a 200: nothing billed, but it still overlapped others."""
+    def finish_failed(self, ticket: CallTicket, *, maybe_billed: bool = False) -> None:
+        """A call ended without a usable 200. It still overlapped others; and when it may
+        have been billed (a timeout, a broken 200), the next drop is no longer its own."""
         del ticket
         self._events += 1
         self._in_flight -= 1
+        if maybe_billed:
+            self._last = None
+            self._loaded = True
 
     async def expected_cost(self) -> float:
         """The model's observed average cost, or the configured estimate until one is seen."""
@@ -88,9 +92,10 @@ class CreditMeter:
         self._in_flight -= 1
         await self._load()
         previous = self._last
+        # Without a reading the next drop would cover this call too: forget the last one.
+        self._last = remaining
         if remaining is not None:
             await db.add_credit_reading(self._db, remaining, generation_id)
-            self._last = remaining
             if previous is not None and remaining > previous + TOP_UP_EPSILON:
                 log.info("Credit balance rose from %.4f to %.4f: a top-up", previous, remaining)
         if header_cost is not None and header_cost >= 0:

@@ -20,8 +20,8 @@ MIN_SIDE_PX = 64
 MAX_SIDE_PX = 8192
 MAX_FRAMES = 1000
 DISCORD_UPLOAD_LIMIT = 10 * 1024 * 1024
-# Pillow refuses (rather than warns about) anything past twice this: a decompression-bomb guard.
-Image.MAX_IMAGE_PIXELS = MAX_SIDE_PX * MAX_SIDE_PX // 2
+# Decompression-bomb guard: `_open` turns Pillow's warning past this many pixels into a refusal.
+Image.MAX_IMAGE_PIXELS = MAX_SIDE_PX * MAX_SIDE_PX
 
 ACCEPTED_TYPES = {
     "image/jpeg": "jpeg",
@@ -123,8 +123,12 @@ def host_allowed(url: str, allowed_hosts: tuple[str, ...]) -> bool:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         return False
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number, or out of range
+        return False
     host = parts.hostname.lower()
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    netloc = f"{host}:{port}" if port else host
     return host in allowed_hosts or netloc in allowed_hosts
 
 
@@ -224,3 +228,32 @@ def _encode_jpeg(img: Image.Image, quality: int) -> bytes:
 def extension_for(info: ImageInfo) -> str:
     """The file extension matching the bytes (the API's Content-Type is not trusted)."""
     return {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif"}[info.format]
+
+
+def side_by_side(before: bytes, after: bytes, *, height: int = 512) -> bytes:
+    """A labelled before/after PNG of two images scaled to the same height.
+
+    CPU-bound: call it in a thread.
+    """
+    from PIL import ImageDraw
+
+    panels = []
+    for data in (before, after):
+        img = ImageOps.exif_transpose(_open(data))
+        img.seek(0)
+        img = img.convert("RGB")
+        width = max(1, round(img.width * height / img.height))
+        panels.append(img.resize((width, height), Image.Resampling.LANCZOS))
+    label_h, gap = 28, 8
+    canvas = Image.new(
+        "RGB", (panels[0].width + gap + panels[1].width, height + label_h), (32, 34, 37)
+    )
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for label, panel in zip(("Before", "After"), panels, strict=True):
+        canvas.paste(panel, (x, label_h))
+        draw.text((x + 8, 7), label, fill=(240, 240, 240))
+        x += panel.width + gap
+    out = io.BytesIO()
+    canvas.save(out, "PNG")
+    return out.getvalue()

@@ -129,8 +129,8 @@ def _header_text(headers: httpx.Headers, name: str) -> str | None:
     return _CONTROL.sub("", raw)[:100] or None
 
 
-def _error_text(response_body: bytes) -> str:
-    """The API's reason from an error body of any shape, short and printable."""
+def _error_text(response_body: bytes, secret: str) -> str:
+    """The API's reason from an error body of any shape, short, printable, secret-free."""
     text = response_body.decode("utf-8", "replace").strip()
     try:
         data = json.loads(text)
@@ -138,12 +138,14 @@ def _error_text(response_body: bytes) -> str:
         data = None
     if isinstance(data, dict):
         for key in ("error", "message", "detail"):
-            if isinstance(data.get(key), str):
-                text = data[key]
+            value = data.get(key)
+            if isinstance(value, str | int | float):
+                text = str(value)
                 break
     elif text.lstrip().startswith("<"):
         text = ""  # an HTML error page says nothing useful to a member
-    text = _CONTROL.sub(" ", text).strip()
+    # Mask before cutting, so no fragment of an echoed key survives the length limit.
+    text = _CONTROL.sub(" ", text).replace(secret, "***").strip()
     return text[:ERROR_TEXT_LIMIT]
 
 
@@ -272,7 +274,7 @@ class SegmindClient:
         return bytes(chunks)
 
     def _error_for(self, status: int, headers: httpx.Headers, body: bytes) -> SegmindError:
-        reason = _error_text(body).replace(self._key, "***")
+        reason = _error_text(body, self._key)
         if status == 401:
             return AuthError("the API key was rejected", status=status)
         if status == 406:
