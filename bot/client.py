@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+import time
+from collections.abc import Callable
 
 import discord
 import httpx
@@ -42,7 +44,7 @@ class KontextBot(commands.Bot):
 
     def __init__(self, settings: Settings, **options: object) -> None:
         intents = discord.Intents.default()
-        intents.message_content = False
+        intents.message_content = settings.message_content_intent
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
@@ -52,6 +54,8 @@ class KontextBot(commands.Bot):
             **options,  # type: ignore[arg-type]
         )
         self.settings = settings
+        # Wall clock for deadlines such as the 15-minute interaction token; tests move it.
+        self.clock: Callable[[], float] = time.time
         self.health = ServiceHealth()
         self._http_clients: list[httpx.AsyncClient] = []
         self.synced_commands: list[discord.app_commands.AppCommand] = []
@@ -73,6 +77,7 @@ class KontextBot(commands.Bot):
         )
         downloads = httpx.AsyncClient(timeout=DOWNLOAD_TIMEOUT, follow_redirects=False)
         self._api = api
+        self.downloads = downloads
         self._http_clients.append(downloads)
         meter = CreditMeter(
             self.database, model=s.segmind_model, fallback_estimate=s.segmind_cost_estimate

@@ -80,6 +80,10 @@ class Settings(ApiSettings):
     account_reserve_credits: float = Field(default=0.0, ge=0)
     alert_below_credits: float = Field(default=5.0, ge=0)
     admin_role_ids: Annotated[tuple[int, ...], NoDecode] = ()
+    # Privileged: lets the bot read any reply to its results, not only replies that ping it.
+    message_content_intent: bool = False
+    # When true, only the member who made a result may iterate on it (reply or buttons).
+    iterate_author_only: bool = False
     # Only for pointing the bot at a local Discord stand-in; leave unset in production.
     discord_api_url: str | None = None
     discord_gateway_url: str | None = None

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from bot.images import InputImage
 from bot.params import EditParams
 
 log = logging.getLogger(__name__)
@@ -147,8 +148,7 @@ class NewGeneration:
     params: EditParams
     seed_explicit: bool
     input_mode: str
-    input_url: str
-    input_attachment_id: int | None = None
+    input: InputImage
     parent_id: int | None = None
     interaction_id: int | None = None
 
@@ -164,16 +164,53 @@ class Generation:
     model: str
     prompt: str
     seed: int
+    seed_explicit: int
+    guidance: float
+    steps: int
+    aspect_ratio: str
+    output_format: str
+    quality: int
+    input_url: str
+    input_filename: str | None
+    input_content_type: str | None
+    input_size: int | None
+    input_width: int | None
+    input_height: int | None
     status: str
     failure_reason: str | None
     api_time_s: float | None
     cost: float | None
     cost_source: str | None
     remaining_credits: float | None
+    result_channel_id: int | None
     result_message_id: int | None
     result_url: str | None
     created_at: float
     finished_at: float | None
+
+    @property
+    def input(self) -> InputImage:
+        """The input as it was when this edit ran (its URL may have expired since)."""
+        return InputImage(
+            url=self.input_url,
+            filename=self.input_filename or "input",
+            content_type=self.input_content_type,
+            size=self.input_size or 0,
+            width=self.input_width,
+            height=self.input_height,
+        )
+
+    @property
+    def params(self) -> EditParams:
+        return EditParams(
+            prompt=self.prompt,
+            seed=self.seed,
+            guidance=self.guidance,
+            steps=self.steps,
+            aspect_ratio=self.aspect_ratio,
+            output_format=self.output_format,
+            quality=self.quality,
+        )
 
 
 _GENERATION_COLUMNS = ", ".join(Generation.__dataclass_fields__)
@@ -184,8 +221,10 @@ async def insert_generation(database: Database, new: NewGeneration) -> int:
     cur = await database.write(
         """INSERT INTO generations (guild_id, channel_id, user_id, parent_id, source,
                interaction_id, model, prompt, seed, seed_explicit, guidance, steps, aspect_ratio,
-               output_format, quality, input_mode, input_url, input_attachment_id, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               output_format, quality, input_mode, input_url, input_attachment_id,
+               input_filename, input_content_type, input_size, input_width, input_height,
+               created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (
             new.guild_id,
             new.channel_id,
@@ -203,8 +242,13 @@ async def insert_generation(database: Database, new: NewGeneration) -> int:
             p.output_format,
             p.quality,
             new.input_mode,
-            new.input_url,
-            new.input_attachment_id,
+            new.input.url,
+            new.input.attachment_id,
+            new.input.filename,
+            new.input.content_type,
+            new.input.size,
+            new.input.width,
+            new.input.height,
             time.time(),
         ),
     )
@@ -259,13 +303,87 @@ async def record_delivery(
     message_id: int,
     attachment_id: int | None,
     url: str | None,
+    is_result: bool = True,
 ) -> None:
-    await database.write(
-        """UPDATE generations SET result_channel_id = ?, result_message_id = ?,
-               result_attachment_id = ?, result_url = ?
-           WHERE id = ?""",
-        (channel_id, message_id, attachment_id, url, generation_id),
+    """Remember a message that shows this generation's image (the result, or a re-post)."""
+    async with database.transaction() as conn:
+        await conn.execute(
+            """INSERT OR REPLACE INTO result_messages
+                   (message_id, channel_id, generation_id, attachment_id, url, posted_at)
+               VALUES (?, ?, ?, ?, ?, ?)""",
+            (message_id, channel_id, generation_id, attachment_id, url, time.time()),
+        )
+        if is_result:
+            await conn.execute(
+                """UPDATE generations SET result_channel_id = ?, result_message_id = ?,
+                       result_attachment_id = ?, result_url = ?
+                   WHERE id = ?""",
+                (channel_id, message_id, attachment_id, url, generation_id),
+            )
+
+
+@dataclass(frozen=True)
+class ResultMessage:
+    message_id: int
+    channel_id: int
+    generation_id: int
+    url: str | None
+    deleted_at: float | None
+
+
+async def result_message(database: Database, message_id: int) -> ResultMessage | None:
+    """The generation a bot message shows, if it is one of ours."""
+    row = await database.fetchone(
+        """SELECT message_id, channel_id, generation_id, url, deleted_at
+           FROM result_messages WHERE message_id = ?""",
+        (message_id,),
     )
+    return ResultMessage(*row) if row else None
+
+
+async def mark_message_deleted(database: Database, message_id: int) -> bool:
+    cur = await database.write(
+        "UPDATE result_messages SET deleted_at = ? WHERE message_id = ? AND deleted_at IS NULL",
+        (time.time(), message_id),
+    )
+    return cur.rowcount == 1
+
+
+async def chain_step(database: Database, generation_id: int) -> int:
+    """1 for an edit of an upload, 2 for an edit of that result, and so on."""
+    row = await database.fetchone(
+        """WITH RECURSIVE chain(id, parent_id, depth) AS (
+               SELECT id, parent_id, 1 FROM generations WHERE id = ?
+               UNION ALL
+               SELECT g.id, g.parent_id, chain.depth + 1
+               FROM generations g JOIN chain ON g.id = chain.parent_id
+               WHERE chain.depth < 10000
+           )
+           SELECT MAX(depth) FROM chain""",
+        (generation_id,),
+    )
+    return int(row[0]) if row and row[0] is not None else 1
+
+
+async def history(
+    database: Database, guild_id: int, user_id: int, *, limit: int, offset: int = 0
+) -> list[Generation]:
+    """A member's edits in one server, newest first."""
+    rows = await database.fetchall(
+        f"""SELECT {_GENERATION_COLUMNS} FROM generations
+            WHERE guild_id = ? AND user_id = ?
+            ORDER BY id DESC LIMIT ? OFFSET ?""",  # noqa: S608 - fixed columns
+        (guild_id, user_id, limit, offset),
+    )
+    return [Generation(**dict(r)) for r in rows]
+
+
+async def history_count(database: Database, guild_id: int, user_id: int) -> int:
+    row = await database.fetchone(
+        "SELECT COUNT(*) FROM generations WHERE guild_id = ? AND user_id = ?",
+        (guild_id, user_id),
+    )
+    return int(row[0]) if row else 0
 
 
 async def fail_interrupted(database: Database) -> int:

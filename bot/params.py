@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, fields
 
@@ -113,3 +114,63 @@ def build_params(
     }
     chosen = {k: v for k, v in given.items() if v is not None}
     return EditParams(prompt=text, seed=int(seed), **chosen)
+
+
+# Options a reply may change inline: "make it night --seed 7 --ar 16:9".
+_INLINE = {
+    "seed": ("seed", int),
+    "guidance": ("guidance", float),
+    "steps": ("steps", int),
+    "ar": ("aspect_ratio", str),
+    "aspect": ("aspect_ratio", str),
+    "aspect-ratio": ("aspect_ratio", str),
+    "format": ("output_format", str),
+    "quality": ("quality", int),
+}
+_INLINE_RE = re.compile(r"(?:^|\s)--([a-z-]+)\s+(\S+)")
+
+
+def split_inline_options(text: str) -> tuple[str, dict[str, object]]:
+    """Pull `--name value` options out of a message; returns (prompt, options)."""
+    options: dict[str, object] = {}
+
+    def take(match: re.Match[str]) -> str:
+        name, raw = match.group(1), match.group(2)
+        if name not in _INLINE:
+            raise BadInput(
+                f"I don't know the option `--{name}`. Try --seed, --guidance, --steps, "
+                "--ar, --format or --quality."
+            )
+        field, kind = _INLINE[name]
+        try:
+            options[field] = kind(raw)
+        except ValueError:
+            raise BadInput(f"`--{name}` needs a {kind.__name__}, not `{raw[:20]}`.") from None
+        return " "
+
+    prompt = _INLINE_RE.sub(take, text)
+    return prompt.strip(), options
+
+
+def next_step_params(
+    parent: EditParams, parent_seed_explicit: bool, prompt: str, changes: dict[str, object]
+) -> tuple[EditParams, bool]:
+    """Parameters for the next step of a chain: the parent's, with the member's changes.
+
+    A fresh random seed, unless the parent's seed was chosen on purpose (then it carries on).
+    Returns (params, seed_explicit).
+    """
+    seed = changes.get("seed")
+    seed_explicit = seed is not None or parent_seed_explicit
+    if seed is None and parent_seed_explicit:
+        seed = parent.seed
+    merged = {
+        "guidance": parent.guidance,
+        "steps": parent.steps,
+        "aspect_ratio": parent.aspect_ratio,
+        "output_format": parent.output_format,
+        "quality": parent.quality,
+        **{k: v for k, v in changes.items() if k != "seed"},
+    }
+    params = build_params(prompt, seed=seed, **merged)  # type: ignore[arg-type]
+    return params, seed_explicit

@@ -140,8 +140,7 @@ class EditPipeline:
             params=req.params,
             seed_explicit=req.seed_explicit,
             input_mode=self._settings.segmind_input_mode,
-            input_url=req.image.url,
-            input_attachment_id=req.image.attachment_id,
+            input=req.image,
             parent_id=req.parent_id,
             interaction_id=req.interaction_id,
         )
@@ -166,7 +165,8 @@ class EditPipeline:
         try:
             result = await self._api.edit(api_input, req.params)
         except segmind.SegmindError as exc:
-            self.meter.finish_failed(ticket)
+            billed = isinstance(exc, segmind.SegmindTimeout | segmind.InvalidResponse)
+            self.meter.finish_failed(ticket, maybe_billed=billed)
             raise self._failure(exc) from exc
         except BaseException:
             self.meter.finish_failed(ticket)

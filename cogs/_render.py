@@ -1,11 +1,14 @@
-"""How results and errors look in Discord."""
+"""How results look in Discord."""
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import discord
 
+from bot.db import Generation
+from bot.params import EditParams
 from bot.pipeline import EditOutcome
 
 RESULT_COLOUR = discord.Colour.from_rgb(88, 101, 242)
@@ -27,30 +30,90 @@ def format_credits(amount: float | None) -> str:
     return "unknown" if amount is None else f"{amount:.4f}".rstrip("0").rstrip(".")
 
 
-def result_embed(outcome: EditOutcome) -> discord.Embed:
+def jump_url(guild_id: int | None, channel_id: int, message_id: int) -> str:
+    return f"https://discord.com/channels/{guild_id or '@me'}/{channel_id}/{message_id}"
+
+
+@dataclass(frozen=True)
+class ResultCard:
+    """What a result message shows, whether fresh from the API or re-posted by Undo."""
+
+    generation_id: int
+    params: EditParams
+    requester_id: int
+    step: int
+    filename: str
+    elapsed_s: float | None
+    cost: float | None
+    cost_estimated: bool = False
+    quota_left: float | None = None
+    note: str | None = None
+
+    @classmethod
+    def from_outcome(
+        cls, outcome: EditOutcome, *, requester_id: int, step: int, note: str | None = None
+    ) -> ResultCard:
+        notes = [n for n in (note, outcome.reencoded and _REENCODED) if n]
+        return cls(
+            generation_id=outcome.generation_id,
+            params=outcome.params,
+            requester_id=requester_id,
+            step=step,
+            filename=outcome.filename,
+            elapsed_s=outcome.elapsed_s,
+            cost=outcome.cost.amount,
+            cost_estimated=outcome.cost.source == "estimate",
+            quota_left=outcome.quota_left,
+            note=" · ".join(notes) or None,
+        )
+
+    @classmethod
+    def from_generation(
+        cls, gen: Generation, *, step: int, filename: str, note: str | None = None
+    ) -> ResultCard:
+        return cls(
+            generation_id=gen.id,
+            params=gen.params,
+            requester_id=gen.user_id,
+            step=step,
+            filename=filename,
+            elapsed_s=gen.api_time_s,
+            cost=gen.cost,
+            cost_estimated=gen.cost_source == "estimate",
+            note=note,
+        )
+
+
+_REENCODED = "re-encoded as JPEG to fit this server's upload limit"
+
+
+def result_embed(card: ResultCard) -> discord.Embed:
     """The compact card under an edited image."""
-    p = outcome.params
-    embed = discord.Embed(description=f"> {safe_text(p.prompt)}", colour=RESULT_COLOUR)
+    p = card.params
+    description = f"> {safe_text(p.prompt)}\n<@{card.requester_id}> · step {card.step}"
+    embed = discord.Embed(description=description, colour=RESULT_COLOUR)
     embed.add_field(name="Seed", value=f"`{p.seed}`")
-    embed.add_field(name="Time", value=f"{outcome.elapsed_s:.1f} s")
-    cost = format_credits(outcome.cost.amount)
-    if outcome.cost.source == "estimate":
-        cost = f"~{cost}"
-    embed.add_field(name="Cost", value=f"{cost} credits")
-    options = outcome.params.non_defaults()
+    if card.elapsed_s is not None:
+        embed.add_field(name="Time", value=f"{card.elapsed_s:.1f} s")
+    if card.cost is not None:
+        cost = format_credits(card.cost)
+        embed.add_field(name="Cost", value=f"{'~' if card.cost_estimated else ''}{cost} credits")
+    if card.quota_left is not None:
+        embed.add_field(name="Left", value=f"{format_credits(card.quota_left)} credits")
+    options = p.non_defaults()
     if options:
         embed.add_field(
             name="Options",
             value=" · ".join(f"{_OPTION_LABELS[k]} {v}" for k, v in options.items()),
             inline=False,
         )
-    embed.set_image(url=f"attachment://{outcome.filename}")
-    footer = f"#{outcome.generation_id}"
-    if outcome.reencoded:
-        footer += " · re-encoded as JPEG to fit this server's upload limit"
+    embed.set_image(url=f"attachment://{card.filename}")
+    footer = f"#{card.generation_id} · reply to keep editing"
+    if card.note:
+        footer += f" · {card.note}"
     embed.set_footer(text=footer)
     return embed
 
 
-def result_file(outcome: EditOutcome) -> discord.File:
-    return discord.File(io.BytesIO(outcome.image), filename=outcome.filename)
+def image_file(data: bytes, filename: str) -> discord.File:
+    return discord.File(io.BytesIO(data), filename=filename)

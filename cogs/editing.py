@@ -10,8 +10,7 @@ from discord import app_commands
 from discord.app_commands import Choice, Range
 from discord.ext import commands
 
-from bot import db
-from bot.images import InputImage, check_input
+from bot.images import check_input
 from bot.params import (
     ASPECT_RATIOS,
     OUTPUT_FORMATS,
@@ -19,29 +18,13 @@ from bot.params import (
     SEED_MAX,
     build_params,
 )
-from bot.pipeline import EditOutcome, EditRequest
-from cogs import _render
+from bot.pipeline import EditRequest
+from cogs import _flow
 
 if TYPE_CHECKING:
     from bot.client import KontextBot
 
 log = logging.getLogger(__name__)
-
-
-def input_from_attachment(attachment: discord.Attachment) -> InputImage:
-    return InputImage(
-        url=attachment.url,
-        filename=attachment.filename,
-        content_type=attachment.content_type,
-        size=attachment.size,
-        width=attachment.width,
-        height=attachment.height,
-        attachment_id=attachment.id,
-    )
-
-
-def role_ids_of(user: discord.User | discord.Member) -> tuple[int, ...]:
-    return tuple(r.id for r in getattr(user, "roles", ()))
 
 
 class Editing(commands.Cog):
@@ -88,7 +71,7 @@ class Editing(commands.Cog):
             output_format=output_format,
             quality=quality,
         )
-        source_image = input_from_attachment(image)
+        source_image = _flow.input_from_attachment(image)
         check_input(source_image, self.bot.settings.max_input_bytes)
         request = EditRequest(
             user_id=interaction.user.id,
@@ -100,29 +83,10 @@ class Editing(commands.Cog):
             seed_explicit=seed is not None,
             upload_limit=interaction.filesize_limit,
             interaction_id=interaction.id,
-            role_ids=role_ids_of(interaction.user),
+            role_ids=_flow.role_ids_of(interaction.user),
         )
         await interaction.response.defer(thinking=True)
-        outcome = await self.bot.pipeline.run(request)
-        await self.deliver(interaction, outcome)
-
-    async def deliver(self, interaction: discord.Interaction, outcome: EditOutcome) -> None:
-        """Post the result as the interaction's answer and remember where it went."""
-        message = await interaction.followup.send(
-            embed=_render.result_embed(outcome),
-            file=_render.result_file(outcome),
-            allowed_mentions=discord.AllowedMentions.none(),
-            wait=True,
-        )
-        attachment = message.attachments[0] if message.attachments else None
-        await db.record_delivery(
-            self.bot.database,
-            outcome.generation_id,
-            channel_id=message.channel.id,
-            message_id=message.id,
-            attachment_id=attachment.id if attachment else None,
-            url=attachment.url if attachment else None,
-        )
+        await _flow.run_for_interaction(self.bot, interaction, request)
 
 
 async def setup(bot: KontextBot) -> None:

@@ -1,4 +1,4 @@
-"""One error handler for every app command: friendly, ephemeral, never a crash."""
+"""One error handler for every app command and component: friendly, ephemeral, never a crash."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
     await interaction.followup.send(text, ephemeral=True)
 
 
-def describe(error: app_commands.AppCommandError) -> str | None:
+def describe(error: BaseException) -> str | None:
     """A friendly text for errors the member caused; None for our own failures."""
     original = getattr(error, "original", error)
     if isinstance(original, UserError):
@@ -40,6 +40,22 @@ def describe(error: app_commands.AppCommandError) -> str | None:
     if isinstance(error, app_commands.TransformerError):
         return "One of the options has a value I can't use. Please check it and try again."
     return None
+
+
+def incident_text(error: BaseException, context: str) -> str:
+    """Log an unexpected error with an id the member can quote; returns what to tell them."""
+    incident = secrets.token_hex(4)
+    log.error("Incident %s in %s", incident, context, exc_info=getattr(error, "original", error))
+    return f"Sorry, something went wrong on my side (incident `{incident}`)."
+
+
+async def report(interaction: discord.Interaction, error: BaseException, context: str) -> None:
+    """Tell the member what went wrong, privately; never raises."""
+    text = describe(error) or incident_text(error, f"{context} for user {interaction.user.id}")
+    try:
+        await send_ephemeral(interaction, text)
+    except discord.HTTPException:
+        log.warning("Could not deliver an error message for interaction %s", interaction.id)
 
 
 class ErrorHandler(commands.Cog):
@@ -58,22 +74,8 @@ class ErrorHandler(commands.Cog):
     async def on_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
-        text = describe(error)
-        if text is None:
-            incident = secrets.token_hex(4)
-            command = interaction.command.qualified_name if interaction.command else "?"
-            log.error(
-                "Incident %s in /%s for user %s",
-                incident,
-                command,
-                interaction.user.id,
-                exc_info=getattr(error, "original", error),
-            )
-            text = f"Sorry, something went wrong on my side (incident `{incident}`)."
-        try:
-            await send_ephemeral(interaction, text)
-        except discord.HTTPException:
-            log.warning("Could not deliver an error message for interaction %s", interaction.id)
+        command = interaction.command.qualified_name if interaction.command else "?"
+        await report(interaction, error, f"/{command}")
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -13,7 +13,7 @@ import pytest
 from bot import db
 from bot.client import KontextBot
 from bot.config import Settings
-from tests.fake_discord import FLAG_LOADING, FakeDiscord
+from tests.fake_discord import FLAG_EPHEMERAL, FLAG_LOADING, FakeDiscord
 from tests.fake_segmind import FakeSegmind
 from tests.helpers import LocalServer, make_image
 
@@ -125,9 +125,16 @@ class Harness:
         return int(payload["id"])
 
     async def answer(self, interaction_id: int, wait_s: float = 10.0) -> dict[str, Any]:
-        """The bot's final visible answer: a result, or an ephemeral message."""
+        """The bot's final visible answer to an interaction: the result message it posted
+        in the channel, or a message sent through the interaction (an ephemeral error)."""
 
-        def final() -> dict[str, Any] | None:
+        async def final() -> dict[str, Any] | None:
+            row = await self.bot.database.fetchone(
+                "SELECT result_message_id FROM generations WHERE interaction_id = ?",
+                (interaction_id,),
+            )
+            if row and row[0] and row[0] in self.discord.messages:
+                return self.discord.messages[row[0]]
             for message in reversed(self.discord.followups(interaction_id)):
                 if not message.get("flags", 0) & FLAG_LOADING:
                     return message
@@ -137,6 +144,14 @@ class Harness:
             return None
 
         return await self.discord.wait_for(final, wait_s, message="the bot's answer")  # type: ignore[return-value]
+
+    def channel_messages(self, channel_id: int = CHANNEL_ID) -> list[dict[str, Any]]:
+        """Non-ephemeral messages in a channel, oldest first."""
+        return [
+            m
+            for m in self.discord.messages.values()
+            if int(m["channel_id"]) == channel_id and not m.get("flags", 0) & FLAG_EPHEMERAL
+        ]
 
 
 @pytest.fixture

@@ -1,0 +1,220 @@
+"""Shared by every way to start an edit: finding the input image, running the pipeline
+and posting the result where a reply can reach the bot."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import mimetypes
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import discord
+
+from bot import db
+from bot.errors import UserError
+from bot.images import ACCEPTED_TYPES, DISCORD_UPLOAD_LIMIT, InputImage
+from bot.pipeline import EditOutcome, EditRequest
+from cogs._render import ResultCard, image_file, result_embed
+from cogs._views import result_view
+
+if TYPE_CHECKING:
+    from bot.client import KontextBot
+
+log = logging.getLogger(__name__)
+
+TOKEN_LIFETIME_S = 15 * 60
+# Leave time for the upload itself before Discord's 15-minute token runs out.
+TOKEN_MARGIN_S = 60
+MSG_DELETED_PARENT = (
+    "That result was deleted, so I can't edit it any further. "
+    "Reply to another result, or start again with /edit."
+)
+
+
+def role_ids_of(user: discord.abc.User) -> tuple[int, ...]:
+    return tuple(r.id for r in getattr(user, "roles", ()))
+
+
+def upload_limit_of(guild: discord.Guild | None) -> int:
+    return guild.filesize_limit if guild is not None else DISCORD_UPLOAD_LIMIT
+
+
+def input_from_attachment(attachment: discord.Attachment) -> InputImage:
+    return InputImage(
+        url=attachment.url,
+        filename=attachment.filename,
+        content_type=attachment.content_type,
+        size=attachment.size,
+        width=attachment.width,
+        height=attachment.height,
+        attachment_id=attachment.id,
+    )
+
+
+def _is_image(attachment: discord.Attachment) -> bool:
+    kind = (attachment.content_type or mimetypes.guess_type(attachment.filename)[0] or "").lower()
+    return kind.split(";")[0] in ACCEPTED_TYPES
+
+
+def images_in(message: discord.Message) -> list[InputImage]:
+    """Every image on a message: attachments first, then embed images."""
+    found = [input_from_attachment(a) for a in message.attachments if _is_image(a)]
+    for embed in message.embeds:
+        for media in (embed.image, embed.thumbnail):
+            url = media.proxy_url or media.url
+            if url and media.width and media.height:
+                name = urlsplit(url).path.rsplit("/", 1)[-1] or "image"
+                found.append(
+                    InputImage(
+                        url=url,
+                        filename=name,
+                        content_type=mimetypes.guess_type(name)[0],
+                        size=0,  # embeds do not say; the API or the download cap decides
+                        width=media.width,
+                        height=media.height,
+                    )
+                )
+    return found
+
+
+async def fetch_message(
+    bot: KontextBot, channel_id: int, message_id: int
+) -> discord.Message | None:
+    try:
+        return await bot.get_partial_messageable(channel_id).fetch_message(message_id)
+    except discord.NotFound:
+        await db.mark_message_deleted(bot.database, message_id)
+        return None
+
+
+async def result_image(bot: KontextBot, gen: db.Generation) -> InputImage:
+    """A generation's result as a fresh input (Discord re-signs attachment URLs on fetch)."""
+    if gen.result_message_id is None or gen.result_channel_id is None:
+        raise UserError("That edit has no result image to work from.")
+    message = await fetch_message(bot, gen.result_channel_id, gen.result_message_id)
+    if message is None or not message.attachments:
+        raise UserError(MSG_DELETED_PARENT)
+    return input_from_attachment(message.attachments[0])
+
+
+async def input_of(bot: KontextBot, gen: db.Generation) -> InputImage:
+    """The image a generation started from, as fresh as it can be had."""
+    if gen.parent_id is not None:
+        parent = await db.get_generation(bot.database, gen.parent_id)
+        if parent is not None:
+            with contextlib.suppress(UserError):
+                return await result_image(bot, parent)
+    return gen.input
+
+
+def token_expired(interaction: discord.Interaction, now: float) -> bool:
+    return now - interaction.created_at.timestamp() > TOKEN_LIFETIME_S - TOKEN_MARGIN_S
+
+
+async def post_result(
+    bot: KontextBot,
+    channel: discord.abc.Messageable,
+    outcome: EditOutcome,
+    *,
+    requester_id: int,
+    reply_to: discord.Message | None = None,
+    ping: bool = False,
+    note: str | None = None,
+) -> discord.Message:
+    """Post a result as a regular channel message (replies to it can mention the bot)."""
+    step = await db.chain_step(bot.database, outcome.generation_id)
+    card = ResultCard.from_outcome(outcome, requester_id=requester_id, step=step, note=note)
+    mentions = discord.AllowedMentions.none()
+    content = None
+    if ping:
+        # A late result: the member may have stopped watching, so this one pings them only.
+        content = f"<@{requester_id}> your edit is ready."
+        mentions = discord.AllowedMentions(
+            everyone=False, roles=False, replied_user=False, users=[discord.Object(requester_id)]
+        )
+    message = await channel.send(
+        content=content,
+        embed=result_embed(card),
+        file=image_file(outcome.image, outcome.filename),
+        view=result_view(outcome.generation_id),
+        reference=reply_to.to_reference(fail_if_not_exists=False) if reply_to else None,
+        allowed_mentions=mentions,
+    )
+    await remember(bot, outcome.generation_id, message)
+    return message
+
+
+async def remember(
+    bot: KontextBot, generation_id: int, message: discord.Message, *, is_result: bool = True
+) -> None:
+    attachment = message.attachments[0] if message.attachments else None
+    await db.record_delivery(
+        bot.database,
+        generation_id,
+        channel_id=message.channel.id,
+        message_id=message.id,
+        attachment_id=attachment.id if attachment else None,
+        url=attachment.url if attachment else None,
+        is_result=is_result,
+    )
+
+
+async def run_for_interaction(
+    bot: KontextBot,
+    interaction: discord.Interaction,
+    request: EditRequest,
+    *,
+    reply_to: discord.Message | None = None,
+    note: str | None = None,
+    private: bool = False,
+) -> discord.Message:
+    """Run an edit for a deferred interaction and deliver it, however long it took.
+
+    The result goes to the channel; the interaction's placeholder is then removed (public)
+    or turned into a link (private). Past the token's life the result still arrives, with
+    a ping for the member.
+    """
+    outcome = await bot.pipeline.run(request)
+    late = token_expired(interaction, bot.clock())
+    channel = interaction.channel
+    assert isinstance(channel, discord.abc.Messageable)
+    try:
+        message = await post_result(
+            bot,
+            channel,
+            outcome,
+            requester_id=interaction.user.id,
+            reply_to=reply_to,
+            ping=late,
+            note=note,
+        )
+    except discord.Forbidden:
+        if late:
+            raise
+        # No right to post in the channel: the interaction's own webhook still works.
+        step = await db.chain_step(bot.database, outcome.generation_id)
+        card = ResultCard.from_outcome(outcome, requester_id=interaction.user.id, step=step)
+        message = await interaction.followup.send(
+            embed=result_embed(card),
+            file=image_file(outcome.image, outcome.filename),
+            view=result_view(outcome.generation_id),
+            allowed_mentions=discord.AllowedMentions.none(),
+            wait=True,
+        )
+        await remember(bot, outcome.generation_id, message)
+        return message
+    if not late:
+        await settle_placeholder(interaction, message, private=private)
+    return message
+
+
+async def settle_placeholder(
+    interaction: discord.Interaction, message: discord.Message, *, private: bool
+) -> None:
+    """Remove a public "thinking..." message, or point a private one at the result."""
+    with contextlib.suppress(discord.HTTPException):
+        if private:
+            await interaction.edit_original_response(content=f"Done: {message.jump_url}")
+        else:
+            await interaction.delete_original_response()

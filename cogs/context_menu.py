@@ -1,0 +1,89 @@
+"""The "Edit image" message context menu: any message with an image, no command to type."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import UserError
+from bot.images import InputImage, check_input
+from bot.params import PROMPT_MAX_CHARS, build_params, split_inline_options
+from bot.pipeline import EditRequest
+from cogs import _flow
+from cogs.errors import report
+
+if TYPE_CHECKING:
+    from bot.client import KontextBot
+
+log = logging.getLogger(__name__)
+
+MSG_NO_IMAGE = "That message has no image I can edit (JPEG, PNG, GIF or WebP)."
+
+
+class InstructionModal(discord.ui.Modal, title="Edit image"):
+    instruction: discord.ui.TextInput[InstructionModal] = discord.ui.TextInput(
+        label="What should change?",
+        style=discord.TextStyle.paragraph,
+        placeholder="e.g. make it night, keep the lighthouse",
+        max_length=PROMPT_MAX_CHARS,
+    )
+
+    def __init__(
+        self, bot: KontextBot, target: discord.Message, source: InputImage, note: str | None
+    ) -> None:
+        super().__init__(timeout=15 * 60)
+        self.bot, self.target, self.source, self.note = bot, target, source, note
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        try:
+            prompt, changes = split_inline_options(self.instruction.value)
+            seed = changes.pop("seed", None)
+            params = build_params(prompt, seed=seed, **changes)  # type: ignore[arg-type]
+            request = EditRequest(
+                user_id=interaction.user.id,
+                guild_id=interaction.guild_id,
+                channel_id=interaction.channel_id or 0,
+                source="context",
+                image=self.source,
+                params=params,
+                seed_explicit=seed is not None,
+                upload_limit=interaction.filesize_limit,
+                interaction_id=interaction.id,
+                role_ids=_flow.role_ids_of(interaction.user),
+            )
+            await interaction.response.defer(thinking=True, ephemeral=True)
+            await _flow.run_for_interaction(
+                self.bot, interaction, request, reply_to=self.target, note=self.note, private=True
+            )
+        except Exception as exc:  # noqa: BLE001 - every failure is answered privately
+            await report(interaction, exc, "Edit image")
+
+
+class ContextMenu(commands.Cog):
+    def __init__(self, bot: KontextBot) -> None:
+        self.bot = bot
+        self.menu = app_commands.ContextMenu(name="Edit image", callback=self.edit_image)
+        self.menu.guild_only = True
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    async def edit_image(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        found = _flow.images_in(message)
+        if not found:
+            raise UserError(MSG_NO_IMAGE)
+        # Checked before the modal, so a bad image is refused before the member types.
+        check_input(found[0], self.bot.settings.max_input_bytes)
+        note = f"used the first of {len(found)} images" if len(found) > 1 else None
+        await interaction.response.send_modal(InstructionModal(self.bot, message, found[0], note))
+
+
+async def setup(bot: KontextBot) -> None:
+    await bot.add_cog(ContextMenu(bot))

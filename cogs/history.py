@@ -1,0 +1,101 @@
+"""`/history`: a member's recent edits in this server, newest first, paged."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import db
+from cogs._render import RESULT_COLOUR, format_credits, jump_url, safe_text
+
+if TYPE_CHECKING:
+    from bot.client import KontextBot
+
+PAGE_SIZE = 5
+PROMPT_PREVIEW = 80
+
+
+def _line(gen: db.Generation, step: int) -> str:
+    prompt = gen.prompt if len(gen.prompt) <= PROMPT_PREVIEW else gen.prompt[:PROMPT_PREVIEW] + "…"
+    when = f"<t:{int(gen.created_at)}:R>"
+    if gen.status == "succeeded":
+        cost = f"{format_credits(gen.cost)} credits" if gen.cost is not None else "cost unknown"
+        where = (
+            f"[result]({jump_url(gen.guild_id, gen.result_channel_id, gen.result_message_id)})"
+            if gen.result_message_id and gen.result_channel_id
+            else "not delivered"
+        )
+        status = f"{cost} · {where}"
+    elif gen.status == "failed":
+        status = "failed, not charged"
+    else:
+        status = "running"
+    return f"**#{gen.id}** · step {step} · {when} · {status}\n> {safe_text(prompt)}"
+
+
+async def history_page(bot: KontextBot, guild_id: int, user_id: int, page: int) -> discord.Embed:
+    total = await db.history_count(bot.database, guild_id, user_id)
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(max(page, 0), pages - 1)
+    rows = await db.history(
+        bot.database, guild_id, user_id, limit=PAGE_SIZE, offset=page * PAGE_SIZE
+    )
+    lines = [_line(g, await db.chain_step(bot.database, g.id)) for g in rows]
+    embed = discord.Embed(
+        title="Your edits here",
+        description="\n\n".join(lines) or "No edits yet: try `/edit`.",
+        colour=RESULT_COLOUR,
+    )
+    embed.set_footer(text=f"Page {page + 1} of {pages} · {total} edit(s)")
+    return embed
+
+
+class HistoryPager(discord.ui.View):
+    """Previous/next for one member's private history message."""
+
+    def __init__(self, bot: KontextBot, guild_id: int, user_id: int, total: int) -> None:
+        super().__init__(timeout=10 * 60)
+        self.bot, self.guild_id, self.user_id = bot, guild_id, user_id
+        self.page = 0
+        self.pages = max(1, -(-total // PAGE_SIZE))
+        self._sync()
+
+    def _sync(self) -> None:
+        self.previous.disabled = self.page == 0
+        self.next.disabled = self.page >= self.pages - 1
+
+    async def _show(self, interaction: discord.Interaction) -> None:
+        self._sync()
+        embed = await history_page(self.bot, self.guild_id, self.user_id, self.page)
+        await interaction.response.edit_message(embed=embed, view=self)
+
+    @discord.ui.button(label="Newer", emoji="\N{BLACK LEFT-POINTING TRIANGLE}")
+    async def previous(self, interaction: discord.Interaction, _: discord.ui.Button) -> None:
+        self.page = max(0, self.page - 1)
+        await self._show(interaction)
+
+    @discord.ui.button(label="Older", emoji="\N{BLACK RIGHT-POINTING TRIANGLE}")
+    async def next(self, interaction: discord.Interaction, _: discord.ui.Button) -> None:
+        self.page = min(self.pages - 1, self.page + 1)
+        await self._show(interaction)
+
+
+class History(commands.Cog):
+    def __init__(self, bot: KontextBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="history", description="Your recent edits in this server")
+    @app_commands.guild_only()
+    async def history(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        total = await db.history_count(self.bot.database, interaction.guild_id, interaction.user.id)
+        embed = await history_page(self.bot, interaction.guild_id, interaction.user.id, 0)
+        view = HistoryPager(self.bot, interaction.guild_id, interaction.user.id, total)
+        await interaction.response.send_message(embed=embed, view=view, ephemeral=True)
+
+
+async def setup(bot: KontextBot) -> None:
+    await bot.add_cog(History(bot))
