@@ -119,6 +119,8 @@ class KontextBot(commands.Bot):
         log.info("Ready as %s in %d guild(s)", self.user, len(self.guilds))
 
     async def close(self) -> None:
+        if self.is_closed():
+            return
         await super().close()
         if hasattr(self, "_api"):
             await self._api.aclose()

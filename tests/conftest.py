@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,7 @@ class Harness:
     segmind: FakeSegmind
     bot: KontextBot
     settings: Settings
+    _stack: contextlib.AsyncExitStack
 
     def upload(
         self,
@@ -145,6 +147,64 @@ class Harness:
 
         return await self.discord.wait_for(final, wait_s, message="the bot's answer")  # type: ignore[return-value]
 
+    async def reply(
+        self,
+        to: dict[str, Any],
+        content: str,
+        *,
+        user_id: int = MEMBER_ID,
+        ping: bool = True,
+        attachments: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """A member's reply to a message; `ping` keeps the @ on (Discord then mentions
+        the replied-to author, here the bot)."""
+        message = self.discord.make_message(
+            CHANNEL_ID,
+            author_id=user_id,
+            content=content,
+            reference_message_id=int(to["id"]),
+            mentions=[self.discord.bot_user_id] if ping else [],
+            attachments=attachments or [],
+        )
+        await self.discord.dispatch("MESSAGE_CREATE", message)
+        return message
+
+    async def reply_answer(self, message: dict[str, Any], wait_s: float = 10.0) -> dict[str, Any]:
+        """The bot's message replying to `message` (a result, or a short error)."""
+
+        def find() -> dict[str, Any] | None:
+            for m in self.discord.messages.values():
+                ref = m.get("message_reference") or {}
+                if ref.get("message_id") == message["id"] and m["author"]["id"] == str(
+                    self.discord.bot_user_id
+                ):
+                    return m
+            return None
+
+        return await self.discord.wait_for(find, wait_s, message="the bot's reply")  # type: ignore[return-value]
+
+    async def click(
+        self, message: dict[str, Any], action: str, *, user_id: int = MEMBER_ID, **extra: Any
+    ) -> int:
+        """Press one of the result buttons on `message`; returns the interaction id."""
+        [custom_id] = [
+            c["custom_id"]
+            for c in self.discord.components_of(message)
+            if c.get("custom_id", "").startswith(f"kontext:{action}:")
+        ]
+        payload = self.discord.component_interaction(
+            custom_id, message=message, user_id=user_id, guild_id=GUILD_ID,
+            channel_id=CHANNEL_ID, **extra,
+        )  # fmt: skip
+        await self.discord.send_interaction(payload)
+        return int(payload["id"])
+
+    async def restart(self) -> None:
+        """Stop the bot and start a new one on the same database (buttons must survive)."""
+        await self.bot.close()
+        self.bot = KontextBot(self.settings, guild_ready_timeout=0.05)
+        await self._stack.enter_async_context(self.discord.running(self.bot, BOT_TOKEN))
+
     def channel_messages(self, channel_id: int = CHANNEL_ID) -> list[dict[str, Any]]:
         """Non-ephemeral messages in a channel, oldest first."""
         return [
@@ -174,5 +234,6 @@ async def harness(
             **overrides,
         )
         bot = KontextBot(settings, guild_ready_timeout=0.05)
-        async with discord.running(bot, BOT_TOKEN):
-            yield Harness(discord, segmind, bot, settings)
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(discord.running(bot, BOT_TOKEN))
+            yield Harness(discord, segmind, bot, settings, stack)

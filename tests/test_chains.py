@@ -1,0 +1,358 @@
+"""Reply to iterate, result buttons, the context menu and /history, end to end."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bot import db
+from tests.conftest import CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
+from tests.fake_discord import FLAG_EPHEMERAL
+from tests.helpers import make_image, open_image
+
+
+@pytest.fixture
+def h(harness: Harness) -> Harness:
+    return harness
+
+
+def api_calls(h: Harness) -> list:
+    return [r for r in h.segmind.requests if r.method == "POST"]
+
+
+def embed_text(message: dict) -> str:
+    [embed] = message["embeds"]
+    return embed["description"] + " " + embed["footer"]["text"]
+
+
+def image_of(h: Harness, message: dict) -> bytes:
+    return h.discord.attachment_bytes(message["attachments"][0])
+
+
+async def rows(h: Harness) -> list[dict]:
+    return [dict(r) for r in await h.bot.database.fetchall("SELECT * FROM generations ORDER BY id")]
+
+
+async def first_result(h: Harness, prompt: str = "make it night", **options: object) -> dict:
+    return await h.answer(await h.edit(prompt, h.upload(make_image(300, 200)), **options))
+
+
+async def test_a_three_step_chain_of_replies_links_every_step(h: Harness) -> None:
+    step1 = await first_result(h)
+    assert "step 1" in embed_text(step1)
+    # The /edit placeholder ("thinking...") gave way to the channel message.
+    assert not [m for m in h.channel_messages() if m.get("interaction_metadata")]
+
+    reply1 = await h.reply(step1, "add snow")
+    step2 = await h.reply_answer(reply1)
+    reply2 = await h.reply(step2, "now a red lighthouse --steps 20")
+    step3 = await h.reply_answer(reply2)
+
+    assert "step 2" in embed_text(step2) and "step 3" in embed_text(step3)
+    calls = api_calls(h)
+    assert len(calls) == 3
+    # Each step's input is the previous result's own image on Discord's CDN.
+    assert (
+        calls[1].json["input_image"].split("?")[0] == step1["attachments"][0]["url"].split("?")[0]
+    )
+    assert (
+        calls[2].json["input_image"].split("?")[0] == step2["attachments"][0]["url"].split("?")[0]
+    )
+    assert calls[1].json["prompt"] == "add snow"
+    assert calls[2].json["num_inference_steps"] == 20
+    g1, g2, g3 = await rows(h)
+    assert (g1["parent_id"], g2["parent_id"], g3["parent_id"]) == (None, g1["id"], g2["id"])
+    assert g2["source"] == g3["source"] == "reply"
+    assert await db.chain_step(h.bot.database, g3["id"]) == 3
+    # Twice inverted by the stand-in: step 3 is the inverse of step 2.
+    assert open_image(image_of(h, step3)).convert("RGB").getpixel((10, 10)) == tuple(
+        255 - c for c in open_image(image_of(h, step2)).convert("RGB").getpixel((10, 10))
+    )
+
+
+async def test_a_reply_keeps_an_explicit_seed_and_otherwise_draws_a_new_one(h: Harness) -> None:
+    fixed = await first_result(h, seed=77)
+    step2 = await h.reply_answer(await h.reply(fixed, "again"))
+    loose = await first_result(h, "other")
+    await h.reply_answer(await h.reply(loose, "again"))
+    seeds = [c.json["seed"] for c in api_calls(h)]
+    assert seeds[0] == seeds[1] == 77
+    assert "`77`" in str(step2["embeds"])
+    assert seeds[2] != seeds[3] or seeds[2] == seeds[3] == 0  # random draws differ
+
+
+async def test_the_bot_shows_it_is_working_on_a_reply(h: Harness) -> None:
+    h.segmind.delay = 0.3
+    step1 = await first_result(h)
+    reply = await h.reply(step1, "more")
+    await h.reply_answer(reply)
+    reactions = h.discord.requests_to(
+        "*", rf"/channels/{CHANNEL_ID}/messages/{reply['id']}/reactions/"
+    )
+    assert [r.method for r in reactions] == ["PUT", "DELETE"]
+
+
+async def test_a_reply_with_hidden_text_gets_one_hint(h: Harness) -> None:
+    step1 = await first_result(h)
+    hidden = await h.reply(step1, "make it blue", ping=False)
+    hint = await h.reply_answer(hidden)
+    assert "with ping" in hint["content"] and "buttons" in hint["content"]
+    again = await h.reply(step1, "make it green", ping=False)
+    await h.reply_answer(await h.reply(step1, "fine, pinging", ping=True))
+    assert not [
+        m for m in h.discord.messages.values()
+        if (m.get("message_reference") or {}).get("message_id") == again["id"]
+    ]  # fmt: skip
+    assert len(api_calls(h)) == 2
+
+
+@pytest.mark.settings(message_content_intent=True)
+async def test_with_the_content_intent_any_reply_works(h: Harness) -> None:
+    step1 = await first_result(h)
+    step2 = await h.reply_answer(await h.reply(step1, "make it blue", ping=False))
+    assert step2["attachments"]
+    assert api_calls(h)[-1].json["prompt"] == "make it blue"
+
+
+async def test_mentioning_the_bot_with_an_image_edits_it(h: Harness) -> None:
+    upload = h.upload(make_image(200, 200))
+    message = h.discord.make_message(
+        CHANNEL_ID,
+        author_id=MEMBER_ID,
+        content=f"<@{h.discord.bot_user_id}> make it night --ar 1:1",
+        attachments=[upload],
+        mentions=[h.discord.bot_user_id],
+    )
+    await h.discord.dispatch("MESSAGE_CREATE", message)
+    result = await h.reply_answer(message)
+    assert result["attachments"]
+    [call] = api_calls(h)
+    assert call.json["prompt"] == "make it night"
+    assert call.json["aspect_ratio"] == "1:1"
+    assert call.json["input_image"].split("?")[0] == upload["url"].split("?")[0]
+
+
+async def test_mentioning_the_bot_in_a_reply_to_an_image_edits_that_image(h: Harness) -> None:
+    upload = h.upload(make_image(200, 200))
+    photo = h.discord.make_message(CHANNEL_ID, author_id=OTHER_MEMBER_ID, attachments=[upload])
+    ask = await h.reply(photo, f"<@{h.discord.bot_user_id}> add a hat")
+    result = await h.reply_answer(ask)
+    assert result["attachments"]
+    assert api_calls(h)[0].json["input_image"].split("?")[0] == upload["url"].split("?")[0]
+
+
+async def test_a_mention_without_an_image_explains_how(h: Harness) -> None:
+    message = h.discord.make_message(
+        CHANNEL_ID, author_id=MEMBER_ID, content=f"<@{h.discord.bot_user_id}> hello",
+        mentions=[h.discord.bot_user_id],
+    )  # fmt: skip
+    await h.discord.dispatch("MESSAGE_CREATE", message)
+    answer = await h.reply_answer(message)
+    assert "Attach an image" in answer["content"]
+    assert api_calls(h) == []
+
+
+async def test_a_reply_to_a_deleted_result_gets_a_clear_answer(h: Harness) -> None:
+    step1 = await first_result(h)
+    message_id = int(step1["id"])
+    h.discord.deleted_messages[message_id] = h.discord.messages.pop(message_id)
+    await h.discord.dispatch(
+        "MESSAGE_DELETE",
+        {"id": step1["id"], "channel_id": str(CHANNEL_ID), "guild_id": str(GUILD_ID)},
+    )
+    await h.discord.wait_for(
+        lambda: h.bot.database.fetchone(
+            "SELECT deleted_at FROM result_messages WHERE message_id = ?", (message_id,)
+        )
+    )
+    reply = h.discord.make_message(
+        CHANNEL_ID, author_id=MEMBER_ID, content=f"<@{h.discord.bot_user_id}> more",
+        mentions=[h.discord.bot_user_id],
+    )  # fmt: skip
+    reply["message_reference"] = {"message_id": step1["id"], "channel_id": str(CHANNEL_ID)}
+    await h.discord.dispatch("MESSAGE_CREATE", reply)
+    answer = await h.reply_answer(reply)
+    assert "was deleted" in answer["content"]
+    assert len(api_calls(h)) == 1
+    # The chain is stored: the deleted result's parameters and image URL are still known.
+    [row] = await rows(h)
+    assert row["result_url"] and row["prompt"] == "make it night"
+
+
+async def test_reroll_uses_the_same_input_and_prompt_with_a_new_seed(h: Harness) -> None:
+    step1 = await first_result(h, seed=5)
+    click = await h.click(step1, "reroll")
+    await h.discord.wait_for(lambda: len(api_calls(h)) == 2)
+    g1, g2 = await h.discord.wait_for(lambda: _two_done(h))
+    first, second = api_calls(h)
+    assert second.json["input_image"] == first.json["input_image"]
+    assert second.json["prompt"] == first.json["prompt"]
+    assert second.json["seed"] != 5 or first.json["seed"] != second.json["seed"]
+    assert g2["parent_id"] == g1["parent_id"] is None
+    # The clicker's private placeholder points at the new result.
+    placeholder = h.discord.original_response(click)
+    assert placeholder["flags"] & FLAG_EPHEMERAL and "Done" in placeholder["content"]
+
+
+async def _two_done(h: Harness) -> list[dict] | None:
+    found = await rows(h)
+    return found if len(found) == 2 and all(r["result_message_id"] for r in found) else None
+
+
+async def test_undo_reposts_the_previous_step_at_no_cost(h: Harness) -> None:
+    step1 = await first_result(h)
+    step2 = await h.reply_answer(await h.reply(step1, "add snow"))
+    credits = h.segmind.credits
+    await h.click(step2, "undo")
+    repost = await h.discord.wait_for(
+        lambda: [m for m in h.channel_messages() if "undo" in str(m.get("embeds"))]
+    )
+    [repost] = repost
+    assert image_of(h, repost) == image_of(h, step1)
+    assert len(api_calls(h)) == 2 and h.segmind.credits == credits
+    assert "step 1" in embed_text(repost)
+    # Branch from the re-post: its parent is step 1's generation.
+    step2b = await h.reply_answer(await h.reply(repost, "add rain instead"))
+    g1, _, g3 = await rows(h)
+    assert g3["parent_id"] == g1["id"]
+    assert "step 2" in embed_text(step2b)
+
+
+async def test_undo_on_a_first_step_explains_instead(h: Harness) -> None:
+    step1 = await first_result(h)
+    click = await h.click(step1, "undo")
+    answer = await h.answer(click)
+    assert answer["flags"] & FLAG_EPHEMERAL and "first edit" in answer["content"]
+
+
+async def test_compare_shows_before_and_after_privately_at_no_cost(h: Harness) -> None:
+    step1 = await first_result(h)
+    click = await h.click(step1, "compare")
+    answer = await h.discord.wait_for(
+        lambda: [m for m in h.discord.followups(click) if m.get("attachments")]
+    )
+    [answer] = answer
+    assert answer["flags"] & FLAG_EPHEMERAL
+    picture = open_image(h.discord.attachment_bytes(answer["attachments"][0]))
+    assert picture.width > picture.height  # two panels side by side
+    assert len(api_calls(h)) == 1
+
+
+async def test_edit_again_asks_for_the_next_instruction_in_a_modal(h: Harness) -> None:
+    step1 = await first_result(h, "make it night")
+    click = await h.click(step1, "again")
+    modal = await h.discord.wait_for(lambda: h.discord.last_modal(click))
+    [text_input] = [c for c in h.discord.components_of(modal) if c.get("type") == 4]
+    assert text_input["placeholder"] == "make it night"
+    submit = h.discord.modal_submit(
+        modal["custom_id"], {text_input["custom_id"]: "add fireworks"},
+        user_id=MEMBER_ID, guild_id=GUILD_ID, channel_id=CHANNEL_ID, message=step1,
+    )  # fmt: skip
+    await h.discord.send_interaction(submit)
+    await h.discord.wait_for(lambda: _two_done(h))
+    g1, g2 = await rows(h)
+    assert g2["parent_id"] == g1["id"] and g2["prompt"] == "add fireworks"
+    assert (
+        api_calls(h)[1].json["input_image"].split("?")[0]
+        == step1["attachments"][0]["url"].split("?")[0]
+    )
+
+
+async def test_buttons_work_after_a_restart_on_the_same_database(h: Harness) -> None:
+    step1 = await first_result(h)
+    step2 = await h.reply_answer(await h.reply(step1, "add snow"))
+    await h.restart()
+    await h.click(step2, "undo")
+    await h.discord.wait_for(
+        lambda: [m for m in h.channel_messages() if "undo" in str(m.get("embeds"))]
+    )
+    await h.click(step2, "reroll")
+    await h.discord.wait_for(lambda: len(api_calls(h)) == 3)
+    step3 = await h.reply_answer(await h.reply(step2, "and a moon"))
+    assert "step 3" in embed_text(step3)
+
+
+async def test_only_the_author_or_an_admin_can_delete(h: Harness) -> None:
+    step1 = await first_result(h)
+    refused = await h.answer(await h.click(step1, "delete", user_id=OTHER_MEMBER_ID))
+    assert refused["flags"] & FLAG_EPHEMERAL and "Only the member" in refused["content"]
+    assert int(step1["id"]) in h.discord.messages
+    await h.click(step1, "delete")
+    await h.discord.wait_for(lambda: int(step1["id"]) in h.discord.deleted_messages)
+
+
+async def test_the_context_menu_edits_the_first_image_of_a_message(h: Harness) -> None:
+    first, second = h.upload(make_image(200, 200)), h.upload(make_image(100, 100))
+    target = h.discord.make_message(
+        CHANNEL_ID, author_id=OTHER_MEMBER_ID, attachments=[first, second]
+    )
+    payload = h.discord.context_menu(
+        "Edit image", target, user_id=MEMBER_ID, guild_id=GUILD_ID, channel_id=CHANNEL_ID
+    )
+    await h.discord.send_interaction(payload)
+    modal = await h.discord.wait_for(lambda: h.discord.last_modal(payload["id"]))
+    [text_input] = [c for c in h.discord.components_of(modal) if c.get("type") == 4]
+    submit = h.discord.modal_submit(
+        modal["custom_id"], {text_input["custom_id"]: "make it night"},
+        user_id=MEMBER_ID, guild_id=GUILD_ID, channel_id=CHANNEL_ID,
+    )  # fmt: skip
+    await h.discord.send_interaction(submit)
+    result = await h.reply_answer(target)
+    assert "first of 2 images" in embed_text(result)
+    assert api_calls(h)[0].json["input_image"].split("?")[0] == first["url"].split("?")[0]
+
+
+async def test_the_context_menu_refuses_a_message_without_an_image(h: Harness) -> None:
+    target = h.discord.make_message(CHANNEL_ID, author_id=OTHER_MEMBER_ID, content="just text")
+    payload = h.discord.context_menu(
+        "Edit image", target, user_id=MEMBER_ID, guild_id=GUILD_ID, channel_id=CHANNEL_ID
+    )
+    await h.discord.send_interaction(payload)
+    answer = await h.answer(int(payload["id"]))
+    assert answer["flags"] & FLAG_EPHEMERAL and "no image" in answer["content"]
+
+
+async def test_history_lists_recent_edits_newest_first_in_pages(h: Harness) -> None:
+    for n in range(7):
+        await first_result(h, f"edit number {n}")
+    payload = h.discord.slash_command(
+        "history", user_id=MEMBER_ID, guild_id=GUILD_ID, channel_id=CHANNEL_ID
+    )
+    await h.discord.send_interaction(payload)
+    page1 = await h.answer(int(payload["id"]))
+    assert page1["flags"] & FLAG_EPHEMERAL
+    text = page1["embeds"][0]["description"]
+    assert text.index("edit number 6") < text.index("edit number 2")
+    assert "edit number 1" not in text and "[result](https://discord.com/channels/" in text
+    assert "Page 1 of 2" in page1["embeds"][0]["footer"]["text"]
+    [older] = [c for c in h.discord.components_of(page1) if c.get("label") == "Older"]
+    click = h.discord.component_interaction(
+        older["custom_id"],
+        message=page1,
+        user_id=MEMBER_ID,
+        guild_id=GUILD_ID,
+        channel_id=CHANNEL_ID,
+    )
+    await h.discord.send_interaction(click)
+    page2 = await h.discord.wait_for(
+        lambda: (
+            "Page 2 of 2" in str(h.discord.messages[int(page1["id"])]["embeds"])
+            and h.discord.messages[int(page1["id"])]
+        )
+    )
+    assert "edit number 0" in page2["embeds"][0]["description"]
+
+
+async def test_a_result_after_the_token_expired_is_posted_with_a_ping(h: Harness) -> None:
+    h.segmind.delay = 0.5
+    interaction = await h.edit("slow one")
+    await h.discord.wait_for(lambda: h.segmind.in_flight == 1)
+    # Sixteen minutes pass while the API works: the interaction token is dead.
+    h.discord.advance(16 * 60)
+    h.bot.clock = lambda: time.time() + 16 * 60
+    result = await h.answer(interaction)
+    assert result["content"] == f"<@{MEMBER_ID}> your edit is ready."
+    assert [int(u) for u in result["allowed_mentions"]["users"]] == [MEMBER_ID]
+    assert result["allowed_mentions"]["parse"] == []
+    assert result["attachments"]
