@@ -121,13 +121,16 @@ class KontextBot(commands.Bot):
     async def close(self) -> None:
         if self.is_closed():
             return
-        await super().close()
-        if hasattr(self, "_api"):
-            await self._api.aclose()
-        for client in self._http_clients:
-            await client.aclose()
-        if hasattr(self, "conn"):
-            await self.database.close()
+        try:
+            await super().close()
+        finally:
+            # aiosqlite's worker thread is not a daemon: an unclosed database hangs the exit.
+            if hasattr(self, "_api"):
+                await self._api.aclose()
+            for client in self._http_clients:
+                await client.aclose()
+            if hasattr(self, "database"):
+                await self.database.close()
 
 
 def point_discord_at(api_url: str | None, gateway_url: str | None) -> None:

@@ -191,8 +191,11 @@ async def test_reroll_uses_the_same_input_and_prompt_with_a_new_seed(h: Harness)
     assert second.json["seed"] != 5 or first.json["seed"] != second.json["seed"]
     assert g2["parent_id"] == g1["parent_id"] is None
     # The clicker's private placeholder points at the new result.
-    placeholder = h.discord.original_response(click)
-    assert placeholder["flags"] & FLAG_EPHEMERAL and "Done" in placeholder["content"]
+    placeholder = await h.discord.wait_for(
+        lambda: "Done" in (h.discord.original_response(click) or {}).get("content", "")
+        and h.discord.original_response(click)
+    )
+    assert placeholder["flags"] & FLAG_EPHEMERAL
 
 
 async def _two_done(h: Harness) -> list[dict] | None:
