@@ -157,12 +157,9 @@ async def download(
     return bytes(data)
 
 
-def prepare_for_api(data: bytes, max_megapixels: float) -> str:
-    """Decode, normalise and re-encode an input image; returns base64 for the API.
-
-    Applies EXIF orientation, keeps the first frame of an animation, downscales to
-    `max_megapixels` and drops all metadata. CPU-bound: call it in a thread.
-    """
+def inspect_input(data: bytes) -> ImageInfo:
+    """Prove downloaded bytes are an image the API can take: real format (whatever the
+    name says), sane size, not a bomb, not truncated. CPU-bound: call it in a thread."""
     try:
         info = sniff_image(data)
     except InvalidImage:
@@ -170,6 +167,20 @@ def prepare_for_api(data: bytes, max_megapixels: float) -> str:
     _check_dimensions(info.width, info.height)
     if info.frames > MAX_FRAMES:
         raise BadInput(f"That animation has {info.frames:,} frames; I accept up to {MAX_FRAMES:,}.")
+    try:
+        _open(data).load()  # decodes the first frame: catches truncated data
+    except (InvalidImage, OSError, ValueError, SyntaxError) as exc:
+        raise BadInput("That image is damaged or truncated.") from exc
+    return info
+
+
+def prepare_for_api(data: bytes, max_megapixels: float) -> str:
+    """Decode, normalise and re-encode an input image; returns base64 for the API.
+
+    Applies EXIF orientation, keeps the first frame of an animation, downscales to
+    `max_megapixels` and drops all metadata. CPU-bound: call it in a thread.
+    """
+    inspect_input(data)
     try:
         img = _open(data)
         img.seek(0)

@@ -146,14 +146,18 @@ class EditPipeline:
         )
 
     async def _api_input(self, image: InputImage) -> str:
-        if self._settings.segmind_input_mode == "url":
-            return image.url
+        """What the API gets as `input_image`. Either way the bytes are fetched from
+        Discord's CDN and proven to be a sane image first: the name, the content type and
+        Discord's dimensions can all lie, and a refused input must cost nothing."""
         data = await images.download(
             self._http,
             image.url,
             max_bytes=self._settings.max_input_bytes,
             allowed_hosts=self._settings.discord_cdn_hosts,
         )
+        if self._settings.segmind_input_mode == "url":
+            await asyncio.to_thread(images.inspect_input, data)
+            return image.url
         return await asyncio.to_thread(
             images.prepare_for_api, data, self._settings.max_input_megapixels
         )
