@@ -74,10 +74,12 @@ async def run_bot(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.shutdown()))
     try:
         async with bot:
             await bot.start(settings.discord_token.get_secret_value())
+        # start() returns as soon as a close begins; wait for that close to finish.
+        await bot.close()
     except discord.LoginFailure:
         print(
             "DISCORD_TOKEN was rejected by Discord: reset it in the developer portal "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import pkgutil
@@ -13,12 +14,15 @@ import httpx
 from discord.ext import commands
 
 from bot import db
+from bot.alerts import Alert, Alerts, ApiWatch, BalanceWatch
 from bot.config import Settings
 from bot.credits import CreditMeter
 from bot.health import ServiceHealth
 from bot.ledger import Ledger
 from bot.pipeline import EditPipeline
+from bot.results import ResultStore
 from bot.segmind import SegmindClient
+from bot.service import EditService
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,7 @@ class KontextBot(commands.Bot):
         self.clock: Callable[[], float] = time.time
         self.health = ServiceHealth()
         self._http_clients: list[httpx.AsyncClient] = []
+        self._closing: asyncio.Future[None] | None = None
         self.synced_commands: list[discord.app_commands.AppCommand] = []
 
     async def setup_hook(self) -> None:
@@ -82,15 +87,34 @@ class KontextBot(commands.Bot):
         meter = CreditMeter(
             self.database, model=s.segmind_model, fallback_estimate=s.segmind_cost_estimate
         )
+        await meter.load()  # the account floor holds from the first edit after a restart
+        self.api = api  # `/admin check` calls it directly
+        self.alerts = Alerts(cooldown_s=s.alert_cooldown_minutes * 60)
+        self.alerts.sinks.append(self.post_alert)
+        self.health.incident_hooks.append(self.alerts.on_halt)
+        meter.reading_hooks.append(BalanceWatch(self.alerts, s.alert_below_credits).seen)
         self.pipeline = EditPipeline(
             settings=s,
             database=self.database,
-            api=api,
+            api=ApiWatch(api, self.alerts, self.health),
             http=downloads,
             meter=meter,
             health=self.health,
             ledger=self.ledger,
+            results=self.results,
         )
+        self.edits = EditService(
+            self.database,
+            self.pipeline,
+            {
+                "max_concurrency": s.segmind_max_concurrency,
+                "rpm": s.segmind_rpm,
+                "per_member_running": s.max_inflight_per_user,
+                "per_member_queued": s.max_queued_per_user,
+                "status_interval_s": s.status_update_interval_s,
+            },
+        )
+        self.edits.start()
         for name in extension_names():
             await self.load_extension(name)
         await self.sync_commands()
@@ -102,6 +126,20 @@ class KontextBot(commands.Bot):
         if interrupted:
             log.warning("Marked %d interrupted generation(s) as failed", interrupted)
         await self.ledger.settle_stale(older_than_s=0)
+        self.results = ResultStore(
+            self.database,
+            self.settings.results_dir,
+            retention_s=self.settings.result_retention_hours * 3600,
+        )
+        await self.results.prune()
+
+    async def shutdown(self) -> None:
+        """SIGTERM: stop taking edits, let running ones finish (up to SHUTDOWN_GRACE_S),
+        settle the rest, then close Discord, the HTTP clients and the database."""
+        if hasattr(self, "edits"):
+            log.info("Shutting down: draining edits for up to %ss", self.settings.shutdown_grace_s)
+            await self.edits.shutdown(self.settings.shutdown_grace_s)
+        await self.close()
 
     async def sync_commands(self) -> None:
         """Sync to the configured guilds at once, else globally (which Discord rolls out slowly)."""
@@ -115,13 +153,34 @@ class KontextBot(commands.Bot):
             self.synced_commands = await self.tree.sync()
             log.info("Synced %d global command(s)", len(self.synced_commands))
 
+    async def post_alert(self, alert: Alert) -> None:
+        """Post an alert in every server's alerts channel (chosen with `/admin alerts`)."""
+        for guild_id, channel_id in await self.ledger.alerts_channels():
+            channel = self.get_channel(channel_id)
+            if not isinstance(channel, discord.TextChannel) or channel.guild.id != guild_id:
+                log.warning("Alerts channel %s of server %s is gone", channel_id, guild_id)
+                continue
+            try:
+                await channel.send(f"\N{WARNING SIGN} **Kontext alert:** {alert.text}")
+            except discord.HTTPException as exc:
+                log.warning("Could not post an alert in channel %s: %s", channel_id, exc)
+
     async def on_ready(self) -> None:
         log.info("Ready as %s in %d guild(s)", self.user, len(self.guilds))
 
     async def close(self) -> None:
-        if self.is_closed():
-            return
+        """Close once; every later caller waits for that one close to finish (asyncio.run
+        must not end, and cancel it, while the database is still open)."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close_once())
+        await asyncio.shield(self._closing)
+
+    async def _close_once(self) -> None:
         try:
+            if hasattr(self, "edits"):
+                await self.edits.shutdown(0)  # no-op after a graceful shutdown()
+            if hasattr(self, "alerts"):
+                await self.alerts.drain()
             await super().close()
         finally:
             # aiosqlite's worker thread is not a daemon: an unclosed database hangs the exit.

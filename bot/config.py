@@ -79,11 +79,20 @@ class Settings(ApiSettings):
     quota_period: Literal["day", "week", "month", "none"] = "day"
     account_reserve_credits: float = Field(default=0.0, ge=0)
     alert_below_credits: float = Field(default=5.0, ge=0)
+    alert_cooldown_minutes: float = Field(default=60.0, ge=0)
     admin_role_ids: Annotated[tuple[int, ...], NoDecode] = ()
     # Privileged: lets the bot read any reply to its results, not only replies that ping it.
     message_content_intent: bool = False
     # When true, only the member who made a result may iterate on it (reply or buttons).
     iterate_author_only: bool = False
+    segmind_max_concurrency: int = Field(default=4, ge=1, le=64)
+    segmind_rpm: int = Field(default=50, ge=1, le=10_000)
+    max_inflight_per_user: int = Field(default=1, ge=1, le=16)
+    max_queued_per_user: int = Field(default=3, ge=0, le=100)
+    status_update_interval_s: float = Field(default=3.0, ge=1.0, le=60.0)
+    shutdown_grace_s: float = Field(default=30.0, ge=0, le=600)
+    results_dir: Path = Path("data/results")
+    result_retention_hours: float = Field(default=72.0, gt=0)
     # Only for pointing the bot at a local Discord stand-in; leave unset in production.
     discord_api_url: str | None = None
     discord_gateway_url: str | None = None

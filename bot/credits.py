@@ -7,6 +7,7 @@ unambiguous when no other call on the key started or finished meanwhile.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot import db
@@ -42,11 +43,17 @@ class CreditMeter:
         self._in_flight = 0
         self._last: float | None = None
         self._loaded = False
+        # Called with every balance the API reports (low-balance alerts listen here).
+        self.reading_hooks: list[Callable[[float], object]] = []
 
     async def _load(self) -> None:
         if not self._loaded:
             self._last = await db.last_credit_reading(self._db)
             self._loaded = True
+
+    async def load(self) -> None:
+        """Read the last recorded balance now, so the account floor holds from start-up."""
+        await self._load()
 
     @property
     def last_balance(self) -> float | None:
@@ -82,11 +89,14 @@ class CreditMeter:
         self,
         ticket: CallTicket,
         *,
-        generation_id: int,
+        generation_id: int | None,
         remaining: float | None,
         header_cost: float | None,
     ) -> Cost:
-        """Record the balance a 200 reported and decide what the call cost."""
+        """Record the balance a 200 reported and decide what the call cost.
+
+        `generation_id` is None for a billed call that is not an edit (an admin's key check).
+        """
         solo = ticket.alone_at_start and self._events == ticket.events_at_start
         self._events += 1
         self._in_flight -= 1
@@ -98,10 +108,12 @@ class CreditMeter:
             await db.add_credit_reading(self._db, remaining, generation_id)
             if previous is not None and remaining > previous + TOP_UP_EPSILON:
                 log.info("Credit balance rose from %.4f to %.4f: a top-up", previous, remaining)
+            for hook in self.reading_hooks:
+                hook(remaining)
         if header_cost is not None and header_cost >= 0:
             return Cost(header_cost, "header")
         if solo and previous is not None and remaining is not None and remaining <= previous:
             return Cost(round(previous - remaining, 6), "balance_drop")
         estimate = await self.expected_cost()
-        log.info("Cost of generation %d is ambiguous; using estimate %.4f", generation_id, estimate)
+        log.info("Cost of generation %s is ambiguous; using estimate %.4f", generation_id, estimate)
         return Cost(estimate, "estimate")

@@ -151,6 +151,7 @@ class NewGeneration:
     input: InputImage
     parent_id: int | None = None
     interaction_id: int | None = None
+    job_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -223,8 +224,8 @@ async def insert_generation(database: Database, new: NewGeneration) -> int:
                interaction_id, model, prompt, seed, seed_explicit, guidance, steps, aspect_ratio,
                output_format, quality, input_mode, input_url, input_attachment_id,
                input_filename, input_content_type, input_size, input_width, input_height,
-               created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               job_id, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (
             new.guild_id,
             new.channel_id,
@@ -249,6 +250,7 @@ async def insert_generation(database: Database, new: NewGeneration) -> int:
             new.input.size,
             new.input.width,
             new.input.height,
+            new.job_id,
             time.time(),
         ),
     )

@@ -16,6 +16,7 @@ class ServiceHealth:
 
     Every `probe_interval_s` one request is let through as a health check; its success
     clears the halt. `on_incident` is called once per incident, not once per request.
+    After `hold_for_admin` (a rejected key) no probe is sent: only an admin clears it.
     """
 
     def __init__(
@@ -29,10 +30,13 @@ class ServiceHealth:
         self.halted_reason: str | None = None
         self._halted_at = 0.0
         self._probing = False
+        self.needs_admin = False
         self.incident_hooks: list[Callable[[str], object]] = []
 
     def allow_call(self) -> bool:
         """True when a call may be sent now (normal operation, or this call is the probe)."""
+        if self.needs_admin:
+            return False
         if self.halted_reason is None:
             return True
         if not self._probing and self._clock() - self._halted_at >= self._interval:
@@ -51,10 +55,16 @@ class ServiceHealth:
             for hook in self.incident_hooks:
                 hook(reason)
 
+    def hold_for_admin(self) -> None:
+        """A problem that will not fix itself (a rejected key): send nothing, probes
+        included, until an admin's check succeeds or an admin resumes."""
+        self.needs_admin = True
+
     def call_succeeded(self) -> None:
         if self.halted_reason is not None:
             log.warning("Edits resumed: the API accepted a request again")
         self.halted_reason = None
+        self.needs_admin = False
         self._probing = False
 
     def call_failed_otherwise(self) -> None:

@@ -10,6 +10,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import aiosqlite
+from aiosqlite import Row
+
 from bot.db import Database
 from bot.errors import BadInput
 
@@ -67,6 +70,10 @@ class QuotaStatus:
     def left(self) -> float:
         return max(0.0, self.allowance.credits - self.used - self.held)
 
+    def edits_left(self, cost: float) -> int:
+        """About how many more edits `left` pays for at `cost` each."""
+        return int(self.left / cost + EPSILON) if cost > 0 else 0
+
 
 @dataclass(frozen=True)
 class Reservation:
@@ -79,6 +86,22 @@ class Block:
     reason: str | None
     blocked_by: int
     at: float
+
+
+@dataclass(frozen=True)
+class Change:
+    """What an admin action changed, as the audit log records it."""
+
+    before: str
+    after: str
+
+
+def amount_text(amount: float | None) -> str:
+    return "none" if amount is None else f"{amount:.2f}"
+
+
+async def _one(conn: aiosqlite.Connection, sql: str, params: tuple[object, ...]) -> Row | None:
+    return await (await conn.execute(sql, params)).fetchone()
 
 
 class QuotaExceeded(BadInput):
@@ -267,3 +290,183 @@ class Ledger:
             (guild_id, user_id),
         )
         return Block(row[0], row[1], row[2]) if row else None
+
+    # -- admin changes, each audited in the same transaction ----------------------------
+
+    async def _audit(
+        self,
+        conn: aiosqlite.Connection,
+        guild_id: int,
+        actor_id: int,
+        action: str,
+        target: str | None,
+        change: Change,
+    ) -> None:
+        await conn.execute(
+            """INSERT INTO audit_log (guild_id, actor_id, action, target, before, after, at)
+               VALUES (?, ?, ?, ?, ?, ?, ?)""",
+            (guild_id, actor_id, action, target, change.before, change.after, self.clock()),
+        )
+
+    async def record(
+        self, guild_id: int, actor_id: int, action: str, target: str | None, change: Change
+    ) -> None:
+        """Audit an admin action that changed nothing in the database (e.g. a key check)."""
+        async with self._db.transaction() as conn:
+            await self._audit(conn, guild_id, actor_id, action, target, change)
+
+    async def set_member_quota(
+        self, guild_id: int, actor_id: int, user_id: int, credits: float | None
+    ) -> Change:
+        """Give a member their own allowance (None removes it: roles and default apply)."""
+        return await self._set_override("member", guild_id, actor_id, user_id, credits)
+
+    async def set_role_quota(
+        self, guild_id: int, actor_id: int, role_id: int, credits: float | None
+    ) -> Change:
+        """Allowance for a role's members (the highest of a member's roles wins)."""
+        return await self._set_override("role", guild_id, actor_id, role_id, credits)
+
+    async def _set_override(
+        self, kind: str, guild_id: int, actor_id: int, key: int, credits: float | None
+    ) -> Change:
+        table, column = _OVERRIDES[kind]
+        where = f"FROM {table} WHERE guild_id = ? AND {column} = ?"
+        async with self._db.transaction() as conn:
+            row = await _one(conn, f"SELECT credits {where}", (guild_id, key))
+            if credits is None:
+                await conn.execute(f"DELETE {where}", (guild_id, key))
+            else:
+                await conn.execute(
+                    f"""INSERT INTO {table} (guild_id, {column}, credits) VALUES (?, ?, ?)
+                        ON CONFLICT (guild_id, {column})
+                        DO UPDATE SET credits = excluded.credits""",  # noqa: S608
+                    (guild_id, key, credits),
+                )
+            change = Change(amount_text(row[0] if row else None), amount_text(credits))
+            action = f"quota.{kind}" + (".clear" if credits is None else "")
+            await self._audit(conn, guild_id, actor_id, action, f"{kind}:{key}", change)
+        return change
+
+    async def guild_default(self, guild_id: int) -> Allowance:
+        """The server's own default, else the one from the settings."""
+        row = await self._db.fetchone(
+            "SELECT credits, period FROM guild_quotas WHERE guild_id = ?", (guild_id,)
+        )
+        return Allowance(row[0], row[1], "server") if row else self._default
+
+    async def set_guild_default(
+        self, guild_id: int, actor_id: int, credits: float, period: str | None = None
+    ) -> Change:
+        """Every member's allowance unless a role or member override says otherwise."""
+        if period is not None and period not in PERIODS:
+            raise ValueError(f"unknown period {period!r}")
+        async with self._db.transaction() as conn:
+            current = await self.guild_default(guild_id)
+            period = period or current.period
+            await conn.execute(
+                """INSERT INTO guild_quotas (guild_id, credits, period) VALUES (?, ?, ?)
+                   ON CONFLICT (guild_id) DO UPDATE
+                   SET credits = excluded.credits, period = excluded.period""",
+                (guild_id, credits, period),
+            )
+            change = Change(f"{current.credits:.2f}/{current.period}", f"{credits:.2f}/{period}")
+            await self._audit(conn, guild_id, actor_id, "quota.default", "server", change)
+        return change
+
+    async def reset_usage(self, guild_id: int, actor_id: int, user_id: int) -> Change:
+        """Forget the member's usage so far this period (the charges stay for reports)."""
+        async with self._db.transaction() as conn:
+            allowance = await self.guild_default(guild_id)
+            now = self.clock()
+            since = await self._usage_start(guild_id, user_id, period_window(allowance.period, now))
+            row = await _one(
+                conn,
+                """SELECT COALESCE(SUM(amount), 0) FROM charges WHERE guild_id = ?
+                   AND user_id = ? AND state = 'committed' AND created_at >= ?""",
+                (guild_id, user_id, since),
+            )
+            await conn.execute(
+                """INSERT INTO usage_resets (guild_id, user_id, reset_at) VALUES (?, ?, ?)
+                   ON CONFLICT (guild_id, user_id) DO UPDATE SET reset_at = excluded.reset_at""",
+                (guild_id, user_id, now),
+            )
+            change = Change(f"used {row[0] if row else 0:.2f}", "used 0.00")
+            await self._audit(conn, guild_id, actor_id, "quota.reset", f"member:{user_id}", change)
+        return change
+
+    async def block(self, guild_id: int, actor_id: int, user_id: int, reason: str | None) -> Change:
+        async with self._db.transaction() as conn:
+            before = await self.block_of(guild_id, user_id)
+            await conn.execute(
+                """INSERT INTO blocks (guild_id, user_id, reason, blocked_by, at)
+                   VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT (guild_id, user_id) DO UPDATE SET reason = excluded.reason,
+                       blocked_by = excluded.blocked_by, at = excluded.at""",
+                (guild_id, user_id, reason, actor_id, self.clock()),
+            )
+            change = Change(_block_text(before), _block_text(Block(reason, actor_id, 0)))
+            await self._audit(conn, guild_id, actor_id, "block", f"member:{user_id}", change)
+        return change
+
+    async def unblock(self, guild_id: int, actor_id: int, user_id: int) -> Change | None:
+        """None when the member was not blocked (nothing changed, nothing audited)."""
+        async with self._db.transaction() as conn:
+            before = await self.block_of(guild_id, user_id)
+            if before is None:
+                return None
+            await conn.execute(
+                "DELETE FROM blocks WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+            )
+            change = Change(_block_text(before), _block_text(None))
+            await self._audit(conn, guild_id, actor_id, "unblock", f"member:{user_id}", change)
+        return change
+
+    # -- where alerts go ----------------------------------------------------------------
+
+    async def set_alerts_channel(
+        self, guild_id: int, actor_id: int, channel_id: int | None
+    ) -> Change:
+        async with self._db.transaction() as conn:
+            row = await _one(
+                conn,
+                "SELECT alerts_channel_id FROM guild_settings WHERE guild_id = ?",
+                (guild_id,),
+            )
+            await conn.execute(
+                """INSERT INTO guild_settings (guild_id, alerts_channel_id) VALUES (?, ?)
+                   ON CONFLICT (guild_id) DO UPDATE
+                   SET alerts_channel_id = excluded.alerts_channel_id""",
+                (guild_id, channel_id),
+            )
+            change = Change(_channel_text(row[0] if row else None), _channel_text(channel_id))
+            await self._audit(conn, guild_id, actor_id, "alerts.channel", "server", change)
+        return change
+
+    async def alerts_channel(self, guild_id: int) -> int | None:
+        row = await self._db.fetchone(
+            "SELECT alerts_channel_id FROM guild_settings WHERE guild_id = ?", (guild_id,)
+        )
+        return row[0] if row else None
+
+    async def alerts_channels(self) -> list[tuple[int, int]]:
+        """(guild id, channel id) for every server that chose an alerts channel."""
+        rows = await self._db.fetchall(
+            """SELECT guild_id, alerts_channel_id FROM guild_settings
+               WHERE alerts_channel_id IS NOT NULL ORDER BY guild_id"""
+        )
+        return [(r[0], r[1]) for r in rows]
+
+
+# Fixed table and column names for the two kinds of override (never user input).
+_OVERRIDES = {"member": ("member_quotas", "user_id"), "role": ("role_quotas", "role_id")}
+
+
+def _block_text(block: Block | None) -> str:
+    if block is None:
+        return "not blocked"
+    return f"blocked: {block.reason}" if block.reason else "blocked"
+
+
+def _channel_text(channel_id: int | None) -> str:
+    return "off" if channel_id is None else f"channel:{channel_id}"

@@ -16,6 +16,7 @@ from bot.health import ServiceHealth
 from bot.images import InputImage
 from bot.ledger import Ledger, Reservation
 from bot.params import EditParams
+from bot.results import ResultStore
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class EditRequest:
     parent_id: int | None = None
     interaction_id: int | None = None
     role_ids: tuple[int, ...] = ()
+    job_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class EditPipeline:
         meter: CreditMeter,
         health: ServiceHealth,
         ledger: Ledger,
+        results: ResultStore,
     ) -> None:
         self._settings = settings
         self._db = database
@@ -77,6 +80,7 @@ class EditPipeline:
         self.meter = meter
         self.health = health
         self.ledger = ledger
+        self.results = results
 
     async def run(self, req: EditRequest) -> EditOutcome:
         """Run one edit. Raises BadInput (nothing spent, no row) or EditFailed (row failed).
@@ -143,6 +147,7 @@ class EditPipeline:
             input=req.image,
             parent_id=req.parent_id,
             interaction_id=req.interaction_id,
+            job_id=req.job_id,
         )
 
     async def _api_input(self, image: InputImage) -> str:
@@ -196,6 +201,11 @@ class EditPipeline:
             remaining_credits=result.remaining_credits,
             reencoded=upload.reencoded,
         )
+        try:
+            # Paid for: keep the bytes until Discord has them (see bot.results).
+            await self.results.save(generation_id, upload.data, upload.extension)
+        except OSError:
+            log.exception("Could not keep result %d on disk; delivering from memory", generation_id)
         await self.ledger.commit(reservation, cost.amount, cost.source)
         log.info(
             "Generation %d succeeded in %.1fs (cost %.4f from %s)",

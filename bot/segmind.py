@@ -7,6 +7,9 @@ without touching anything else.
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
+import io
 import json
 import logging
 import math
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import httpx
+from PIL import Image
 
 from bot.images import ImageInfo, InvalidImage, sniff_image
 from bot.params import EditParams
@@ -28,6 +32,9 @@ MAX_RETRY_AFTER_S = 60.0
 BACKOFF_BASE_S = 0.5
 ERROR_TEXT_LIMIT = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# The operator problems' messages, which also name the incident when edits halt.
+KEY_REJECTED = "the API key was rejected"
+OUT_OF_CREDITS = "the Segmind account is out of credits"
 
 
 class SegmindError(Exception):
@@ -95,6 +102,39 @@ class EditResult:
     seed: int | None
     request_id: str | None
     attempts: int
+
+
+@dataclass(frozen=True)
+class KeyCheck:
+    """The answer to `check_key`: 200 (billed) or 422 (key fine, request refused)."""
+
+    status: int
+    remaining_credits: float | None
+    cost: float | None
+
+    @property
+    def billed(self) -> bool:
+        return self.status == 200
+
+
+# The cheapest request the API accepts: a tiny image and the fewest steps allowed.
+CHECK_SIDE = 64
+CHECK_PARAMS = EditParams(
+    prompt="keep this image as it is",
+    seed=1,
+    guidance=7.0,
+    steps=4,
+    aspect_ratio="match_input_image",
+    output_format="jpg",
+    quality=50,
+)
+
+
+@functools.cache
+def _check_image() -> str:
+    out = io.BytesIO()
+    Image.new("RGB", (CHECK_SIDE, CHECK_SIDE), (128, 128, 128)).save(out, "PNG")
+    return base64.b64encode(out.getvalue()).decode("ascii")
 
 
 class EditTransport(Protocol):
@@ -226,12 +266,30 @@ class SegmindClient:
         # Full jitter keeps several bots (or tasks) from retrying in lockstep.
         return random.uniform(0, BACKOFF_BASE_S * 2 ** (attempt - 1))
 
-    async def _once(self, body: dict[str, object], attempt: int) -> EditResult:
-        started = time.monotonic()
+    async def check_key(self) -> KeyCheck:
+        """Send one minimal real edit (a 64x64 PNG, 4 steps) to prove the key works.
+
+        A 200 (billed like an edit) or a 422 (refused, not billed) means the key
+        authenticates; any other answer raises the usual SegmindError. Never retried.
+        """
+        body = self._body(_check_image(), CHECK_PARAMS)
+        resp, payload = await self._post(body)
+        if resp.status_code == 200:
+            return KeyCheck(
+                status=200,
+                remaining_credits=_header_float(resp.headers, "x-remaining-credits"),
+                cost=_header_float(resp.headers, "x-cost"),
+            )
+        if resp.status_code == 422:
+            return KeyCheck(status=422, remaining_credits=None, cost=None)
+        raise self._error_for(resp.status_code, resp.headers, payload)
+
+    async def _post(self, body: dict[str, object]) -> tuple[httpx.Response, bytes]:
+        """One POST, with transport failures mapped to SegmindError."""
         headers = {"x-api-key": self._key, "accept": "image/*"}
         try:
             async with self._http.stream("POST", self._url, json=body, headers=headers) as resp:
-                payload = await self._read_capped(resp)
+                return resp, await self._read_capped(resp)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise ConnectFailed(
                 f"could not reach the API ({type(exc).__name__})", status=None
@@ -241,6 +299,10 @@ class SegmindClient:
         except httpx.TransportError as exc:
             # The request may have been sent: its fate is unknown, so no retry.
             raise SegmindTimeout(f"connection lost ({type(exc).__name__})") from None
+
+    async def _once(self, body: dict[str, object], attempt: int) -> EditResult:
+        started = time.monotonic()
+        resp, payload = await self._post(body)
         elapsed = time.monotonic() - started
         if resp.status_code != 200:
             raise self._error_for(resp.status_code, resp.headers, payload)
@@ -276,9 +338,9 @@ class SegmindClient:
     def _error_for(self, status: int, headers: httpx.Headers, body: bytes) -> SegmindError:
         reason = _error_text(body, self._key)
         if status == 401:
-            return AuthError("the API key was rejected", status=status)
+            return AuthError(KEY_REJECTED, status=status)
         if status == 406:
-            return InsufficientCredits("the Segmind account is out of credits", status=status)
+            return InsufficientCredits(OUT_OF_CREDITS, status=status)
         if status == 429:
             return RateLimited("rate limited by the API", retry_after=_retry_after(headers))
         if status >= 500:

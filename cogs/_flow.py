@@ -3,26 +3,32 @@ and posting the result where a reply can reach the bot."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import mimetypes
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import aiohttp
 import discord
 
 from bot import db
 from bot.errors import UserError
 from bot.images import ACCEPTED_TYPES, DISCORD_UPLOAD_LIMIT, InputImage
 from bot.pipeline import EditOutcome, EditRequest
+from bot.queue import Progress
 from cogs._render import ResultCard, image_file, result_embed
-from cogs._views import result_view
+from cogs._views import cancel_view, result_view
 
 if TYPE_CHECKING:
     from bot.client import KontextBot
 
 log = logging.getLogger(__name__)
 
+DELIVERY_ATTEMPTS = 4
+DELIVERY_BACKOFF_S = 1.0
 TOKEN_LIFETIME_S = 15 * 60
 # Leave time for the upload itself before Discord's 15-minute token runs out.
 TOKEN_MARGIN_S = 60
@@ -60,9 +66,13 @@ def _is_image(attachment: discord.Attachment) -> bool:
 def images_in(message: discord.Message) -> list[InputImage]:
     """Every image on a message: attachments first, then embed images."""
     found = [input_from_attachment(a) for a in message.attachments if _is_image(a)]
+    # An embed showing an attachment (`attachment://`) points at that same file.
+    seen = {urlsplit(a.url).path for a in message.attachments}
     for embed in message.embeds:
         for media in (embed.image, embed.thumbnail):
             url = media.proxy_url or media.url
+            if url and urlsplit(media.url or url).path in seen:
+                continue
             if url and media.width and media.height:
                 name = urlsplit(url).path.rsplit("/", 1)[-1] or "image"
                 found.append(
@@ -133,16 +143,39 @@ async def post_result(
         mentions = discord.AllowedMentions(
             everyone=False, roles=False, replied_user=False, users=[discord.Object(requester_id)]
         )
-    message = await channel.send(
-        content=content,
-        embed=result_embed(card),
-        file=image_file(outcome.image, outcome.filename),
-        view=result_view(outcome.generation_id),
-        reference=reply_to.to_reference(fail_if_not_exists=False) if reply_to else None,
-        allowed_mentions=mentions,
+    reference = reply_to.to_reference(fail_if_not_exists=False) if reply_to else None
+    message = await send_with_retries(
+        lambda: channel.send(
+            content=content,
+            embed=result_embed(card),
+            file=image_file(outcome.image, outcome.filename),
+            view=result_view(outcome.generation_id),
+            reference=reference,
+            allowed_mentions=mentions,
+        )
     )
     await remember(bot, outcome.generation_id, message)
     return message
+
+
+async def send_with_retries(
+    send: Callable[[], Awaitable[discord.Message]],
+) -> discord.Message:
+    """Retry what Discord failed to take (5xx, 429, network), beyond discord.py's own
+    retries: a paid-for result must arrive. The bytes stay on disk until it does."""
+    for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+        try:
+            return await send()
+        except discord.HTTPException as exc:
+            if (exc.status < 500 and exc.status != 429) or attempt == DELIVERY_ATTEMPTS:
+                raise
+            log.warning("Posting a result failed (%s); attempt %d", exc.status, attempt)
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            if attempt == DELIVERY_ATTEMPTS:
+                raise
+            log.warning("Posting a result failed (network); attempt %d", attempt)
+        await asyncio.sleep(DELIVERY_BACKOFF_S * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
 
 
 async def remember(
@@ -158,6 +191,8 @@ async def remember(
         url=attachment.url if attachment else None,
         is_result=is_result,
     )
+    if is_result:
+        await bot.results.forget(generation_id)
 
 
 async def run_for_interaction(
@@ -175,7 +210,26 @@ async def run_for_interaction(
     or turned into a link (private). Past the token's life the result still arrives, with
     a ping for the member.
     """
-    outcome = await bot.pipeline.run(request)
+
+    async def deliver(outcome: EditOutcome) -> discord.Message:
+        return await deliver_for_interaction(bot, interaction, outcome, reply_to, note, private)
+
+    return await bot.edits.run(
+        request,
+        deliver=deliver,
+        reply_to_message_id=reply_to.id if reply_to else None,
+        on_progress=InteractionStatus(bot, interaction).show,
+    )
+
+
+async def deliver_for_interaction(
+    bot: KontextBot,
+    interaction: discord.Interaction,
+    outcome: EditOutcome,
+    reply_to: discord.Message | None,
+    note: str | None,
+    private: bool,
+) -> discord.Message:
     late = token_expired(interaction, bot.clock())
     channel = interaction.channel
     assert isinstance(channel, discord.abc.Messageable)
@@ -218,3 +272,88 @@ async def settle_placeholder(
             await interaction.edit_original_response(content=f"Done: {message.jump_url}")
         else:
             await interaction.delete_original_response()
+
+
+def status_text(progress: Progress) -> str:
+    if progress.state == "queued":
+        ahead = "you're next" if progress.ahead == 0 else f"{progress.ahead} ahead"
+        return (
+            f"\N{HOURGLASS WITH FLOWING SAND} In the queue: {ahead}, about {progress.eta_s:.0f} s."
+        )
+    return f"\N{ARTIST PALETTE} Editing... {progress.elapsed_s:.0f} s"
+
+
+class InteractionStatus:
+    """Shows queue position, then elapsed time, in the interaction's placeholder."""
+
+    def __init__(self, bot: KontextBot, interaction: discord.Interaction) -> None:
+        self.bot, self.interaction = bot, interaction
+
+    async def show(self, progress: Progress) -> None:
+        if token_expired(self.interaction, self.bot.clock()):
+            return  # the placeholder can no longer be edited; the result will ping instead
+        view = cancel_view(progress.job_id) if progress.state == "queued" else None
+        await self.interaction.edit_original_response(content=status_text(progress), view=view)
+
+
+class MessageStatus:
+    """The same for a reply: a small status reply, created only if the edit has to wait."""
+
+    def __init__(self, message: discord.Message) -> None:
+        self.message = message
+        self.status: discord.Message | None = None
+
+    async def show(self, progress: Progress) -> None:
+        view = cancel_view(progress.job_id) if progress.state == "queued" else None
+        if self.status is None:
+            self.status = await self.message.reply(
+                status_text(progress),
+                view=view or discord.utils.MISSING,
+                mention_author=False,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        else:
+            await self.status.edit(content=status_text(progress), view=view)
+
+    async def clear(self) -> None:
+        status, self.status = self.status, None
+        if status is not None:
+            with contextlib.suppress(discord.HTTPException):
+                await status.delete()
+
+
+async def post_kept_result(
+    bot: KontextBot,
+    gen: db.Generation,
+    data: bytes,
+    filename: str,
+    *,
+    reply_to_message_id: int | None,
+    note: str,
+) -> discord.Message:
+    """Deliver a result kept on disk (after a restart or a failed upload), pinging its member."""
+    assert gen.channel_id is not None
+    channel = bot.get_partial_messageable(gen.channel_id, guild_id=gen.guild_id)
+    step = await db.chain_step(bot.database, gen.id)
+    card = ResultCard.from_generation(gen, step=step, filename=filename, note=note)
+    reference = (
+        discord.MessageReference(
+            message_id=reply_to_message_id, channel_id=gen.channel_id, fail_if_not_exists=False
+        )
+        if reply_to_message_id
+        else None
+    )
+    message = await send_with_retries(
+        lambda: channel.send(
+            content=f"<@{gen.user_id}> your edit is ready.",
+            embed=result_embed(card),
+            file=image_file(data, filename),
+            view=result_view(gen.id),
+            reference=reference,  # type: ignore[arg-type]
+            allowed_mentions=discord.AllowedMentions(
+                everyone=False, roles=False, replied_user=False, users=[discord.Object(gen.user_id)]
+            ),
+        )
+    )
+    await remember(bot, gen.id, message)
+    return message

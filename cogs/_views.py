@@ -62,3 +62,41 @@ def result_view(generation_id: int) -> discord.ui.View:
     for action in ACTIONS:
         view.add_item(ResultButton(action, generation_id))
     return view
+
+
+class CancelButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"kontext:cancel:(?P<job>[0-9]{1,19})",
+):
+    """Cancels a queued edit (no charge); only its member may press it."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Cancel",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"kontext:cancel:{job_id}",
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction,
+        item: discord.ui.Button[Any],
+        match: re.Match[str],
+        /,
+    ) -> CancelButton:
+        return cls(int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        cog = interaction.client.get_cog(BUTTONS_COG)  # type: ignore[attr-defined]
+        if cog is not None:
+            await cog.on_cancel(interaction, self.job_id)
+
+
+def cancel_view(job_id: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(CancelButton(job_id))
+    return view

@@ -22,7 +22,7 @@ from bot.params import (
 from bot.pipeline import EditRequest
 from cogs import _flow
 from cogs._render import ResultCard, image_file, result_embed
-from cogs._views import BUTTONS_COG, ResultButton, result_view
+from cogs._views import BUTTONS_COG, CancelButton, ResultButton, result_view
 from cogs.errors import report
 
 if TYPE_CHECKING:
@@ -77,10 +77,22 @@ class ResultButtons(commands.Cog, name=BUTTONS_COG):
         self.bot = bot
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(ResultButton)
+        self.bot.add_dynamic_items(ResultButton, CancelButton)
 
     async def cog_unload(self) -> None:
-        self.bot.remove_dynamic_items(ResultButton)
+        self.bot.remove_dynamic_items(ResultButton, CancelButton)
+
+    async def on_cancel(self, interaction: discord.Interaction, job_id: int) -> None:
+        """Cancel a queued edit; whoever waits on it tells the member (no charge)."""
+        owner = self.bot.edits.queue.owner_of(job_id)
+        if owner is not None and owner != interaction.user.id:
+            text = "Only the member who asked for this edit can cancel it."
+        elif self.bot.edits.cancel(job_id, interaction.user.id):
+            await interaction.response.defer()
+            return
+        else:
+            text = "That edit has already started (or finished), so it can't be cancelled."
+        await interaction.response.send_message(text, ephemeral=True)
 
     async def on_button(
         self, interaction: discord.Interaction, action: str, generation_id: int

@@ -15,7 +15,7 @@ from bot import db
 from bot.errors import UserError
 from bot.images import InputImage, check_input
 from bot.params import EditParams, build_params, next_step_params, split_inline_options
-from bot.pipeline import EditRequest
+from bot.pipeline import EditOutcome, EditRequest
 from cogs import _flow
 from cogs.errors import describe, incident_text
 
@@ -160,15 +160,25 @@ class Chains(commands.Cog):
             parent_id=parent_id,
             role_ids=_flow.role_ids_of(message.author),
         )
-        outcome = await self.bot.pipeline.run(request)
-        await _flow.post_result(
-            self.bot,
-            message.channel,
-            outcome,
-            requester_id=message.author.id,
-            reply_to=message,
-            note=note,
-        )
+        status = _flow.MessageStatus(message)
+
+        async def deliver(outcome: EditOutcome) -> discord.Message:
+            await status.clear()
+            return await _flow.post_result(
+                self.bot,
+                message.channel,
+                outcome,
+                requester_id=message.author.id,
+                reply_to=message,
+                note=note,
+            )
+
+        try:
+            await self.bot.edits.run(
+                request, deliver=deliver, reply_to_message_id=message.id, on_progress=status.show
+            )
+        finally:
+            await status.clear()
 
     @contextlib.asynccontextmanager
     async def _working(self, message: discord.Message) -> AsyncIterator[None]:
@@ -193,8 +203,8 @@ class Chains(commands.Cog):
             await message.reply(
                 text, mention_author=False, allowed_mentions=discord.AllowedMentions.none()
             )
-        except discord.HTTPException:
-            log.warning("Could not answer message %s", message.id)
+        except Exception:  # e.g. shutting down; nothing more to do
+            log.warning("Could not answer message %s", message.id, exc_info=True)
 
 
 async def setup(bot: KontextBot) -> None:

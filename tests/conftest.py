@@ -237,3 +237,136 @@ async def harness(
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(discord.running(bot, BOT_TOKEN))
             yield Harness(discord, segmind, bot, settings, stack)
+
+
+# -- quotas and admin commands -----------------------------------------------------------
+
+MANAGE_GUILD = 1 << 5
+ALERTS_CHANNEL_ID = 4244
+
+
+def user_opt(user_id: int) -> dict[str, Any]:
+    """A member/user option value (the stand-in guesses int options are integers)."""
+    return {"type": 6, "value": user_id}
+
+
+def channel_opt(channel_id: int) -> dict[str, Any]:
+    return {"type": 7, "value": channel_id}
+
+
+def role_opt(role_id: int) -> dict[str, Any]:
+    return {"type": 8, "value": role_id}
+
+
+def mentionable_opt(target_id: int) -> dict[str, Any]:
+    return {"type": 9, "value": target_id}
+
+
+async def run_command(
+    h: Harness,
+    name: str,
+    options: dict[str, Any] | None = None,
+    *,
+    subcommand: list[str] | None = None,
+    user_id: int = MEMBER_ID,
+    permissions: int | None = None,
+    member_roles: tuple[int, ...] = (),
+) -> dict[str, Any]:
+    """Send a slash command as Discord would deliver it; returns the bot's answer.
+
+    `options` values are plain, or `user_opt(...)`-style dicts for typed options."""
+    opts = [
+        {"name": k, **v} if isinstance(v, dict) else {"name": k, "value": v}
+        for k, v in (options or {}).items()
+    ]
+    payload = h.discord.slash_command(
+        name,
+        opts,
+        user_id=user_id,
+        guild_id=GUILD_ID,
+        channel_id=CHANNEL_ID,
+        subcommand=subcommand,
+        permissions=permissions,
+        member_roles=member_roles,
+    )
+    await h.discord.send_interaction(payload)
+    return await h.answer(int(payload["id"]))
+
+
+async def admin(
+    h: Harness,
+    *subcommand: str,
+    user_id: int = ADMIN_ID,
+    permissions: int | None = MANAGE_GUILD,
+    member_roles: tuple[int, ...] = (),
+    **options: Any,
+) -> dict[str, Any]:
+    """`/admin <subcommand...> options` from a member with Manage Server (by default)."""
+    return await run_command(
+        h,
+        "admin",
+        options,
+        subcommand=list(subcommand),
+        user_id=user_id,
+        permissions=permissions,
+        member_roles=member_roles,
+    )
+
+
+def _fake_member(h: Harness, user_id: int) -> dict[str, Any]:
+    return next(m for m in h.discord.guilds[GUILD_ID]["members"] if m["user"]["id"] == str(user_id))
+
+
+async def add_role(
+    h: Harness, role_id: int, name: str, *, members: tuple[int, ...] = (), permissions: int = 0
+) -> None:
+    """Create a role while the bot runs (GUILD_ROLE_CREATE) and give it to `members`."""
+    guild = h.discord.guilds[GUILD_ID]
+    role = {
+        "id": str(role_id),
+        "name": name,
+        "color": 0,
+        "hoist": False,
+        "icon": None,
+        "unicode_emoji": None,
+        "position": len(guild["roles"]),
+        "permissions": str(permissions),
+        "managed": False,
+        "mentionable": False,
+        "flags": 0,
+    }
+    guild["roles"].append(role)
+    for user_id in members:
+        _fake_member(h, user_id)["roles"].append(str(role_id))
+    await h.discord.dispatch("GUILD_ROLE_CREATE", {"guild_id": str(GUILD_ID), "role": role})
+    await h.discord.wait_for(
+        lambda: h.bot.get_guild(GUILD_ID).get_role(role_id),  # type: ignore[union-attr]
+        message=f"role {role_id} in the bot's cache",
+    )
+
+
+async def add_text_channel(
+    h: Harness, channel_id: int = ALERTS_CHANNEL_ID, *, overwrites: list[dict] | None = None
+) -> None:
+    """Create a text channel while the bot runs (CHANNEL_CREATE)."""
+    guild = h.discord.guilds[GUILD_ID]
+    channel = {
+        "id": str(channel_id),
+        "type": 0,
+        "guild_id": str(GUILD_ID),
+        "name": f"channel-{channel_id}",
+        "position": len(guild["channels"]),
+        "permission_overwrites": overwrites or [],
+        "nsfw": False,
+        "topic": None,
+        "last_message_id": None,
+        "rate_limit_per_user": 0,
+        "parent_id": None,
+        "flags": 0,
+    }
+    h.discord.channels[channel_id] = channel
+    guild["channels"].append(channel)
+    await h.discord.dispatch("CHANNEL_CREATE", channel)
+    await h.discord.wait_for(
+        lambda: h.bot.get_channel(channel_id), message=f"channel {channel_id} in the bot's cache"
+    )

@@ -14,9 +14,11 @@ from types import TracebackType
 from aiohttp import web
 from PIL import Image, PngImagePlugin
 
+from bot.credits import Cost
 from bot.db import NewGeneration
 from bot.images import InputImage
 from bot.params import build_params
+from bot.pipeline import EditOutcome, EditRequest
 
 
 def make_image(
@@ -225,3 +227,36 @@ def make_new_generation(**overrides: object) -> NewGeneration:
     }
     fields.update(overrides)
     return NewGeneration(**fields)  # type: ignore[arg-type]
+
+
+def make_edit_request(
+    user_id: int = 5001, prompt: str = "make it night", **overrides: object
+) -> EditRequest:
+    """An EditRequest as a cog builds it; the prompt doubles as a label in queue tests."""
+    fields: dict[str, object] = {
+        "user_id": user_id,
+        "guild_id": 4242,
+        "channel_id": 4243,
+        "source": "slash",
+        "image": make_input_image(),
+        "params": build_params(prompt, seed=1),
+        "seed_explicit": True,
+    }
+    fields.update(overrides)
+    return EditRequest(**fields)  # type: ignore[arg-type]
+
+
+def make_edit_outcome(generation_id: int = 1, **overrides: object) -> EditOutcome:
+    """A finished edit as the pipeline returns it."""
+    fields: dict[str, object] = {
+        "generation_id": generation_id,
+        "image": make_image(64, 64),
+        "filename": f"kontext-{generation_id}.png",
+        "params": build_params("make it night", seed=1),
+        "elapsed_s": 1.0,
+        "cost": Cost(0.04, "estimate"),
+        "remaining_credits": 99.96,
+        "reencoded": False,
+    }
+    fields.update(overrides)
+    return EditOutcome(**fields)  # type: ignore[arg-type]

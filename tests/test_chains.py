@@ -192,8 +192,10 @@ async def test_reroll_uses_the_same_input_and_prompt_with_a_new_seed(h: Harness)
     assert g2["parent_id"] == g1["parent_id"] is None
     # The clicker's private placeholder points at the new result.
     placeholder = await h.discord.wait_for(
-        lambda: "Done" in (h.discord.original_response(click) or {}).get("content", "")
-        and h.discord.original_response(click)
+        lambda: (
+            "Done" in (h.discord.original_response(click) or {}).get("content", "")
+            and h.discord.original_response(click)
+        )
     )
     assert placeholder["flags"] & FLAG_EPHEMERAL
 
@@ -265,6 +267,7 @@ async def test_edit_again_asks_for_the_next_instruction_in_a_modal(h: Harness) -
 async def test_buttons_work_after_a_restart_on_the_same_database(h: Harness) -> None:
     step1 = await first_result(h)
     step2 = await h.reply_answer(await h.reply(step1, "add snow"))
+    await h.discord.wait_for(lambda: db.result_message(h.bot.database, int(step2["id"])))
     await h.restart()
     await h.click(step2, "undo")
     await h.discord.wait_for(

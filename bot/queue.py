@@ -1,0 +1,354 @@
+"""A fair queue in front of the API.
+
+At most `max_concurrency` calls run at once and at most `rpm` start in any minute; each
+member has at most `per_member_running` edits running and `per_member_queued` waiting.
+Members take turns (round-robin), so one member firing twenty edits cannot starve the
+rest. Jobs hold only small records (the request describes the image, never its bytes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from bot.errors import BadInput, UserError
+from bot.pipeline import EditOutcome, EditRequest
+
+log = logging.getLogger(__name__)
+
+RATE_WINDOW_S = 60.0
+INITIAL_DURATION_S = 12.0
+DURATION_SMOOTHING = 0.2
+Member = tuple[int, int]  # (guild id, user id)
+
+
+class QueueFull(BadInput):
+    """The member already has as many edits waiting as allowed."""
+
+
+class JobCancelled(UserError):
+    """The member (or a shutdown) cancelled a job before it started."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    job_id: int
+    state: str  # 'queued' or 'running'
+    ahead: int = 0
+    eta_s: float = 0.0
+    elapsed_s: float = 0.0
+
+
+ProgressHook = Callable[[Progress], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class Job:
+    id: int
+    member: Member
+    request: EditRequest
+    future: asyncio.Future[EditOutcome]
+    on_progress: ProgressHook | None
+    enqueued_at: float
+    started_at: float | None = None
+    shown: Progress | None = None
+    shown_at: float = -math.inf
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class RateLimiter:
+    """At most `per_minute` starts in any sliding 60-second window."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float]) -> None:
+        self._limit = per_minute
+        self._clock = clock
+        self._starts: collections.deque[float] = collections.deque()
+        self._paused_until = 0.0
+
+    def pause_until(self, when: float) -> None:
+        """Hold every start until `when` (the API said 429: everyone backs off)."""
+        self._paused_until = max(self._paused_until, when)
+
+    def delay(self) -> float:
+        """Seconds until the next start is allowed (0 = now)."""
+        now = self._clock()
+        while self._starts and now - self._starts[0] >= RATE_WINDOW_S:
+            self._starts.popleft()
+        wait = max(0.0, self._paused_until - now)
+        if len(self._starts) >= self._limit:
+            wait = max(wait, self._starts[0] + RATE_WINDOW_S - now)
+        return wait
+
+    def record(self) -> None:
+        self._starts.append(self._clock())
+
+
+class FairQueue:
+    """Round-robin between members, under global concurrency and rate limits."""
+
+    def __init__(
+        self,
+        runner: Callable[[EditRequest], Awaitable[EditOutcome]],
+        *,
+        max_concurrency: int = 4,
+        rpm: int = 50,
+        per_member_running: int = 1,
+        per_member_queued: int = 3,
+        status_interval_s: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._runner = runner
+        self.max_concurrency = max_concurrency
+        self.per_member_running = per_member_running
+        self.per_member_queued = per_member_queued
+        self.status_interval_s = status_interval_s
+        self._clock = clock
+        self.limiter = RateLimiter(rpm, clock)
+        self._waiting: dict[Member, collections.deque[Job]] = {}
+        self._order: collections.deque[Member] = collections.deque()  # whose turn is next
+        self._running: dict[Member, int] = collections.Counter()
+        self._jobs: dict[int, Job] = {}
+        self._running_jobs: set[Job] = set()
+        self._wakeup = asyncio.Event()
+        self._accepting = True
+        self._tasks: list[asyncio.Task[None]] = []
+        self.avg_duration_s = INITIAL_DURATION_S
+        self._next_id = 0
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._dispatch(), name="queue-dispatch"),
+            asyncio.create_task(self._tick(), name="queue-status"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    def stop_accepting(self) -> None:
+        self._accepting = False
+
+    async def drain(self, grace_s: float, reason: str) -> None:
+        """Stop taking jobs, cancel the waiting ones, give running calls `grace_s` to
+        finish, then cancel the rest (the pipeline releases their reservations)."""
+        self._accepting = False
+        for job in self.waiting_jobs():
+            self._cancel_waiting(job, reason)
+        tasks = [j.task for j in self._running_jobs if j.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        await self.close()
+
+    # -- members' side ------------------------------------------------------------------
+
+    @property
+    def waiting_count(self) -> int:
+        return sum(len(q) for q in self._waiting.values())
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running_jobs)
+
+    def waiting_jobs(self) -> list[Job]:
+        return [job for queue in self._waiting.values() for job in queue]
+
+    def check_capacity(self, request: EditRequest) -> None:
+        """Raise QueueFull (or refuse during shutdown) before anything is written down."""
+        if not self._accepting:
+            raise BadInput("The bot is restarting. Please try again in a minute.")
+        queue = self._waiting.get((request.guild_id or 0, request.user_id))
+        if queue is not None and len(queue) >= self.per_member_queued:
+            raise QueueFull(
+                f"You already have {len(queue)} edits waiting. Let one finish (or cancel one) "
+                "before adding more. Nothing was charged."
+            )
+
+    def submit(
+        self,
+        request: EditRequest,
+        *,
+        on_progress: ProgressHook | None = None,
+        job_id: int | None = None,
+    ) -> Job:
+        """Queue an edit; await `job.future` for the outcome. Raises QueueFull."""
+        self.check_capacity(request)
+        member = (request.guild_id or 0, request.user_id)
+        queue = self._waiting.get(member)
+        if job_id is None:
+            self._next_id += 1
+            job_id = self._next_id
+        job = Job(
+            id=job_id,
+            member=member,
+            request=request,
+            future=asyncio.get_running_loop().create_future(),
+            on_progress=on_progress,
+            enqueued_at=self._clock(),
+        )
+        self._jobs[job.id] = job
+        if queue is None:
+            self._waiting[member] = queue = collections.deque()
+            self._order.append(member)
+        queue.append(job)
+        self._wakeup.set()
+        return job
+
+    def owner_of(self, job_id: int) -> int | None:
+        job = self._jobs.get(job_id)
+        return None if job is None else job.member[1]
+
+    def cancel(self, job_id: int, user_id: int) -> bool:
+        """Cancel a waiting job of this member's; False when it is running or gone."""
+        job = self._jobs.get(job_id)
+        if job is None or job.member[1] != user_id or job.started_at is not None:
+            return False
+        self._cancel_waiting(job, "Cancelled. You were not charged.")
+        return True
+
+    def _cancel_waiting(self, job: Job, reason: str) -> None:
+        queue = self._waiting.get(job.member)
+        if queue is not None and job in queue:
+            queue.remove(job)
+            if not queue:
+                del self._waiting[job.member]
+                self._order.remove(job.member)
+        self._jobs.pop(job.id, None)
+        if not job.future.done():
+            job.future.set_exception(JobCancelled(reason))
+
+    def progress(self, job: Job) -> Progress:
+        if job.started_at is not None:
+            return Progress(job.id, "running", elapsed_s=self._clock() - job.started_at)
+        ahead = self._ahead_of(job)
+        rounds = (ahead + self.running_count) // self.max_concurrency + 1
+        return Progress(job.id, "queued", ahead=ahead, eta_s=rounds * self.avg_duration_s)
+
+    def _ahead_of(self, job: Job) -> int:
+        """Jobs that will start before this one, taking turns as the dispatcher does."""
+        queue = self._waiting.get(job.member)
+        if queue is None or job not in queue:
+            return 0
+        rank = queue.index(job)
+        mine = self._order.index(job.member)
+        return (
+            sum(
+                min(len(self._waiting[m]), rank + (1 if i < mine else 0))
+                for i, m in enumerate(self._order)
+                if m != job.member
+            )
+            + rank
+        )
+
+    # -- dispatcher ---------------------------------------------------------------------
+
+    def _next_job(self) -> Job | None:
+        """The first member in turn order with a waiting job and room to run it; that
+        member then goes to the back of the line (members skipped keep their place)."""
+        for member in self._order:
+            if self._running[member] >= self.per_member_running:
+                continue
+            queue = self._waiting[member]
+            job = queue.popleft()
+            self._order.remove(member)
+            if queue:
+                self._order.append(member)
+            else:
+                del self._waiting[member]
+            return job
+        return None
+
+    async def _dispatch(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self.running_count < self.max_concurrency:
+                delay = self.limiter.delay()
+                if delay > 0:
+                    # Try again when the rate window (or a 429 pause) allows.
+                    asyncio.get_running_loop().call_later(delay, self._wakeup.set)
+                    break
+                job = self._next_job()
+                if job is None:
+                    break
+                self.limiter.record()
+                self._launch(job)
+
+    def _launch(self, job: Job) -> None:
+        job.started_at = self._clock()
+        self._running[job.member] += 1
+        self._running_jobs.add(job)
+        job.task = asyncio.create_task(self._run(job), name=f"edit-job-{job.id}")
+
+    async def _run(self, job: Job) -> None:
+        try:
+            outcome = await self._runner(job.request)
+        except asyncio.CancelledError:
+            if not job.future.done():
+                job.future.set_exception(
+                    JobCancelled(
+                        "The bot is restarting, so your edit was stopped. You were not charged."
+                    )
+                )
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to whoever awaits the job
+            if not job.future.done():
+                job.future.set_exception(exc)
+        else:
+            duration = self._clock() - (job.started_at or self._clock())
+            self.avg_duration_s += DURATION_SMOOTHING * (duration - self.avg_duration_s)
+            if not job.future.done():
+                job.future.set_result(outcome)
+        finally:
+            self._running[job.member] -= 1
+            self._running_jobs.discard(job)
+            self._jobs.pop(job.id, None)
+            self._wakeup.set()
+
+    # -- status updates -----------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        """Tell waiting members where they stand, at most once per interval per job."""
+        while True:
+            await asyncio.sleep(min(1.0, self.status_interval_s))
+            now = self._clock()
+            for job in list(self._jobs.values()):
+                if job.on_progress is None or now - job.shown_at < self.status_interval_s:
+                    continue
+                progress = self.progress(job)
+                if (
+                    job.shown is None
+                    and progress.state == "running"
+                    and (progress.elapsed_s < self.status_interval_s)
+                ):
+                    continue  # a quick edit needs no status message at all
+                if _same_display(job.shown, progress, self.status_interval_s):
+                    continue
+                job.shown, job.shown_at = progress, now
+                try:
+                    await job.on_progress(progress)
+                except Exception:  # a failed status edit must not stop the queue
+                    log.warning("Status update for job %s failed", job.id, exc_info=True)
+
+
+def _same_display(old: Progress | None, new: Progress, interval: float) -> bool:
+    if old is None or old.state != new.state:
+        return False
+    if new.state == "queued":
+        return old.ahead == new.ahead and round(old.eta_s / 5) == round(new.eta_s / 5)
+    return int(old.elapsed_s // interval) == int(new.elapsed_s // interval)

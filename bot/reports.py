@@ -1,0 +1,214 @@
+"""What the admins read: who spent what, what the account really paid, and the audit log.
+
+Real spend comes from the balance Segmind reports after every billed call
+(`credit_readings`): the drop between two readings is everything the key paid for in
+between, including calls no member was charged for (a timed-out call that still ran,
+a broken 200, an admin's key check, another program using the same key).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bot.db import Database
+from bot.ledger import Window, period_window
+
+PERIOD_LABELS = {"day": "today", "week": "this week", "month": "this month", "none": "all time"}
+TREND_DAYS = 7
+DAY_S = 86400.0
+TOP_UP_EPSILON = 1e-9
+
+
+# -- usage per member -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemberUsage:
+    user_id: int
+    edits: int  # succeeded
+    failed: int  # failed (never charged)
+    credits: float  # charged
+    last_at: float | None
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    period: str
+    window: Window
+    members: list[MemberUsage]  # biggest spenders first
+
+    @property
+    def label(self) -> str:
+        return PERIOD_LABELS[self.period]
+
+    @property
+    def edits(self) -> int:
+        return sum(m.edits for m in self.members)
+
+    @property
+    def failed(self) -> int:
+        return sum(m.failed for m in self.members)
+
+    @property
+    def credits(self) -> float:
+        return sum(m.credits for m in self.members)
+
+
+async def usage(database: Database, guild_id: int, period: str, now: float) -> UsageReport:
+    """Edits, failures and credits charged per member in the period containing `now`."""
+    window = period_window(period, now)
+    edits = await database.fetchall(
+        """SELECT user_id, SUM(status = 'succeeded'), SUM(status = 'failed'), MAX(created_at)
+           FROM generations WHERE guild_id = ? AND created_at >= ? GROUP BY user_id""",
+        (guild_id, window.start),
+    )
+    charged = await database.fetchall(
+        """SELECT user_id, SUM(amount) FROM charges
+           WHERE guild_id = ? AND state = 'committed' AND created_at >= ? GROUP BY user_id""",
+        (guild_id, window.start),
+    )
+    credits = {r[0]: float(r[1] or 0) for r in charged}
+    members = [MemberUsage(r[0], r[1], r[2], credits.pop(r[0], 0.0), r[3]) for r in edits]
+    # Charges whose generation row is gone (or in another guild row) still count.
+    members += [MemberUsage(uid, 0, 0, amount, None) for uid, amount in credits.items()]
+    members.sort(key=lambda m: (-m.credits, -m.edits, m.user_id))
+    return UsageReport(period, window, members)
+
+
+def usage_csv(report: UsageReport, names: Mapping[int, str]) -> str:
+    """The whole report as CSV (every member, not only the top)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["user_id", "name", "edits", "failed", "credits", "last_edit_utc"])
+    for m in report.members:
+        last = "" if m.last_at is None else _utc(m.last_at).isoformat(timespec="seconds")
+        name = names.get(m.user_id, "")
+        # A leading = + - @ would make a spreadsheet run the name as a formula.
+        if name[:1] in ("=", "+", "-", "@"):
+            name = "'" + name
+        writer.writerow([m.user_id, name, m.edits, m.failed, f"{m.credits:.4f}", last])
+    return out.getvalue()
+
+
+# -- what the account paid --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DaySpend:
+    start: float  # UTC midnight
+    amount: float
+
+
+@dataclass(frozen=True)
+class SpendReport:
+    balance: float | None  # the last balance Segmind reported
+    balance_at: float | None
+    today: float
+    month: float
+    charged_month: float  # charged to members, every server
+    charged_month_here: float  # charged to members of this server
+    topped_up_month: float
+    trend: list[DaySpend]  # the last TREND_DAYS days, oldest first
+    rate_per_day: float | None  # average over the trend (or since the first reading)
+    reserve: float
+
+    @property
+    def unattributed_month(self) -> float:
+        """What the balance dropped by this month that no member was charged for."""
+        return max(0.0, self.month - self.charged_month)
+
+    @property
+    def days_left(self) -> float | None:
+        """Days until the balance reaches the reserve at the current rate."""
+        if self.balance is None or not self.rate_per_day:
+            return None
+        return max(0.0, (self.balance - self.reserve) / self.rate_per_day)
+
+
+async def spend(database: Database, guild_id: int, now: float, reserve: float) -> SpendReport:
+    today = period_window("day", now).start
+    month = period_window("month", now).start
+    trend_start = today - (TREND_DAYS - 1) * DAY_S
+    since = min(month, trend_start)
+    # Every reading since `since`, plus the one before it to measure the first drop.
+    rows = await database.fetchall(
+        """SELECT r.at, r.remaining, g.cost FROM credit_readings r
+           LEFT JOIN generations g ON g.id = r.generation_id
+           WHERE r.id >= COALESCE((SELECT MAX(id) FROM credit_readings WHERE at < ?), 0)
+           ORDER BY r.id""",
+        (since,),
+    )
+    spent: list[tuple[float, float]] = []
+    topped_up = 0.0
+    previous: float | None = None
+    for at, remaining, cost in rows:
+        if previous is None or remaining > previous + TOP_UP_EPSILON:
+            # No earlier reading, or a top-up hid the drop: the call's own cost is all we know.
+            amount = float(cost or 0.0)
+            if previous is not None and at >= month:
+                topped_up += remaining - previous + amount
+        else:
+            amount = previous - remaining
+        previous = remaining
+        if at >= since:
+            spent.append((at, amount))
+
+    charged = await database.fetchone(
+        """SELECT COALESCE(SUM(amount), 0), COALESCE(SUM(CASE WHEN guild_id = ? THEN amount END), 0)
+           FROM charges WHERE state = 'committed' AND settled_at >= ?""",
+        (guild_id, month),
+    )
+    first = await database.fetchone("SELECT MIN(at) FROM credit_readings")
+    trend = [
+        DaySpend(start, sum(a for at, a in spent if start <= at < start + DAY_S))
+        for start in (trend_start + i * DAY_S for i in range(TREND_DAYS))
+    ]
+    rate = None
+    if first and first[0] is not None:
+        observed_days = max(1.0, (now - max(trend_start, first[0])) / DAY_S)
+        rate = sum(d.amount for d in trend) / observed_days
+    return SpendReport(
+        balance=float(rows[-1][1]) if rows else None,
+        balance_at=float(rows[-1][0]) if rows else None,
+        today=sum(a for at, a in spent if at >= today),
+        month=sum(a for at, a in spent if at >= month),
+        charged_month=float(charged[0]) if charged else 0.0,
+        charged_month_here=float(charged[1]) if charged else 0.0,
+        topped_up_month=topped_up,
+        trend=trend,
+        rate_per_day=rate,
+        reserve=reserve,
+    )
+
+
+# -- the audit log ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    guild_id: int
+    actor_id: int
+    action: str
+    target: str | None
+    before: str | None
+    after: str | None
+    at: float
+
+
+async def audit_entries(database: Database, guild_id: int, limit: int) -> list[AuditEntry]:
+    """The latest admin changes in one server, newest first."""
+    rows = await database.fetchall(
+        """SELECT id, guild_id, actor_id, action, target, before, after, at
+           FROM audit_log WHERE guild_id = ? ORDER BY id DESC LIMIT ?""",
+        (guild_id, limit),
+    )
+    return [AuditEntry(*r) for r in rows]
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)

@@ -1,0 +1,78 @@
+"""Result images kept on disk until Discord has them: a paid-for edit is never lost to a
+failed upload or a restart. Delivered files are removed; undelivered ones are pruned
+after the retention period."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from bot.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class ResultStore:
+    def __init__(self, database: Database, directory: Path, *, retention_s: float) -> None:
+        self._db = database
+        self.directory = directory
+        self._retention_s = retention_s
+
+    async def save(self, generation_id: int, data: bytes, extension: str) -> Path:
+        path = self.directory / f"{generation_id}.{extension}"
+        await asyncio.to_thread(_write_atomically, path, data)
+        await self._db.write(
+            "UPDATE generations SET result_path = ? WHERE id = ?", (str(path), generation_id)
+        )
+        return path
+
+    async def load(self, generation_id: int) -> tuple[bytes, str] | None:
+        """The kept bytes and file name of an undelivered result, if still on disk."""
+        row = await self._db.fetchone(
+            "SELECT result_path FROM generations WHERE id = ?", (generation_id,)
+        )
+        if not row or not row[0]:
+            return None
+        path = Path(row[0])
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            return None
+        return data, path.name
+
+    async def forget(self, generation_id: int) -> None:
+        """Delivered: the file is no longer needed."""
+        row = await self._db.fetchone(
+            "SELECT result_path FROM generations WHERE id = ?", (generation_id,)
+        )
+        if row and row[0]:
+            await asyncio.to_thread(Path(row[0]).unlink, missing_ok=True)
+            await self._db.write(
+                "UPDATE generations SET result_path = NULL WHERE id = ?", (generation_id,)
+            )
+
+    async def prune(self) -> int:
+        """Remove undelivered results older than the retention period."""
+        cutoff = time.time() - self._retention_s
+        rows = await self._db.fetchall(
+            "SELECT id, result_path FROM generations WHERE result_path IS NOT NULL "
+            "AND finished_at < ?",
+            (cutoff,),
+        )
+        for generation_id, path in rows:
+            await asyncio.to_thread(Path(path).unlink, missing_ok=True)
+            await self._db.write(
+                "UPDATE generations SET result_path = NULL WHERE id = ?", (generation_id,)
+            )
+        if rows:
+            log.info("Pruned %d undelivered result(s) past the retention period", len(rows))
+        return len(rows)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)

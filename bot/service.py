@@ -1,0 +1,126 @@
+"""The front door for every edit: the job is written down, queued fairly, run, delivered.
+
+Delivery is part of the job, so a graceful shutdown waits for the result to reach the
+member, and a crash between the API's answer and the upload leaves the bytes on disk for
+start-up to deliver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bot import jobs
+from bot.db import Database
+from bot.pipeline import EditOutcome, EditPipeline, EditRequest
+from bot.queue import FairQueue, Job, JobCancelled, ProgressHook
+
+log = logging.getLogger(__name__)
+
+CALLERS_GRACE_S = 5.0
+MSG_RESTARTING = "The bot is restarting, so your edit was stopped. You were not charged."
+Deliver = Callable[[EditOutcome], Awaitable[Any]]
+
+
+class EditService:
+    def __init__(
+        self, database: Database, pipeline: EditPipeline, queue_options: dict[str, Any]
+    ) -> None:
+        self._db = database
+        self.pipeline = pipeline
+        self.queue = FairQueue(self._execute, **queue_options)
+        self._deliverers: dict[int, Deliver] = {}
+        self._callers: set[asyncio.Task[Any]] = set()
+        self._stopped = False
+
+    def start(self) -> None:
+        self.queue.start()
+
+    async def submit(
+        self,
+        request: EditRequest,
+        *,
+        deliver: Deliver | None = None,
+        reply_to_message_id: int | None = None,
+        on_progress: ProgressHook | None = None,
+        job_id: int | None = None,
+    ) -> Job:
+        """Queue an edit (refused at once when the member has too many waiting).
+        `deliver` runs inside the job with the outcome; its result is the job's result."""
+        self.queue.check_capacity(request)
+        if job_id is None:
+            job_id = await jobs.add(self._db, request, reply_to_message_id=reply_to_message_id)
+        if deliver is not None:
+            self._deliverers[job_id] = deliver
+        request = dataclasses.replace(request, job_id=job_id)
+        try:
+            return self.queue.submit(request, on_progress=on_progress, job_id=job_id)
+        except BaseException:
+            self._deliverers.pop(job_id, None)
+            await jobs.mark_finished(self._db, job_id, "cancelled")
+            raise
+
+    async def run(
+        self,
+        request: EditRequest,
+        *,
+        deliver: Deliver | None = None,
+        reply_to_message_id: int | None = None,
+        on_progress: ProgressHook | None = None,
+    ) -> Any:
+        caller = asyncio.current_task()
+        if caller is not None and caller not in self._callers:
+            # Shutdown waits for callers too: they tell members what became of their edit.
+            self._callers.add(caller)
+            caller.add_done_callback(self._callers.discard)
+        job = await self.submit(
+            request,
+            deliver=deliver,
+            reply_to_message_id=reply_to_message_id,
+            on_progress=on_progress,
+        )
+        return await self.wait(job)
+
+    async def wait(self, job: Job) -> Any:
+        try:
+            return await asyncio.shield(job.future)
+        except JobCancelled:
+            self._deliverers.pop(job.id, None)
+            await jobs.mark_finished(self._db, job.id, "cancelled")
+            raise
+
+    def cancel(self, job_id: int, user_id: int) -> bool:
+        return self.queue.cancel(job_id, user_id)
+
+    async def _execute(self, request: EditRequest) -> Any:
+        assert request.job_id is not None
+        job_id = request.job_id
+        deliver = self._deliverers.pop(job_id, None)
+        await jobs.mark_running(self._db, job_id)
+        try:
+            outcome = await self.pipeline.run(request)
+            result = await deliver(outcome) if deliver is not None else outcome
+        except asyncio.CancelledError:
+            # Shutdown: left 'running'; start-up delivers a kept result or tells the member.
+            raise
+        except BaseException:
+            await jobs.mark_finished(self._db, job_id, "failed")
+            raise
+        await jobs.mark_finished(self._db, job_id, "done")
+        return result
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Stop taking edits, let running ones finish for `grace_s`, stop the rest."""
+        if self._stopped:
+            return
+        self._stopped = True
+        waiting = self.queue.waiting_jobs()
+        await self.queue.drain(grace_s, MSG_RESTARTING)
+        for job in waiting:
+            await jobs.mark_finished(self._db, job.id, "cancelled")
+        callers = self._callers - {asyncio.current_task()}
+        if callers:
+            await asyncio.wait(callers, timeout=CALLERS_GRACE_S)

@@ -1,0 +1,389 @@
+"""`/admin`: run Kontext in a server: allowances, blocks, spend, alerts and the API key.
+
+Every subcommand is checked on the bot's side (`interaction_check`) on every call; the
+Manage Server default only decides who sees the commands, and a server can change it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.app_commands import Choice, Range
+from discord.ext import commands
+
+from bot import reports
+from bot.keycheck import KeyCheckResult, run_key_check
+from bot.ledger import Change
+from cogs._access import is_admin
+from cogs._flow import role_ids_of
+from cogs._quota_render import (
+    AUDIT_LINES,
+    audit_embed,
+    credits_embed,
+    money,
+    quota_embed,
+    usage_embed,
+)
+
+if TYPE_CHECKING:
+    from bot.client import KontextBot
+
+MAX_CREDITS = 1_000_000.0
+REASON_MAX_CHARS = 200
+EXPORT_NAME_LOOKUPS = 50
+PER_PERIOD = {"day": "a day", "week": "a week", "month": "a month", "none": "in total"}
+PERIODS = [
+    Choice(name="day", value="day"),
+    Choice(name="week", value="week"),
+    Choice(name="month", value="month"),
+    Choice(name="none (a fixed allowance that never resets)", value="none"),
+]
+USAGE_PERIODS = [
+    Choice(name="today", value="day"),
+    Choice(name="this week", value="week"),
+    Choice(name="this month", value="month"),
+    Choice(name="all time", value="none"),
+]
+NO_MENTIONS = discord.AllowedMentions.none()
+
+
+async def reply(
+    interaction: discord.Interaction,
+    text: str = "",
+    *,
+    embed: discord.Embed | None = None,
+    file: discord.File | None = None,
+) -> None:
+    """Every admin answer is private (a followup once the interaction was deferred)."""
+    extra: dict[str, Any] = {}
+    if embed is not None:
+        extra["embed"] = embed
+    if file is not None:
+        extra["file"] = file
+    if interaction.response.is_done():
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS, **extra)
+    else:
+        await interaction.response.send_message(
+            text, ephemeral=True, allowed_mentions=NO_MENTIONS, **extra
+        )
+
+
+async def member_names(guild: discord.Guild | None, user_ids: list[int]) -> dict[int, str]:
+    """Display names for a report; without the members intent few are cached, so a
+    bounded number are fetched and the rest stay as ids."""
+    names: dict[int, str] = {}
+    lookups = EXPORT_NAME_LOOKUPS
+    for user_id in user_ids:
+        member = guild.get_member(user_id) if guild else None
+        if member is None and guild is not None and lookups > 0:
+            lookups -= 1
+            with contextlib.suppress(discord.HTTPException):
+                member = await guild.fetch_member(user_id)
+        if member is not None:
+            names[user_id] = member.display_name
+    return names
+
+
+def was(change: Change) -> str:
+    return f"(before: {change.before})"
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class Admin(
+    commands.GroupCog,
+    group_name="admin",
+    group_description="Run Kontext here: allowances, blocks, spend, alerts, API key",
+):
+    quota = app_commands.Group(name="quota", description="Members' editing allowances")
+
+    def __init__(self, bot: KontextBot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        return is_admin(interaction, self.bot.settings)
+
+    def _ids(self, interaction: discord.Interaction) -> tuple[int, int]:
+        return interaction.guild_id or 0, interaction.user.id
+
+    async def _per_period(self, guild_id: int) -> str:
+        return PER_PERIOD[(await self.bot.ledger.guild_default(guild_id)).period]
+
+    # -- allowances ---------------------------------------------------------------------
+
+    @quota.command(name="set", description="Give one member their own allowance")
+    @app_commands.describe(member="Who", credits="Credits per period (an edit costs about 0.04)")
+    async def quota_set(
+        self,
+        interaction: discord.Interaction,
+        member: discord.Member,
+        credits: Range[float, 0.0, MAX_CREDITS],
+    ) -> None:
+        guild_id, actor = self._ids(interaction)
+        change = await self.bot.ledger.set_member_quota(guild_id, actor, member.id, credits)
+        per = await self._per_period(guild_id)
+        await reply(
+            interaction,
+            f"{member.mention} can now spend {money(credits)} credits {per}. {was(change)}",
+        )
+
+    @quota.command(name="clear", description="Remove a member's or a role's own allowance")
+    @app_commands.describe(target="The member or role whose allowance to remove")
+    async def quota_clear(
+        self, interaction: discord.Interaction, target: discord.Member | discord.Role
+    ) -> None:
+        guild_id, actor = self._ids(interaction)
+        ledger = self.bot.ledger
+        if isinstance(target, discord.Role):
+            change = await ledger.set_role_quota(guild_id, actor, target.id, None)
+        else:
+            change = await ledger.set_member_quota(guild_id, actor, target.id, None)
+        await reply(
+            interaction,
+            f"{target.mention} has no allowance of its own any more; "
+            f"the roles and the server default apply. {was(change)}",
+        )
+
+    @quota.command(name="reset", description="Clear a member's usage for this period")
+    @app_commands.describe(member="Whose usage to clear")
+    async def quota_reset(self, interaction: discord.Interaction, member: discord.Member) -> None:
+        guild_id, actor = self._ids(interaction)
+        change = await self.bot.ledger.reset_usage(guild_id, actor, member.id)
+        status = await self.bot.ledger.status(guild_id, member.id, role_ids_of(member))
+        await reply(
+            interaction,
+            f"Cleared {member.mention}'s usage this period ({change.before}). "
+            f"They have {money(status.left)} credits left.",
+        )
+
+    @quota.command(name="default", description="Every member's allowance, and how often it resets")
+    @app_commands.describe(
+        credits="Credits per period for members without a role or own allowance",
+        period="When usage starts again from zero (UTC); default: unchanged",
+    )
+    @app_commands.choices(period=PERIODS)
+    async def quota_default(
+        self,
+        interaction: discord.Interaction,
+        credits: Range[float, 0.0, MAX_CREDITS],
+        period: str | None = None,
+    ) -> None:
+        guild_id, actor = self._ids(interaction)
+        change = await self.bot.ledger.set_guild_default(guild_id, actor, credits, period)
+        per = await self._per_period(guild_id)
+        await reply(
+            interaction, f"Members can now spend {money(credits)} credits {per}. {was(change)}"
+        )
+
+    @quota.command(name="role", description="An allowance for everyone with a role")
+    @app_commands.describe(role="The role", credits="Credits per period (the highest role wins)")
+    async def quota_role(
+        self,
+        interaction: discord.Interaction,
+        role: discord.Role,
+        credits: Range[float, 0.0, MAX_CREDITS],
+    ) -> None:
+        guild_id, actor = self._ids(interaction)
+        change = await self.bot.ledger.set_role_quota(guild_id, actor, role.id, credits)
+        per = await self._per_period(guild_id)
+        await reply(
+            interaction,
+            f"Members with {role.mention} can now spend {money(credits)} credits {per}, "
+            f"unless they have their own allowance. {was(change)}",
+        )
+
+    @quota.command(name="show", description="A member's allowance, usage and block")
+    @app_commands.describe(member="Whose allowance to show")
+    async def quota_show(self, interaction: discord.Interaction, member: discord.Member) -> None:
+        guild_id, _ = self._ids(interaction)
+        ledger = self.bot.ledger
+        embed = quota_embed(
+            await ledger.status(guild_id, member.id, role_ids_of(member)),
+            cost=await self.bot.pipeline.meter.expected_cost(),
+            block=await ledger.block_of(guild_id, member.id),
+            halted_reason=self.bot.health.halted_reason,
+            member_id=member.id,
+        )
+        await reply(interaction, embed=embed)
+
+    # -- blocks -------------------------------------------------------------------------
+
+    @app_commands.command(name="block", description="Stop a member from starting edits")
+    @app_commands.describe(member="Who", reason="Shown to them when they try (optional)")
+    async def block(
+        self,
+        interaction: discord.Interaction,
+        member: discord.Member,
+        reason: Range[str, 1, REASON_MAX_CHARS] | None = None,
+    ) -> None:
+        guild_id, actor = self._ids(interaction)
+        await self.bot.ledger.block(guild_id, actor, member.id, reason)
+        await reply(
+            interaction, f"{member.mention} can't start edits now; they'll be told so if they try."
+        )
+
+    @app_commands.command(name="unblock", description="Let a blocked member edit again")
+    @app_commands.describe(member="Who")
+    async def unblock(self, interaction: discord.Interaction, member: discord.Member) -> None:
+        guild_id, actor = self._ids(interaction)
+        change = await self.bot.ledger.unblock(guild_id, actor, member.id)
+        if change is None:
+            await reply(interaction, f"{member.mention} wasn't blocked; nothing changed.")
+            return
+        await reply(interaction, f"{member.mention} can edit again. {was(change)}")
+
+    # -- reports ------------------------------------------------------------------------
+
+    @app_commands.command(name="usage", description="Top spenders: edits, credits, failures")
+    @app_commands.describe(
+        period="Which period (default: the allowance period)",
+        export="Also attach every member's usage as a CSV file",
+    )
+    @app_commands.choices(period=USAGE_PERIODS)
+    async def usage(
+        self, interaction: discord.Interaction, period: str | None = None, export: bool = False
+    ) -> None:
+        guild_id, _ = self._ids(interaction)
+        period = period or (await self.bot.ledger.guild_default(guild_id)).period
+        report = await reports.usage(self.bot.database, guild_id, period, self.bot.ledger.clock())
+        if not export:
+            await reply(interaction, embed=usage_embed(report))
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)  # names take a moment
+        names = await member_names(interaction.guild, [m.user_id for m in report.members])
+        data = reports.usage_csv(report, names).encode("utf-8")
+        filename = f"usage-{report.label.replace(' ', '-')}.csv"
+        await reply(
+            interaction,
+            embed=usage_embed(report),
+            file=discord.File(io.BytesIO(data), filename=filename),
+        )
+
+    @app_commands.command(name="credits", description="The Segmind balance, spend and trend")
+    async def credits(self, interaction: discord.Interaction) -> None:
+        guild_id, _ = self._ids(interaction)
+        report = await reports.spend(
+            self.bot.database,
+            guild_id,
+            self.bot.ledger.clock(),
+            self.bot.settings.account_reserve_credits,
+        )
+        embed = credits_embed(report, halted_reason=self.bot.health.halted_reason)
+        await reply(interaction, embed=embed)
+
+    @app_commands.command(name="audit", description="The latest admin changes")
+    async def audit(self, interaction: discord.Interaction) -> None:
+        guild_id, _ = self._ids(interaction)
+        entries = await reports.audit_entries(self.bot.database, guild_id, limit=AUDIT_LINES)
+        await reply(interaction, embed=audit_embed(entries))
+
+    # -- alerts and the API key ---------------------------------------------------------
+
+    @app_commands.command(name="alerts", description="Where the bot warns admins (no channel: off)")
+    @app_commands.describe(channel="A text channel the bot can post in; leave out to stop alerts")
+    async def alerts(
+        self, interaction: discord.Interaction, channel: discord.TextChannel | None = None
+    ) -> None:
+        guild_id, actor = self._ids(interaction)
+        if channel is not None:
+            me = channel.guild.me
+            allowed = channel.permissions_for(me)
+            if not (allowed.view_channel and allowed.send_messages):
+                await reply(
+                    interaction,
+                    f"I can't post in {channel.mention}. Give me View Channel and Send "
+                    "Messages there, then try again.",
+                )
+                return
+        change = await self.bot.ledger.set_alerts_channel(
+            guild_id, actor, channel.id if channel else None
+        )
+        if channel is None:
+            await reply(interaction, f"Alerts are off for this server. {was(change)}")
+            return
+        await reply(
+            interaction,
+            f"Alerts will go to {channel.mention}: low balance (under "
+            f"{money(self.bot.settings.alert_below_credits)}), key rejected, out of credits, "
+            "account reserve reached, and repeated API failures. Each one once per incident.",
+        )
+
+    @app_commands.command(
+        name="check", description="Test the API key with one tiny real edit (billed if it works)"
+    )
+    async def check(self, interaction: discord.Interaction) -> None:
+        guild_id, actor = self._ids(interaction)
+        health = self.bot.health
+        before = health.halted_reason or "running"
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        reserve = self.bot.settings.account_reserve_credits
+        result = await run_key_check(self.bot.api, self.bot.pipeline.meter, health, reserve=reserve)
+        answer = f"HTTP {result.status}" if result.status else f"failed ({result.error})"
+        after = f"{answer}: {result.halted_reason or 'running'}"
+        await self.bot.ledger.record(guild_id, actor, "api.check", "api", Change(before, after))
+        await reply(interaction, check_text(result, reserve))
+
+    @app_commands.command(name="resume", description="Let edits run again without testing the key")
+    async def resume(self, interaction: discord.Interaction) -> None:
+        guild_id, actor = self._ids(interaction)
+        health = self.bot.health
+        reason = health.halted_reason
+        if reason is None and not health.needs_admin:
+            await reply(interaction, "Edits are running already; nothing to resume.")
+            return
+        health.resume()
+        await self.bot.ledger.record(
+            guild_id, actor, "api.resume", "api", Change(reason or "held", "running")
+        )
+        text = (
+            "Edits can run again. No request was sent, so if the problem is not fixed the "
+            "next edit will stop them again (and the admins are alerted)."
+        )
+        balance = self.bot.pipeline.meter.last_balance
+        reserve = self.bot.settings.account_reserve_credits
+        if reserve > 0 and balance is not None and balance < reserve:
+            text += (
+                f" Note: the last balance seen, {money(balance)}, is under the reserve of "
+                f"{money(reserve)}, so the next edit will pause them again. Top up, then "
+                "run `/admin check` to read the new balance."
+            )
+        await reply(interaction, text)
+
+
+def check_text(result: KeyCheckResult, reserve: float) -> str:
+    """What the admin is told after `/admin check`."""
+    if not result.authenticated:
+        if result.status == 401:
+            return (
+                "Segmind rejected the key, so edits stay stopped. Fix SEGMIND_API_KEY and "
+                "restart the bot, or run `/admin check` again once the key works."
+            )
+        if result.status == 406:
+            return (
+                "The key works, but Segmind says the account is out of credits, so edits "
+                "stay paused. Top up at segmind.com, then run `/admin check` again."
+            )
+        return (
+            f"The check could not finish ({result.error}). Nothing changed; try again in a minute."
+        )
+    if result.cost is None:
+        cost = "Segmind refused the tiny test image, so nothing was billed."
+    else:
+        approx = "about " if result.cost.source == "estimate" else ""
+        cost = f"That check was billed {approx}{money(result.cost.amount)} credits."
+    balance = "" if result.balance is None else f" Balance: {money(result.balance)}."
+    if result.halted_reason:
+        return (
+            f"The key works. {cost}{balance} But the balance is still under the reserve of "
+            f"{money(reserve)}, so new edits stay paused. Top up, then run `/admin check` again."
+        )
+    return f"The key works and edits are running. {cost}{balance}"
+
+
+async def setup(bot: KontextBot) -> None:
+    await bot.add_cog(Admin(bot))

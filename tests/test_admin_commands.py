@@ -1,0 +1,377 @@
+"""`/admin` end to end: who may use it (checked by the bot on every call), what each
+subcommand shows the admin, what it changes in the database, and the audit trail."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import pytest
+
+from bot import segmind
+from tests.conftest import (
+    ADMIN_ID,
+    ALERTS_CHANNEL_ID,
+    API_KEY,
+    CHANNEL_ID,
+    GUILD_ID,
+    MANAGE_GUILD,
+    MEMBER_ID,
+    OTHER_MEMBER_ID,
+    Harness,
+    add_role,
+    add_text_channel,
+    admin,
+    channel_opt,
+    mentionable_opt,
+    role_opt,
+    run_command,
+    user_opt,
+)
+from tests.fake_discord import FLAG_EPHEMERAL
+
+pytestmark = pytest.mark.settings(quota_default_credits=0.40, alert_below_credits=0)
+
+NO_PERMISSION = "You don't have permission to use this command."
+ADMIN_TABLES = (
+    "audit_log",
+    "member_quotas",
+    "role_quotas",
+    "guild_quotas",
+    "usage_resets",
+    "blocks",
+    "guild_settings",
+)
+
+
+@pytest.fixture
+def h(harness: Harness) -> Harness:
+    return harness
+
+
+def fields(message: dict[str, Any]) -> dict[str, str]:
+    [embed] = message["embeds"]
+    return {f["name"]: f["value"] for f in embed["fields"]}
+
+
+async def private(answer: dict[str, Any]) -> dict[str, Any]:
+    assert answer["flags"] & FLAG_EPHEMERAL, "admin answers must be ephemeral"
+    return answer
+
+
+async def audit(h: Harness) -> list[tuple[Any, ...]]:
+    rows = await h.bot.database.fetchall(
+        "SELECT actor_id, action, target, before, after FROM audit_log ORDER BY id"
+    )
+    return [tuple(r) for r in rows]
+
+
+def api_calls(h: Harness) -> int:
+    return len([r for r in h.segmind.requests if r.method == "POST"])
+
+
+EVERY_SUBCOMMAND: list[tuple[list[str], dict[str, Any]]] = [
+    (["quota", "set"], {"member": user_opt(OTHER_MEMBER_ID), "credits": 50.0}),
+    (["quota", "clear"], {"target": mentionable_opt(OTHER_MEMBER_ID)}),
+    (["quota", "reset"], {"member": user_opt(OTHER_MEMBER_ID)}),
+    (["quota", "default"], {"credits": 50.0, "period": "month"}),
+    (["quota", "role"], {"role": role_opt(GUILD_ID), "credits": 50.0}),
+    (["quota", "show"], {"member": user_opt(OTHER_MEMBER_ID)}),
+    (["block"], {"member": user_opt(OTHER_MEMBER_ID), "reason": "x"}),
+    (["unblock"], {"member": user_opt(OTHER_MEMBER_ID)}),
+    (["usage"], {"export": True}),
+    (["credits"], {}),
+    (["alerts"], {"channel": channel_opt(CHANNEL_ID)}),
+    (["audit"], {}),
+    (["check"], {}),
+    (["resume"], {}),
+]
+
+
+@pytest.mark.parametrize("permissions", [0, None], ids=["permissions=0", "member-default"])
+async def test_admin_commands_are_refused_to_members_even_when_invoked_directly(
+    h: Harness, permissions: int | None
+) -> None:
+    h.bot.health.halt(segmind.OUT_OF_CREDITS)  # so a wrongful /admin resume would show
+    for subcommand, options in EVERY_SUBCOMMAND:
+        answer = await admin(h, *subcommand, user_id=MEMBER_ID, permissions=permissions, **options)
+        assert answer["flags"] & FLAG_EPHEMERAL, subcommand
+        assert answer["content"] == NO_PERMISSION, subcommand
+        assert not answer["embeds"] and not answer["attachments"], subcommand
+    for table in ADMIN_TABLES:
+        assert await h.bot.database.fetchall(f"SELECT * FROM {table}") == [], table  # noqa: S608
+    assert api_calls(h) == 0  # not even /admin check reached the API
+    assert h.bot.health.halted_reason == segmind.OUT_OF_CREDITS
+
+
+async def test_admin_commands_are_hidden_from_members_by_default(h: Harness) -> None:
+    [command] = [c for c in h.discord.commands[GUILD_ID] if c["name"] == "admin"]
+    assert int(command["default_member_permissions"]) == MANAGE_GUILD
+    options = {o["name"]: o for o in command["options"]}
+    assert set(options) == {
+        "quota", "block", "unblock", "usage", "credits", "alerts", "audit", "check", "resume",
+    }  # fmt: skip
+    assert {o["name"] for o in options["quota"]["options"]} == {
+        "set", "clear", "reset", "default", "role", "show",
+    }  # fmt: skip
+    usage = {o["name"]: o for o in options["usage"]["options"]}
+    assert usage["export"]["type"] == 5  # `/admin usage export:True`, not a subgroup
+    assert any(c["name"] == "quota" for c in h.discord.commands[GUILD_ID])  # for members
+
+
+@pytest.mark.settings(quota_default_credits=0.40, alert_below_credits=0, admin_role_ids=(7100,))
+async def test_a_role_from_admin_role_ids_grants_the_admin_commands(h: Harness) -> None:
+    await add_role(h, 7100, "Kontext admins", members=(OTHER_MEMBER_ID,))
+    answer = await admin(
+        h,
+        "quota",
+        "set",
+        user_id=OTHER_MEMBER_ID,
+        permissions=None,
+        member_roles=(7100,),
+        member=user_opt(MEMBER_ID),
+        credits=2.0,
+    )
+    assert (await private(answer))["content"].startswith("<@5001> can now spend 2.00 credits")
+    refused = await admin(
+        h, "quota", "set", user_id=MEMBER_ID, permissions=None, member=user_opt(MEMBER_ID),
+        credits=9.0,
+    )  # fmt: skip
+    assert refused["content"] == NO_PERMISSION
+    assert await audit(h) == [(OTHER_MEMBER_ID, "quota.member", "member:5001", "none", "2.00")]
+
+
+async def test_quota_set_show_clear_and_default(h: Harness) -> None:
+    answer = await private(await admin(h, "quota", "set", member=user_opt(MEMBER_ID), credits=2))
+    assert answer["content"] == "<@5001> can now spend 2.00 credits a day. (before: none)"
+    await h.answer(await h.edit("one"))
+    shown = await private(await admin(h, "quota", "show", member=user_opt(MEMBER_ID)))
+    assert fields(shown)["Used today"] == "0.04 of 2.00 credits"
+    assert fields(shown)["Left"] == "1.96 credits\nabout 49 edits"
+    assert shown["embeds"][0]["description"] == "<@5001>"
+    assert "an admin set for them" in shown["embeds"][0]["footer"]["text"]
+
+    answer = await private(await admin(h, "quota", "clear", target=mentionable_opt(MEMBER_ID)))
+    assert "has no allowance of its own any more" in answer["content"]
+    answer = await private(await admin(h, "quota", "default", credits=1.5, period="week"))
+    assert answer["content"] == "Members can now spend 1.50 credits a week. (before: 0.40/day)"
+    shown = await admin(h, "quota", "show", member=user_opt(MEMBER_ID))
+    assert fields(shown)["Used this week"] == "0.04 of 1.50 credits"
+
+    rows = await h.bot.database.fetchall("SELECT * FROM guild_quotas")
+    assert [tuple(r) for r in rows] == [(GUILD_ID, 1.5, "week")]
+    assert await h.bot.database.fetchall("SELECT * FROM member_quotas") == []
+    assert await audit(h) == [
+        (ADMIN_ID, "quota.member", "member:5001", "none", "2.00"),
+        (ADMIN_ID, "quota.member.clear", "member:5001", "2.00", "none"),
+        (ADMIN_ID, "quota.default", "server", "0.40/day", "1.50/week"),
+    ]
+
+
+async def test_quota_role_and_reset(h: Harness) -> None:
+    await add_role(h, 7001, "Artists", members=(MEMBER_ID,))
+    answer = await private(await admin(h, "quota", "role", role=role_opt(7001), credits=0.08))
+    assert answer["content"].startswith("Members with <@&7001> can now spend 0.08 credits a day")
+    await h.answer(await h.edit("one"))
+    await h.answer(await h.edit("two"))
+    out = await run_command(h, "quota", member_roles=(7001,))
+    assert fields(out)["Left"] == "0.00 credits\nabout 0 edits"
+
+    answer = await private(await admin(h, "quota", "reset", member=user_opt(MEMBER_ID)))
+    assert answer["content"] == (
+        "Cleared <@5001>'s usage this period (used 0.08). They have 0.08 credits left."
+    )
+    assert "Cost" in fields(await h.answer(await h.edit("three")))  # editing again
+    resets = await h.bot.database.fetchall("SELECT guild_id, user_id FROM usage_resets")
+    assert [tuple(r) for r in resets] == [(GUILD_ID, MEMBER_ID)]
+    assert [a[1:] for a in await audit(h)] == [
+        ("quota.role", "role:7001", "none", "0.08"),
+        ("quota.reset", "member:5001", "used 0.08", "used 0.00"),
+    ]
+
+
+async def test_block_and_unblock(h: Harness) -> None:
+    answer = await private(
+        await admin(h, "block", member=user_opt(MEMBER_ID), reason="spamming edits")
+    )
+    assert answer["content"] == "<@5001> can't start edits now; they'll be told so if they try."
+    refused = await h.answer(await h.edit("x"))
+    assert "Reason: spamming edits" in refused["content"]
+    rows = await h.bot.database.fetchall("SELECT user_id, reason, blocked_by FROM blocks")
+    assert [tuple(r) for r in rows] == [(MEMBER_ID, "spamming edits", ADMIN_ID)]
+
+    answer = await private(await admin(h, "unblock", member=user_opt(MEMBER_ID)))
+    assert answer["content"] == "<@5001> can edit again. (before: blocked: spamming edits)"
+    assert "Cost" in fields(await h.answer(await h.edit("y")))
+    again = await admin(h, "unblock", member=user_opt(MEMBER_ID))
+    assert again["content"] == "<@5001> wasn't blocked; nothing changed."
+    assert [a[1] for a in await audit(h)] == ["block", "unblock"]  # no-op not audited
+    assert api_calls(h) == 1
+
+
+async def test_usage_shows_top_spenders_and_exports_csv(h: Harness) -> None:
+    for _ in range(2):
+        await h.answer(await h.edit("mine"))
+    await h.answer(await h.edit("theirs", user_id=OTHER_MEMBER_ID))
+    h.segmind.fail_next(422, body={"error": "no"})
+    await h.answer(await h.edit("refused"))
+
+    answer = await private(await admin(h, "usage"))
+    [embed] = answer["embeds"]
+    assert embed["title"] == "Usage today"
+    assert embed["description"].splitlines() == [
+        "**1.** <@5001> · 2 edits · 0.08 credits · 1 failed",
+        "**2.** <@5002> · 1 edit · 0.04 credits",
+    ]
+    assert fields(answer) == {
+        "Members": "2",
+        "Edits": "3",
+        "Credits": "0.12",
+        "Failed (not charged)": "1",
+    }
+
+    exported = await private(await admin(h, "usage", period="month", export=True))
+    [attachment] = exported["attachments"]
+    assert attachment["filename"] == "usage-this-month.csv"
+    rows = list(csv.DictReader(io.StringIO(h.discord.attachment_bytes(attachment).decode())))
+    assert [(r["user_id"], r["edits"], r["failed"], r["credits"]) for r in rows] == [
+        ("5001", "2", "1", "0.0800"),
+        ("5002", "1", "0", "0.0400"),
+    ]
+    assert rows[0]["name"] == "user5001"
+
+
+async def test_credits_shows_balance_spend_and_what_no_member_paid_for(h: Harness) -> None:
+    empty = fields(await private(await admin(h, "credits")))
+    assert empty["Balance"].startswith("not seen yet")
+    assert empty["At this rate"] == "not enough spend yet to estimate"
+    await h.answer(await h.edit("one"))  # 99.96
+    await h.answer(await h.edit("two"))  # 99.92
+    h.segmind.not_image_next()  # billed by Segmind, refunded to the member
+    await h.answer(await h.edit("broken"))
+    await h.answer(await h.edit("three"))  # 99.84: the drop covers the broken call too
+
+    answer = await private(await admin(h, "credits"))
+    shown = fields(answer)
+    assert shown["Balance"].startswith("99.84 credits, as of <t:")
+    assert (shown["Spent today"], shown["This month"]) == ("0.16", "0.16")
+    assert shown["This month, by who paid"].startswith(
+        "charged to members: 0.12 (this server: 0.12)\nnot charged to anyone: 0.04"
+    )
+    assert "0.16  ████████████████" in shown["Last 7 days (UTC)"]
+    assert shown["At this rate"] == "about 624 days at 0.16 a day"
+    charged = await h.bot.database.fetchone(
+        "SELECT SUM(amount) FROM charges WHERE state = 'committed'"
+    )
+    assert charged[0] == pytest.approx(0.12)
+
+
+async def test_alerts_channel_is_set_checked_and_audited(h: Harness) -> None:
+    muted = [{"id": str(h.discord.bot_user_id), "type": 1, "allow": "0", "deny": str(1 << 11)}]
+    await add_text_channel(h, 4245, overwrites=muted)
+    refused = await private(await admin(h, "alerts", channel=channel_opt(4245)))
+    assert refused["content"].startswith("I can't post in <#4245>. Give me View Channel")
+    assert await audit(h) == []
+
+    await add_text_channel(h)
+    answer = await private(await admin(h, "alerts", channel=channel_opt(ALERTS_CHANNEL_ID)))
+    assert answer["content"].startswith("Alerts will go to <#4244>")
+    off = await private(await admin(h, "alerts"))
+    assert off["content"] == "Alerts are off for this server. (before: channel:4244)"
+    rows = await h.bot.database.fetchall("SELECT guild_id, alerts_channel_id FROM guild_settings")
+    assert [tuple(r) for r in rows] == [(GUILD_ID, None)]
+    assert [a[3:] for a in await audit(h)] == [("off", "channel:4244"), ("channel:4244", "off")]
+
+    audit_view = await private(await admin(h, "audit"))
+    lines = audit_view["embeds"][0]["description"].splitlines()
+    assert lines[0].endswith("<@5003> **alerts.channel** server: <#4244> → off")
+    assert lines[1].endswith("<@5003> **alerts.channel** server: off → <#4244>")
+
+
+async def test_a_rejected_key_stops_all_calls_until_an_admin_check_succeeds(
+    h: Harness,
+) -> None:
+    await add_text_channel(h)
+    await admin(h, "alerts", channel=channel_opt(ALERTS_CHANNEL_ID))
+    h.segmind.api_key = "revoked"
+    await h.answer(await h.edit("one"))
+    h.bot.health._clock = lambda: float("inf")  # long past the probe interval
+    answer = await h.answer(await h.edit("two"))
+    assert "can't edit images right now" in answer["content"]
+    assert api_calls(h) == 1  # no probe: a rejected key does not fix itself
+
+    failed = await private(await admin(h, "check"))
+    assert failed["content"].startswith("Segmind rejected the key, so edits stay stopped")
+    assert api_calls(h) == 2
+    h.segmind.api_key = API_KEY
+    passed = await private(await admin(h, "check"))
+    assert passed["content"] == (
+        "The key works and edits are running. That check was billed about 0.04 credits. "
+        "Balance: 99.96."
+    )
+    [check] = [r for r in h.segmind.requests if r.method == "POST"][-1:]
+    assert check.json["num_inference_steps"] == 4
+    assert not check.json["input_image"].startswith("http")  # a tiny PNG, sent inline
+    assert "Cost" in fields(await h.answer(await h.edit("three")))
+
+    await h.bot.alerts.drain()
+    [alert] = h.channel_messages(ALERTS_CHANNEL_ID)
+    assert "rejected the bot's API key" in alert["content"]
+    assert [a[1:] for a in await audit(h)][1:] == [
+        ("api.check", "api", segmind.KEY_REJECTED, f"HTTP 401: {segmind.KEY_REJECTED}"),
+        ("api.check", "api", segmind.KEY_REJECTED, "HTTP 200: running"),
+    ]
+
+
+async def test_resume_clears_the_halt_without_a_call(h: Harness) -> None:
+    already = await private(await admin(h, "resume"))
+    assert already["content"] == "Edits are running already; nothing to resume."
+    h.segmind.credits = 0
+    await h.answer(await h.edit("one"))  # 406: edits halted
+    h.segmind.top_up(5)
+    answer = await private(await admin(h, "resume"))
+    assert answer["content"].startswith("Edits can run again. No request was sent")
+    assert api_calls(h) == 1
+    assert h.bot.health.halted_reason is None
+    assert "Cost" in fields(await h.answer(await h.edit("two")))
+    assert [a[1:] for a in await audit(h)] == [
+        ("api.resume", "api", segmind.OUT_OF_CREDITS, "running"),
+    ]
+
+
+@pytest.mark.settings(
+    quota_default_credits=0.40, alert_below_credits=0, account_reserve_credits=99.95
+)
+async def test_a_check_under_the_reserve_keeps_edits_paused_without_a_new_alert(
+    h: Harness,
+) -> None:
+    await add_text_channel(h)
+    await admin(h, "alerts", channel=channel_opt(ALERTS_CHANNEL_ID))
+    await h.answer(await h.edit("one"))  # 99.96
+    await h.answer(await h.edit("two"))  # 99.92: under the reserve
+    assert "can't edit" in (await h.answer(await h.edit("three")))["content"]
+    answer = await private(await admin(h, "check"))
+    assert answer["content"] == (
+        "The key works. That check was billed 0.04 credits. Balance: 99.88. But the balance "
+        "is still under the reserve of 99.95, so new edits stay paused. Top up, then run "
+        "`/admin check` again."
+    )
+    assert h.bot.health.halted_reason == "account balance 99.88 is under the reserve 99.95"
+    assert "can't edit" in (await h.answer(await h.edit("four")))["content"]
+    assert api_calls(h) == 3  # two edits and the check
+    await h.bot.alerts.drain()
+    assert len(h.channel_messages(ALERTS_CHANNEL_ID)) == 1  # still the same incident
+
+
+async def test_a_check_that_meets_an_empty_account_keeps_edits_paused(h: Harness) -> None:
+    h.segmind.credits = 0
+    answer = await private(await admin(h, "check"))
+    assert answer["content"].startswith("The key works, but Segmind says the account is out")
+    assert h.bot.health.halted_reason == segmind.OUT_OF_CREDITS
+    assert "can't edit" in (await h.answer(await h.edit("one")))["content"]
+    readings = await h.bot.database.fetchall("SELECT * FROM credit_readings")
+    assert readings == [] and api_calls(h) == 1
+    assert [a[1:] for a in await audit(h)] == [
+        ("api.check", "api", "running", f"HTTP 406: {segmind.OUT_OF_CREDITS}"),
+    ]

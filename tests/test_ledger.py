@@ -1,0 +1,326 @@
+"""The quota ledger against a real SQLite file: atomic reservations under concurrency,
+allowances and overrides, periods, admin changes with their audit rows, and reports."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot import db, reports
+from bot.credits import CreditMeter
+from bot.health import ServiceHealth
+from bot.ledger import Ledger, MemberBlocked, QuotaExceeded, period_window
+from bot.params import build_params
+from bot.pipeline import EditPipeline, EditRequest
+from bot.results import ResultStore
+from bot.segmind import SegmindClient
+from tests.conftest import API_KEY, make_settings
+from tests.fake_segmind import FakeSegmind
+from tests.helpers import LocalServer, make_image, make_input_image, make_new_generation
+
+GUILD = 4242
+MEMBER = 5001
+ADMIN = 5003
+COST = 0.04
+
+
+def ts(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+class Clock:
+    def __init__(self, start: str) -> None:
+        self.now = ts(start)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock("2030-03-15 12:00:00")
+
+
+@pytest.fixture
+def ledger(conn: db.Database, clock: Clock) -> Ledger:
+    return Ledger(conn, default_credits=0.40, default_period="day", clock=clock)
+
+
+async def charges(conn: db.Database) -> list[dict]:
+    return [dict(r) for r in await conn.fetchall("SELECT * FROM charges ORDER BY id")]
+
+
+async def audit_rows(conn: db.Database) -> list[dict]:
+    return [dict(r) for r in await conn.fetchall("SELECT * FROM audit_log ORDER BY id")]
+
+
+async def spend_committed(ledger: Ledger, amount: float, *, user: int = MEMBER) -> None:
+    reservation = await ledger.reserve(GUILD, user, (), amount)
+    await ledger.commit(reservation, amount, "balance_drop")
+
+
+# -- money under concurrency ------------------------------------------------------------
+
+
+async def test_concurrent_reservations_never_exceed_the_allowance(
+    ledger: Ledger, conn: db.Database
+) -> None:
+    results = await asyncio.gather(
+        *(ledger.reserve(GUILD, MEMBER, (), COST) for _ in range(200)), return_exceptions=True
+    )
+    granted = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, QuotaExceeded)]
+    assert (len(granted), len(refused)) == (10, 190)
+    status = await ledger.status(GUILD, MEMBER, ())
+    assert status.held == pytest.approx(0.40) and status.left == pytest.approx(0.0, abs=1e-9)
+    assert [c["state"] for c in await charges(conn)] == ["reserved"] * 10
+    assert "0.00 of your 0.40 credits left" in refused[0].message
+
+
+@pytest.fixture
+async def pipeline(
+    conn: db.Database, tmp_path: Path, local_server: LocalServer, http: httpx.AsyncClient
+) -> AsyncIterator[tuple[EditPipeline, FakeSegmind]]:
+    """The real pipeline, client and meter against FakeSegmind (which fetches the input)."""
+    async with FakeSegmind(api_key=API_KEY, delay=0.05) as fake:
+        settings = make_settings(
+            tmp_path, segmind_base_url=fake.base_url, discord_cdn_hosts=(local_server.host,)
+        )
+        api = SegmindClient(
+            api_key=API_KEY, base_url=fake.base_url, model="flux-kontext-dev", timeout_s=10
+        )
+        meter = CreditMeter(conn, model="flux-kontext-dev", fallback_estimate=COST)
+        ledger = Ledger(conn, default_credits=0.40, default_period="day")
+        yield (
+            EditPipeline(
+                settings=settings,
+                database=conn,
+                api=api,
+                http=http,
+                meter=meter,
+                health=ServiceHealth(),
+                ledger=ledger,
+                results=ResultStore(conn, tmp_path / "results", retention_s=3600),
+            ),
+            fake,
+        )
+        await api.aclose()
+
+
+async def test_200_concurrent_edits_against_10_edits_of_allowance_send_exactly_10(
+    pipeline: tuple[EditPipeline, FakeSegmind], local_server: LocalServer, conn: db.Database
+) -> None:
+    pipe, fake = pipeline
+    url = local_server.serve_bytes("/photo.png", make_image())
+    request = EditRequest(
+        user_id=MEMBER,
+        guild_id=GUILD,
+        channel_id=1,
+        source="slash",
+        image=make_input_image(url=url),
+        params=build_params("make it night", seed=1),
+        seed_explicit=True,
+    )
+    results = await asyncio.gather(*(pipe.run(request) for _ in range(200)), return_exceptions=True)
+    done = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, QuotaExceeded)]
+    assert (len(done), len(refused)) == (10, 190)
+    assert len([r for r in fake.requests if r.method == "POST"]) == 10
+    assert fake.calls_billed == 10 and fake.credits == pytest.approx(100 - 10 * COST)
+    status = await pipe.ledger.status(GUILD, MEMBER, ())
+    assert status.used == pytest.approx(0.40) and status.held == 0 and status.left >= 0
+    rows = await charges(conn)
+    assert [r["state"] for r in rows] == ["committed"] * 10  # refusals never held money
+    assert all(r["amount"] >= 0 for r in rows)
+    assert await db.count_by_status(conn) == {"succeeded": 10}
+    assert min(o.quota_left for o in done) == pytest.approx(0.0, abs=1e-9)
+
+
+# -- allowances -------------------------------------------------------------------------
+
+
+async def test_member_override_beats_roles_and_the_highest_role_wins(ledger: Ledger) -> None:
+    assert (await ledger.allowance(GUILD, MEMBER, ())).source == "default"
+    await ledger.set_guild_default(GUILD, ADMIN, 1.0, "week")
+    await ledger.set_role_quota(GUILD, ADMIN, 71, 2.0)
+    await ledger.set_role_quota(GUILD, ADMIN, 72, 3.0)
+    allowance = await ledger.allowance(GUILD, MEMBER, (71, 72))
+    assert (allowance.credits, allowance.period, allowance.source) == (3.0, "week", "role")
+    await ledger.set_member_quota(GUILD, ADMIN, MEMBER, 0.5)
+    allowance = await ledger.allowance(GUILD, MEMBER, (71, 72))
+    assert (allowance.credits, allowance.period, allowance.source) == (0.5, "week", "member")
+    await ledger.set_member_quota(GUILD, ADMIN, MEMBER, None)
+    assert (await ledger.allowance(GUILD, MEMBER, (71,))).credits == 2.0
+    await ledger.set_role_quota(GUILD, ADMIN, 71, None)
+    assert (await ledger.allowance(GUILD, MEMBER, (71,))).source == "server"
+    assert (await ledger.allowance(9999, MEMBER, ())).source == "default"  # other servers
+
+
+async def test_usage_starts_again_when_the_period_rolls_over(ledger: Ledger, clock: Clock) -> None:
+    await spend_committed(ledger, 0.40)
+    with pytest.raises(QuotaExceeded, match="resets <t:"):
+        await ledger.reserve(GUILD, MEMBER, (), COST)
+    clock.now = ts("2030-03-15 23:59:59")
+    assert (await ledger.status(GUILD, MEMBER, ())).left == 0
+    clock.now = ts("2030-03-16 00:00:00")
+    status = await ledger.status(GUILD, MEMBER, ())
+    assert (status.used, status.left) == (0, 0.40)
+    assert status.window.resets_at == ts("2030-03-17 00:00:00")
+    await ledger.reserve(GUILD, MEMBER, (), COST)
+
+
+@pytest.mark.parametrize(
+    ("period", "now", "start", "end"),
+    [
+        ("day", "2030-03-15 12:00", "2030-03-15", "2030-03-16"),
+        ("week", "2030-03-17 23:00", "2030-03-11", "2030-03-18"),  # weeks start on Monday
+        ("month", "2028-02-29 08:00", "2028-02-01", "2028-03-01"),  # a leap February
+        ("month", "2030-12-31 23:59", "2030-12-01", "2031-01-01"),
+    ],
+)
+def test_period_windows_follow_the_utc_calendar(
+    period: str, now: str, start: str, end: str
+) -> None:
+    window = period_window(period, ts(now))
+    assert (window.start, window.resets_at) == (ts(start), ts(end))
+    assert period_window("none", ts(now)).resets_at is None
+
+
+# -- admin changes and their audit rows -------------------------------------------------
+
+
+async def test_every_admin_change_is_audited_with_before_and_after(
+    ledger: Ledger, conn: db.Database, clock: Clock
+) -> None:
+    await ledger.set_member_quota(GUILD, ADMIN, MEMBER, 2.0)
+    await ledger.set_member_quota(GUILD, ADMIN, MEMBER, 3.0)
+    await ledger.set_role_quota(GUILD, ADMIN, 71, 1.5)
+    await ledger.set_guild_default(GUILD, ADMIN, 0.8, "month")
+    await spend_committed(ledger, 0.12)
+    await ledger.reset_usage(GUILD, ADMIN, MEMBER)
+    await ledger.block(GUILD, ADMIN, MEMBER, "spam")
+    await ledger.unblock(GUILD, ADMIN, MEMBER)
+    await ledger.set_alerts_channel(GUILD, ADMIN, 4244)
+    rows = await audit_rows(conn)
+    assert [(r["action"], r["target"], r["before"], r["after"]) for r in rows] == [
+        ("quota.member", "member:5001", "none", "2.00"),
+        ("quota.member", "member:5001", "2.00", "3.00"),
+        ("quota.role", "role:71", "none", "1.50"),
+        ("quota.default", "server", "0.40/day", "0.80/month"),
+        ("quota.reset", "member:5001", "used 0.12", "used 0.00"),
+        ("block", "member:5001", "not blocked", "blocked: spam"),
+        ("unblock", "member:5001", "blocked: spam", "not blocked"),
+        ("alerts.channel", "server", "off", "channel:4244"),
+    ]
+    assert {(r["guild_id"], r["actor_id"], r["at"]) for r in rows} == {(GUILD, ADMIN, clock.now)}
+    entries = await reports.audit_entries(conn, GUILD, limit=3)
+    assert [e.action for e in entries] == ["alerts.channel", "unblock", "block"]
+
+
+async def test_a_change_whose_audit_row_fails_is_rolled_back(
+    ledger: Ledger, conn: db.Database
+) -> None:
+    await conn.write("DROP TABLE audit_log")
+    with pytest.raises(Exception, match="audit_log"):
+        await ledger.set_member_quota(GUILD, ADMIN, MEMBER, 5.0)
+    assert await conn.fetchall("SELECT * FROM member_quotas") == []
+    assert (await ledger.allowance(GUILD, MEMBER, ())).credits == 0.40
+
+
+async def test_reset_clears_this_periods_usage_but_keeps_the_charges(
+    ledger: Ledger, conn: db.Database, clock: Clock
+) -> None:
+    await spend_committed(ledger, 0.36)
+    clock.now += 60
+    change = await ledger.reset_usage(GUILD, ADMIN, MEMBER)
+    assert change.before == "used 0.36"
+    status = await ledger.status(GUILD, MEMBER, ())
+    assert (status.used, status.left) == (0, 0.40)
+    assert [(c["state"], c["amount"]) for c in await charges(conn)] == [("committed", 0.36)]
+
+
+async def test_a_blocked_member_is_refused_with_the_reason_until_unblocked(
+    ledger: Ledger, conn: db.Database
+) -> None:
+    assert await ledger.unblock(GUILD, ADMIN, MEMBER) is None  # nothing to undo
+    await ledger.block(GUILD, ADMIN, MEMBER, "spamming the channel")
+    with pytest.raises(MemberBlocked, match="Reason: spamming the channel"):
+        await ledger.check_not_blocked(GUILD, MEMBER)
+    await ledger.check_not_blocked(9999, MEMBER)  # a block is per server
+    await ledger.unblock(GUILD, ADMIN, MEMBER)
+    await ledger.check_not_blocked(GUILD, MEMBER)
+    assert await conn.fetchall("SELECT * FROM blocks") == []
+    assert [r["action"] for r in await audit_rows(conn)] == ["block", "unblock"]
+
+
+# -- reports ----------------------------------------------------------------------------
+
+
+async def add_reading(conn: db.Database, at: str, remaining: float, gen: int | None = None) -> None:
+    await conn.write(
+        "INSERT INTO credit_readings (at, remaining, generation_id) VALUES (?, ?, ?)",
+        (ts(at), remaining, gen),
+    )
+
+
+async def test_spend_comes_from_balance_drops_and_top_ups_are_not_negative_spend(
+    ledger: Ledger, conn: db.Database, clock: Clock
+) -> None:
+    gen = await db.insert_generation(conn, make_new_generation())
+    await db.mark_succeeded(
+        conn, gen, api_seed=1, api_time_s=1.0, request_id=None, cost=0.04,
+        cost_source="estimate", remaining_credits=59.76, reencoded=False,
+    )  # fmt: skip
+    await add_reading(conn, "2030-02-27 10:00", 50.00)  # last month: only the baseline
+    await add_reading(conn, "2030-03-14 10:00", 49.90)
+    await add_reading(conn, "2030-03-15 09:00", 49.80)
+    await add_reading(conn, "2030-03-15 10:00", 59.76, gen)  # +10 topped up, this call 0.04
+    # Members were charged 0.16 here and 0.02 in another server this month.
+    for guild, amount in ((GUILD, 0.10), (GUILD, 0.06), (9999, 0.02)):
+        reservation = await ledger.reserve(guild, MEMBER, (), amount)
+        await ledger.commit(reservation, amount, "balance_drop")
+
+    report = await reports.spend(conn, GUILD, clock(), reserve=10.0)
+    assert report.balance == 59.76 and report.balance_at == ts("2030-03-15 10:00")
+    assert report.today == pytest.approx(0.14)
+    assert report.month == pytest.approx(0.24)
+    assert report.topped_up_month == pytest.approx(10.0)
+    assert report.charged_month == pytest.approx(0.18)
+    assert report.charged_month_here == pytest.approx(0.16)
+    assert report.unattributed_month == pytest.approx(0.06)
+    assert [round(d.amount, 2) for d in report.trend] == [0, 0, 0, 0, 0, 0.10, 0.14]
+    assert report.trend[-1].start == ts("2030-03-15")
+    observed_days = (clock() - ts("2030-03-09")) / 86400
+    assert report.rate_per_day == pytest.approx(0.24 / observed_days)
+    assert report.days_left == pytest.approx((59.76 - 10.0) / report.rate_per_day)
+
+
+async def test_spend_with_no_readings_yet(conn: db.Database, clock: Clock) -> None:
+    report = await reports.spend(conn, GUILD, clock(), reserve=0)
+    assert report.balance is None and report.month == 0 and report.days_left is None
+
+
+async def test_usage_csv_lists_every_member_and_defuses_formulas(
+    ledger: Ledger, conn: db.Database
+) -> None:
+    for status in ("succeeded", "succeeded", "failed"):
+        gen = await db.insert_generation(conn, make_new_generation(user_id=MEMBER))
+        await conn.write("UPDATE generations SET status = ? WHERE id = ?", (status, gen))
+    await spend_committed(ledger, 0.08)
+    ledger.clock = lambda: 0.0  # charges made "long ago" still count for all time
+    await spend_committed(ledger, 0.04, user=5002)
+    report = await reports.usage(conn, GUILD, "none", now=ts("2030-03-15 12:00"))
+    assert [(m.user_id, m.edits, m.failed, m.credits) for m in report.members] == [
+        (MEMBER, 2, 1, pytest.approx(0.08)),
+        (5002, 0, 0, pytest.approx(0.04)),
+    ]
+    text = reports.usage_csv(report, {MEMBER: "=HYPERLINK(1)", 5002: "Bea"})
+    lines = text.splitlines()
+    assert lines[0] == "user_id,name,edits,failed,credits,last_edit_utc"
+    assert lines[1].startswith("5001,'=HYPERLINK(1),2,1,0.0800,20")
+    assert lines[2] == "5002,Bea,0,0,0.0400,"

@@ -1,0 +1,176 @@
+"""The real `python -m bot` process: killed with SIGKILL mid-call, stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID
+from tests.fake_discord import FakeDiscord
+from tests.fake_segmind import FakeSegmind
+from tests.helpers import make_image
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_S = 30.0
+
+
+def bot_env(tmp_path: Path, discord: FakeDiscord, segmind: FakeSegmind, **extra: str) -> dict:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+        "DISCORD_TOKEN": BOT_TOKEN,
+        "SEGMIND_API_KEY": API_KEY,
+        "SEGMIND_BASE_URL": segmind.base_url,
+        "SEGMIND_MAX_RETRIES": "0",
+        "DATABASE_PATH": str(tmp_path / "kontext.db"),
+        "RESULTS_DIR": str(tmp_path / "results"),
+        "DISCORD_GUILD_IDS": str(GUILD_ID),
+        "DISCORD_API_URL": discord.rest_base,
+        "DISCORD_GATEWAY_URL": discord.gateway_url,
+        "DISCORD_CDN_HOSTS": discord.cdn_host,
+        "LOG_LEVEL": "INFO",
+    }
+    env.update(extra)
+    return env
+
+
+@asynccontextmanager
+async def bot_process(
+    tmp_path: Path, discord: FakeDiscord, env: dict
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    log = (tmp_path / "bot.log").open("ab")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=tmp_path, env=env, stdout=log, stderr=log
+    )
+    try:
+        connections = len(discord.identifies)
+        await discord.wait_for(
+            lambda: (
+                len(discord.identifies) > connections and discord.requests_to("PUT", "/commands")
+            ),
+            READY_S,
+            message="the bot process to connect",
+        )
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        log.close()
+
+
+def query(tmp_path: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(tmp_path / "kontext.db") as conn:
+        return conn.execute(sql).fetchall()
+
+
+async def send_edit(discord: FakeDiscord, prompt: str, user_id: int) -> int:
+    attachment = discord.add_attachment(
+        make_image(200, 150), "p.png", "image/png", channel_id=CHANNEL_ID
+    )
+    payload = discord.slash_command(
+        "edit", {"prompt": prompt}, user_id=user_id, guild_id=GUILD_ID, channel_id=CHANNEL_ID,
+        attachments={"image": attachment},
+    )  # fmt: skip
+    await discord.send_interaction(payload)
+    return int(payload["id"])
+
+
+def channel_texts(discord: FakeDiscord) -> list[str]:
+    return [m.get("content") or "" for m in discord.messages.values()]
+
+
+@pytest.fixture
+async def world(segmind: FakeSegmind) -> AsyncIterator[tuple[FakeDiscord, FakeSegmind]]:
+    async with FakeDiscord() as discord:
+        discord.add_guild(
+            GUILD_ID, channels=[CHANNEL_ID], members=[{"id": MEMBER_ID}, {"id": OTHER_MEMBER_ID}]
+        )
+        yield discord, segmind
+
+
+async def test_kill_9_mid_call_loses_nothing(tmp_path: Path, world: tuple) -> None:
+    discord, segmind = world
+    env = bot_env(tmp_path, discord, segmind, SEGMIND_MAX_CONCURRENCY="1")
+    segmind.delay = 60  # the call will still be running when the process dies
+    async with bot_process(tmp_path, discord, env) as proc:
+        await send_edit(discord, "running when killed", MEMBER_ID)
+        await discord.wait_for(lambda: segmind.in_flight == 1, 15)
+        await send_edit(discord, "queued when killed", OTHER_MEMBER_ID)
+        await discord.wait_for(
+            lambda: (
+                query(tmp_path, "SELECT state FROM jobs ORDER BY id") == [("running",), ("queued",)]
+            ),
+            15,
+        )
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    assert query(tmp_path, "SELECT status FROM generations") == [("pending",)]
+    assert query(tmp_path, "SELECT state FROM charges") == [("reserved",)]
+
+    segmind.delay = 0
+    async with bot_process(tmp_path, discord, env):
+        # The interrupted edit: its member is told, and pays nothing.
+        await discord.wait_for(
+            lambda: any(
+                "did not finish because the bot restarted" in t for t in channel_texts(discord)
+            ),
+            20,
+        )
+        # The queued edit runs after the restart and is delivered with a ping.
+        await discord.wait_for(
+            lambda: any(
+                t == f"<@{OTHER_MEMBER_ID}> your edit is ready." for t in channel_texts(discord)
+            ),
+            20,
+        )
+    generations = query(
+        tmp_path, "SELECT prompt, status, failure_reason FROM generations ORDER BY id"
+    )
+    assert generations[0] == ("running when killed", "failed", "interrupted")
+    assert generations[1][:2] == ("queued when killed", "succeeded")
+    charges = query(tmp_path, "SELECT state, amount FROM charges ORDER BY id")
+    assert charges[0] == ("released", 0)
+    assert charges[1][0] == "committed"
+    assert query(tmp_path, "SELECT state FROM jobs ORDER BY id") == [("failed",), ("done",)]
+
+
+async def test_sigterm_lets_a_running_edit_finish_and_exits_cleanly(
+    tmp_path: Path, world: tuple
+) -> None:
+    discord, segmind = world
+    segmind.delay = 1.5
+    async with bot_process(tmp_path, discord, bot_env(tmp_path, discord, segmind)) as proc:
+        await send_edit(discord, "finish me", MEMBER_ID)
+        await discord.wait_for(lambda: segmind.in_flight == 1, 15)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    assert query(tmp_path, "SELECT status FROM generations") == [("succeeded",)]
+    assert query(tmp_path, "SELECT state FROM jobs") == [("done",)]
+    assert [m for m in discord.messages.values() if m.get("attachments")]
+
+
+async def test_sigterm_past_the_grace_period_stops_the_edit_without_charge(
+    tmp_path: Path, world: tuple
+) -> None:
+    discord, segmind = world
+    segmind.delay = 30
+    env = bot_env(tmp_path, discord, segmind, SHUTDOWN_GRACE_S="0.5")
+    async with bot_process(tmp_path, discord, env) as proc:
+        interaction = await send_edit(discord, "too slow", MEMBER_ID)
+        await discord.wait_for(lambda: segmind.in_flight == 1, 15)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    told = [m.get("content", "") for m in discord.followups(interaction)]
+    assert any("restarting" in t and "not charged" in t for t in told), told
+    assert query(tmp_path, "SELECT status FROM generations") == [("failed",)]
+    assert query(tmp_path, "SELECT state FROM charges") == [("released",)]
