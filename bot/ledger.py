@@ -118,6 +118,14 @@ def describe_reset(window: Window) -> str:
     return f"It resets <t:{int(window.resets_at)}:R>."
 
 
+def _out_of_edits(status: QuotaStatus, amount: float) -> QuotaExceeded:
+    return QuotaExceeded(
+        f"You're out of edits for now: {status.left:.2f} of your "
+        f"{status.allowance.credits:.2f} credits left, and an edit costs about {amount:.2f}. "
+        + describe_reset(status.window)
+    )
+
+
 class Ledger:
     """All quota state lives in SQLite; every money movement is one atomic statement."""
 
@@ -217,13 +225,17 @@ class Ledger:
             ),
         )
         if cur.rowcount != 1 or cur.lastrowid is None:
-            status = await self.status(guild_id, user_id, roles)
-            raise QuotaExceeded(
-                f"You're out of edits for now: {status.left:.2f} of your "
-                f"{allowance.credits:.2f} credits left, and an edit costs about {amount:.2f}. "
-                + describe_reset(window)
-            )
+            raise _out_of_edits(await self.status(guild_id, user_id, roles), amount)
         return Reservation(cur.lastrowid, amount)
+
+    async def check_allowance(
+        self, guild_id: int, user_id: int, role_ids: Iterable[int], amount: float
+    ) -> None:
+        """Refuse early (nothing held) when the allowance cannot cover `amount` now;
+        `reserve` remains the exact, atomic check."""
+        status = await self.status(guild_id, user_id, role_ids)
+        if status.left + EPSILON < amount:
+            raise _out_of_edits(status, amount)
 
     async def attach(self, reservation: Reservation, generation_id: int) -> None:
         await self._db.write(

@@ -82,6 +82,18 @@ class EditPipeline:
         self.ledger = ledger
         self.results = results
 
+    async def precheck(self, req: EditRequest) -> None:
+        """What can be refused before an edit even joins the queue: the image's
+        description, a block, a paused bot, an allowance that cannot cover another edit."""
+        images.check_input(req.image, self._settings.max_input_bytes)
+        guild_id = req.guild_id or 0
+        await self.ledger.check_not_blocked(guild_id, req.user_id)
+        if self.health.halted_reason is not None and self.health.needs_admin:
+            raise BadInput(MSG_UNAVAILABLE)
+        await self.ledger.check_allowance(
+            guild_id, req.user_id, req.role_ids, await self.meter.expected_cost()
+        )
+
     async def run(self, req: EditRequest) -> EditOutcome:
         """Run one edit. Raises BadInput (nothing spent, no row) or EditFailed (row failed).
 

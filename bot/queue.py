@@ -69,21 +69,15 @@ class RateLimiter:
         self._limit = per_minute
         self._clock = clock
         self._starts: collections.deque[float] = collections.deque()
-        self._paused_until = 0.0
-
-    def pause_until(self, when: float) -> None:
-        """Hold every start until `when` (the API said 429: everyone backs off)."""
-        self._paused_until = max(self._paused_until, when)
 
     def delay(self) -> float:
         """Seconds until the next start is allowed (0 = now)."""
         now = self._clock()
         while self._starts and now - self._starts[0] >= RATE_WINDOW_S:
             self._starts.popleft()
-        wait = max(0.0, self._paused_until - now)
         if len(self._starts) >= self._limit:
-            wait = max(wait, self._starts[0] + RATE_WINDOW_S - now)
-        return wait
+            return max(0.0, self._starts[0] + RATE_WINDOW_S - now)
+        return 0.0
 
     def record(self) -> None:
         self._starts.append(self._clock())

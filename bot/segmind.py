@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 50 * 1024 * 1024  # a hostile or broken answer cannot exhaust memory
 MAX_RETRY_AFTER_S = 60.0
+DEADLINE_MARGIN_S = 5.0
 BACKOFF_BASE_S = 0.5
 ERROR_TEXT_LIMIT = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -213,6 +214,9 @@ class SegmindClient:
         self.model = model
         self._url = f"{base_url.rstrip('/')}/{model}"
         self._key = api_key
+        self._paused_until = 0.0
+        # The whole answer, not just each chunk, must arrive within this.
+        self._deadline_s = timeout_s + DEADLINE_MARGIN_S
         self._max_retries = max_retries
         self._disable_safety = disable_safety_checker
         self._owns_http = http is None
@@ -259,12 +263,20 @@ class SegmindClient:
                 )
                 await asyncio.sleep(delay)
 
-    @staticmethod
-    def _backoff(attempt: int, exc: SegmindError) -> float:
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            return exc.retry_after
+    def _backoff(self, attempt: int, exc: SegmindError) -> float:
+        if isinstance(exc, RateLimited):
+            # A 429 holds back every call on this client, not just the one that got it.
+            delay = exc.retry_after if exc.retry_after is not None else BACKOFF_BASE_S * attempt
+            self._paused_until = max(self._paused_until, time.monotonic() + delay)
+            return delay
         # Full jitter keeps several bots (or tasks) from retrying in lockstep.
         return random.uniform(0, BACKOFF_BASE_S * 2 ** (attempt - 1))
+
+    async def _wait_out_rate_limit(self) -> None:
+        wait = self._paused_until - time.monotonic()
+        if wait > 0:
+            log.info("Waiting %.1fs: the API asked every call to back off (429)", wait)
+            await asyncio.sleep(wait)
 
     async def check_key(self) -> KeyCheck:
         """Send one minimal real edit (a 64x64 PNG, 4 steps) to prove the key works.
@@ -287,9 +299,14 @@ class SegmindClient:
     async def _post(self, body: dict[str, object]) -> tuple[httpx.Response, bytes]:
         """One POST, with transport failures mapped to SegmindError."""
         headers = {"x-api-key": self._key, "accept": "image/*"}
+        await self._wait_out_rate_limit()
         try:
-            async with self._http.stream("POST", self._url, json=body, headers=headers) as resp:
-                return resp, await self._read_capped(resp)
+            # httpx's read timeout is per chunk: a slow drip could go on for ever.
+            async with asyncio.timeout(self._deadline_s):
+                async with self._http.stream("POST", self._url, json=body, headers=headers) as resp:
+                    return resp, await self._read_capped(resp)
+        except TimeoutError:
+            raise SegmindTimeout("the API did not answer in time") from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise ConnectFailed(
                 f"could not reach the API ({type(exc).__name__})", status=None

@@ -51,6 +51,7 @@ class EditService:
         """Queue an edit (refused at once when the member has too many waiting).
         `deliver` runs inside the job with the outcome; its result is the job's result."""
         self.queue.check_capacity(request)
+        await self.pipeline.precheck(request)
         if job_id is None:
             job_id = await jobs.add(self._db, request, reply_to_message_id=reply_to_message_id)
         if deliver is not None:

@@ -540,3 +540,37 @@ async def test_echoed_key_cut_by_the_length_limit_does_not_leak_a_prefix(
     segmind.fail_next(422, body={"error": "x" * 190 + API_KEY})
     exc = await failure(segmind)
     assert API_KEY[:10] not in exc.message
+
+
+# ---------------------------------------------------------------------- client-wide backoff
+
+
+async def test_a_429_holds_back_every_call_on_the_client(segmind: FakeSegmind) -> None:
+    segmind.fail_next(429, headers={"Retry-After": "1"})
+    async with api_client(segmind.base_url) as client:
+        first = asyncio.create_task(client.edit(INPUT_B64, PARAMS))
+        await asyncio.sleep(0.2)  # the 429 has arrived; the pause is in force
+        started = time.monotonic()
+        await client.edit(INPUT_B64, PARAMS)
+        waited = time.monotonic() - started
+        await first
+    assert waited >= 0.7  # the second call waited out the Retry-After it never saw
+    assert [r.method for r in segmind.requests].count("POST") == 3
+
+
+async def test_a_slow_drip_answer_cannot_outlast_the_deadline(local_server: LocalServer) -> None:
+    async def drip(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "image/png"})
+        await response.prepare(request)
+        for _ in range(100):  # each chunk beats the read timeout; the whole never ends
+            await response.write(b"x")
+            await asyncio.sleep(0.1)
+        return response
+
+    local_server.route(f"/v1/{MODEL}", drip)
+    async with api_client(local_server.url("/v1"), timeout_s=0.3) as client:
+        client._deadline_s = 0.5  # the real margin is seconds; keep the test short
+        started = time.monotonic()
+        with pytest.raises(SegmindTimeout):
+            await client.edit(INPUT_B64, PARAMS)
+    assert time.monotonic() - started < 3
