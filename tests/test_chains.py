@@ -87,10 +87,14 @@ async def test_the_bot_shows_it_is_working_on_a_reply(h: Harness) -> None:
     step1 = await first_result(h)
     reply = await h.reply(step1, "more")
     await h.reply_answer(reply)
-    reactions = h.discord.requests_to(
-        "*", rf"/channels/{CHANNEL_ID}/messages/{reply['id']}/reactions/"
+    path = rf"/channels/{CHANNEL_ID}/messages/{reply['id']}/reactions/"
+    methods = await h.discord.wait_for(
+        lambda: (
+            len(h.discord.requests_to("*", path)) >= 2
+            and [r.method for r in h.discord.requests_to("*", path)]
+        )
     )
-    assert [r.method for r in reactions] == ["PUT", "DELETE"]
+    assert methods == ["PUT", "DELETE"]
 
 
 async def test_a_reply_with_hidden_text_gets_one_hint(h: Harness) -> None:
