@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WORKING = "\N{HOURGLASS WITH FLOWING SAND}"
+RECORD_WAIT_S = 2.0
+RECORD_WAIT_STEPS = 20
 HINT_HIDDEN_TEXT = (
     "I can't read replies that don't mention me. To keep editing, reply **with ping** "
     "(leave the @ on) and say what to change, or use the buttons under the result."
@@ -59,7 +62,7 @@ class Chains(commands.Cog):
         parent = None
         ref = message.reference
         if ref is not None and ref.message_id is not None:
-            parent = await db.result_message(self.bot.database, ref.message_id)
+            parent = await self._result_replied_to(message, ref.message_id)
         if parent is None and self.bot.user not in message.mentions:
             return
         try:
@@ -76,6 +79,21 @@ class Chains(commands.Cog):
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         await db.mark_message_deleted(self.bot.database, payload.message_id)
+
+    async def _result_replied_to(
+        self, message: discord.Message, message_id: int
+    ) -> db.ResultMessage | None:
+        """The result a reply points at. A reply can beat the bot's own bookkeeping by a
+        few milliseconds, so a reply to one of the bot's messages waits a moment for it."""
+        parent = await db.result_message(self.bot.database, message_id)
+        resolved = message.reference.resolved if message.reference else None
+        ours = isinstance(resolved, discord.Message) and resolved.author == self.bot.user
+        for _ in range(RECORD_WAIT_STEPS if ours and parent is None else 0):
+            await asyncio.sleep(RECORD_WAIT_S / RECORD_WAIT_STEPS)
+            parent = await db.result_message(self.bot.database, message_id)
+            if parent is not None:
+                break
+        return parent
 
     async def _continue_chain(self, message: discord.Message, parent: db.ResultMessage) -> None:
         text = self._prompt_text(message)

@@ -145,7 +145,8 @@ class Harness:
                 return original
             return None
 
-        return await self.discord.wait_for(final, wait_s, message="the bot's answer")  # type: ignore[return-value]
+        found = await self.discord.wait_for(final, wait_s, message="the bot's answer")
+        return await self.settled(found)  # type: ignore[arg-type]
 
     async def reply(
         self,
@@ -181,7 +182,22 @@ class Harness:
                     return m
             return None
 
-        return await self.discord.wait_for(find, wait_s, message="the bot's reply")  # type: ignore[return-value]
+        found = await self.discord.wait_for(find, wait_s, message="the bot's reply")
+        return await self.settled(found)  # type: ignore[arg-type]
+
+    async def settled(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Wait until a result message is fully recorded (the bot writes it down right after
+        Discord accepts it), so the next step of a test sees what a member later would."""
+        if not any(
+            c.get("custom_id", "").startswith("kontext:")
+            for c in self.discord.components_of(message)
+        ):
+            return message
+        await self.discord.wait_for(
+            lambda: db.result_message(self.bot.database, int(message["id"])),
+            message="the result to be recorded",
+        )
+        return message
 
     async def click(
         self, message: dict[str, Any], action: str, *, user_id: int = MEMBER_ID, **extra: Any

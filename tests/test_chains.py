@@ -42,7 +42,9 @@ async def test_a_three_step_chain_of_replies_links_every_step(h: Harness) -> Non
     step1 = await first_result(h)
     assert "step 1" in embed_text(step1)
     # The /edit placeholder ("thinking...") gave way to the channel message.
-    assert not [m for m in h.channel_messages() if m.get("interaction_metadata")]
+    await h.discord.wait_for(
+        lambda: not [m for m in h.channel_messages() if m.get("interaction_metadata")]
+    )
 
     reply1 = await h.reply(step1, "add snow")
     step2 = await h.reply_answer(reply1)
