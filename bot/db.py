@@ -186,6 +186,7 @@ class Generation:
     result_channel_id: int | None
     result_message_id: int | None
     result_url: str | None
+    result_path: str | None
     created_at: float
     finished_at: float | None
 

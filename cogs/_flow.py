@@ -32,6 +32,10 @@ DELIVERY_BACKOFF_S = 1.0
 TOKEN_LIFETIME_S = 15 * 60
 # Leave time for the upload itself before Discord's 15-minute token runs out.
 TOKEN_MARGIN_S = 60
+MSG_UNDELIVERED = (
+    "Your edit is done, but Discord would not take the upload just now. It is kept for "
+    "you: open /history and press Deliver."
+)
 MSG_DELETED_PARENT = (
     "That result was deleted, so I can't edit it any further. "
     "Reply to another result, or start again with /edit."
@@ -167,15 +171,14 @@ async def send_with_retries(
         try:
             return await send()
         except discord.HTTPException as exc:
-            if (exc.status < 500 and exc.status != 429) or attempt == DELIVERY_ATTEMPTS:
+            if exc.status < 500 and exc.status != 429:
                 raise
             log.warning("Posting a result failed (%s); attempt %d", exc.status, attempt)
         except (TimeoutError, aiohttp.ClientError, OSError):
-            if attempt == DELIVERY_ATTEMPTS:
-                raise
             log.warning("Posting a result failed (network); attempt %d", attempt)
-        await asyncio.sleep(DELIVERY_BACKOFF_S * 2 ** (attempt - 1))
-    raise AssertionError("unreachable")
+        if attempt < DELIVERY_ATTEMPTS:
+            await asyncio.sleep(DELIVERY_BACKOFF_S * 2 ** (attempt - 1))
+    raise UserError(MSG_UNDELIVERED)
 
 
 async def remember(

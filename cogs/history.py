@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import discord
@@ -9,12 +10,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import db
+from cogs import _flow
 from cogs._render import RESULT_COLOUR, format_credits, jump_url, safe_text
 
 if TYPE_CHECKING:
     from bot.client import KontextBot
 
 PAGE_SIZE = 5
+MSG_GONE = "That result is no longer kept (or was delivered already)."
 PROMPT_PREVIEW = 80
 
 
@@ -36,7 +39,10 @@ def _line(gen: db.Generation, step: int) -> str:
     return f"**#{gen.id}** · step {step} · {when} · {status}\n> {safe_text(prompt)}"
 
 
-async def history_page(bot: KontextBot, guild_id: int, user_id: int, page: int) -> discord.Embed:
+async def history_page(
+    bot: KontextBot, guild_id: int, user_id: int, page: int
+) -> tuple[discord.Embed, list[db.Generation]]:
+    """One page of history, and the paid-for results on it that never reached Discord."""
     total = await db.history_count(bot.database, guild_id, user_id)
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(page, 0), pages - 1)
@@ -50,7 +56,21 @@ async def history_page(bot: KontextBot, guild_id: int, user_id: int, page: int) 
         colour=RESULT_COLOUR,
     )
     embed.set_footer(text=f"Page {page + 1} of {pages} · {total} edit(s)")
-    return embed
+    undelivered = [
+        g for g in rows if g.status == "succeeded" and g.result_message_id is None and g.result_path
+    ]
+    return embed, undelivered
+
+
+async def deliver_kept(bot: KontextBot, generation_id: int) -> discord.Message | None:
+    """Post a paid-for result that never reached Discord, from the copy kept on disk."""
+    gen = await db.get_generation(bot.database, generation_id)
+    kept = await bot.results.load(generation_id)
+    if gen is None or kept is None or gen.result_message_id is not None:
+        return None
+    return await _flow.post_kept_result(
+        bot, gen, *kept, reply_to_message_id=None, note="delivered from /history"
+    )
 
 
 class HistoryPager(discord.ui.View):
@@ -61,15 +81,36 @@ class HistoryPager(discord.ui.View):
         self.bot, self.guild_id, self.user_id = bot, guild_id, user_id
         self.page = 0
         self.pages = max(1, -(-total // PAGE_SIZE))
-        self._sync()
+        self._deliver_buttons: list[discord.ui.Button[HistoryPager]] = []
 
-    def _sync(self) -> None:
+    def sync(self, undelivered: list[db.Generation]) -> None:
+        """Paging buttons, plus a Deliver button for each undelivered result shown."""
         self.previous.disabled = self.page == 0
         self.next.disabled = self.page >= self.pages - 1
+        for button in self._deliver_buttons:
+            self.remove_item(button)
+        self._deliver_buttons = []
+        for gen in undelivered:
+            button: discord.ui.Button[HistoryPager] = discord.ui.Button(
+                label=f"Deliver #{gen.id}", style=discord.ButtonStyle.primary
+            )
+            button.callback = self._deliverer(gen.id)  # type: ignore[method-assign]
+            self.add_item(button)
+            self._deliver_buttons.append(button)
+
+    def _deliverer(self, generation_id: int) -> Callable[[discord.Interaction], Awaitable[None]]:
+        async def deliver(interaction: discord.Interaction) -> None:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            message = await deliver_kept(self.bot, generation_id)
+            await interaction.followup.send(
+                f"Delivered: {message.jump_url}" if message else MSG_GONE, ephemeral=True
+            )
+
+        return deliver
 
     async def _show(self, interaction: discord.Interaction) -> None:
-        self._sync()
-        embed = await history_page(self.bot, self.guild_id, self.user_id, self.page)
+        embed, undelivered = await history_page(self.bot, self.guild_id, self.user_id, self.page)
+        self.sync(undelivered)
         await interaction.response.edit_message(embed=embed, view=self)
 
     @discord.ui.button(label="Newer", emoji="\N{BLACK LEFT-POINTING TRIANGLE}")
@@ -92,8 +133,11 @@ class History(commands.Cog):
     async def history(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         total = await db.history_count(self.bot.database, interaction.guild_id, interaction.user.id)
-        embed = await history_page(self.bot, interaction.guild_id, interaction.user.id, 0)
+        embed, undelivered = await history_page(
+            self.bot, interaction.guild_id, interaction.user.id, 0
+        )
         view = HistoryPager(self.bot, interaction.guild_id, interaction.user.id, total)
+        view.sync(undelivered)
         await interaction.response.send_message(embed=embed, view=view, ephemeral=True)
 
 

@@ -368,3 +368,47 @@ async def test_a_result_after_the_token_expired_is_posted_with_a_ping(h: Harness
     assert [int(u) for u in result["allowed_mentions"]["users"]] == [MEMBER_ID]
     assert result["allowed_mentions"]["parse"] == []
     assert result["attachments"]
+
+
+async def test_a_result_discord_would_not_take_is_kept_and_history_delivers_it(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cogs import _flow
+
+    monkeypatch.setattr(_flow, "DELIVERY_BACKOFF_S", 0.01)
+    h.discord.fail_next(
+        "POST", rf"^/channels/{CHANNEL_ID}/messages$", 503, times=_flow.DELIVERY_ATTEMPTS
+    )
+    told = await h.answer(await h.edit("upload fails", h.upload(make_image(300, 200))))
+    assert told["flags"] & FLAG_EPHEMERAL and "/history" in told["content"]
+    [row] = await rows(h)
+    assert row["status"] == "succeeded" and row["result_message_id"] is None
+    kept = row["result_path"]
+    assert kept and open_image(open(kept, "rb").read()).size == (300, 200)  # noqa: SIM115, ASYNC230
+
+    payload = h.discord.slash_command(
+        "history", user_id=MEMBER_ID, guild_id=GUILD_ID, channel_id=CHANNEL_ID
+    )
+    await h.discord.send_interaction(payload)
+    page = await h.answer(int(payload["id"]))
+    [deliver] = [
+        c for c in h.discord.components_of(page) if c.get("label") == f"Deliver #{row['id']}"
+    ]
+    click = h.discord.component_interaction(
+        deliver["custom_id"],
+        message=page,
+        user_id=MEMBER_ID,
+        guild_id=GUILD_ID,
+        channel_id=CHANNEL_ID,
+    )
+    await h.discord.send_interaction(click)
+    await h.discord.wait_for(
+        lambda: [m for m in h.discord.followups(click["id"]) if "Delivered" in m.get("content", "")]
+    )
+    [row] = await rows(h)
+    delivered = h.discord.messages[row["result_message_id"]]
+    assert (
+        delivered["attachments"] and delivered["content"] == f"<@{MEMBER_ID}> your edit is ready."
+    )
+    assert row["result_path"] is None
+    assert len(api_calls(h)) == 1  # delivered from disk, not edited again
