@@ -397,3 +397,13 @@ def test_setup_logging_masks_secrets_on_stderr(capsys: pytest.CaptureFixture[str
     assert TOKEN not in err
     assert SEGMIND_KEY not in err
     assert f"leaked {MASK} / {MASK}" in err
+
+
+def test_env_example_lists_every_setting_and_nothing_else() -> None:
+    import re
+
+    from bot.config import Settings
+
+    text = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    listed = set(re.findall(r"^#?\s*([A-Z_]+)=", text, re.MULTILINE))
+    assert listed == {name.upper() for name in Settings.model_fields}
