@@ -88,7 +88,7 @@ class EditPipeline:
         images.check_input(req.image, self._settings.max_input_bytes)
         guild_id = req.guild_id or 0
         await self.ledger.check_not_blocked(guild_id, req.user_id)
-        if self.health.halted_reason is not None and self.health.needs_admin:
+        if self.health.needs_admin:
             raise BadInput(MSG_UNAVAILABLE)
         await self.ledger.check_allowance(
             guild_id, req.user_id, req.role_ids, await self.meter.expected_cost()
@@ -98,9 +98,9 @@ class EditPipeline:
         """Run one edit. Raises BadInput (nothing spent, no row) or EditFailed (row failed).
 
         Money: the expected cost is reserved before the call, committed at the real cost
-        after a 200 and released after any failure.
+        after a 200 and released after any failure. `precheck` ran when the edit was
+        queued; a block an admin set meanwhile still applies.
         """
-        images.check_input(req.image, self._settings.max_input_bytes)
         guild_id = req.guild_id or 0
         await self.ledger.check_not_blocked(guild_id, req.user_id)
         api_input = await self._api_input(req.image)

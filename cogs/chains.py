@@ -14,7 +14,7 @@ from discord.ext import commands
 
 from bot import db
 from bot.errors import UserError
-from bot.images import InputImage, check_input
+from bot.images import InputImage
 from bot.params import EditParams, build_params, next_step_params, split_inline_options
 from bot.pipeline import EditOutcome, EditRequest
 from cogs import _flow
@@ -165,7 +165,6 @@ class Chains(commands.Cog):
         parent_id: int | None,
         note: str | None = None,
     ) -> None:
-        check_input(source, self.bot.settings.max_input_bytes)
         request = EditRequest(
             user_id=message.author.id,
             guild_id=message.guild.id if message.guild else None,
