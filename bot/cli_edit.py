@@ -62,14 +62,7 @@ def _write_file(path: Path, data: bytes) -> None:
 
 async def run_edit(settings: ApiSettings, args: argparse.Namespace) -> int:
     """Run the edit and print what it cost; returns the exit status."""
-    api = SegmindClient(
-        api_key=settings.segmind_api_key.get_secret_value(),
-        base_url=settings.segmind_base_url,
-        model=settings.segmind_model,
-        timeout_s=settings.segmind_timeout_s,
-        max_retries=settings.segmind_max_retries,
-        disable_safety_checker=settings.segmind_disable_safety_checker,
-    )
+    api = SegmindClient.from_settings(settings)
     async with httpx.AsyncClient(timeout=30.0) as http:
         try:
             params = build_params(

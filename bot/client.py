@@ -72,14 +72,7 @@ class KontextBot(commands.Bot):
             self.database, default_credits=s.quota_default_credits, default_period=s.quota_period
         )
         await self.recover()
-        api = SegmindClient(
-            api_key=s.segmind_api_key.get_secret_value(),
-            base_url=s.segmind_base_url,
-            model=s.segmind_model,
-            timeout_s=s.segmind_timeout_s,
-            max_retries=s.segmind_max_retries,
-            disable_safety_checker=s.segmind_disable_safety_checker,
-        )
+        api = SegmindClient.from_settings(s)
         downloads = httpx.AsyncClient(timeout=DOWNLOAD_TIMEOUT, follow_redirects=False)
         self._api = api
         self.downloads = downloads

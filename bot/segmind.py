@@ -22,6 +22,7 @@ from typing import Protocol
 import httpx
 from PIL import Image
 
+from bot.config import ApiSettings
 from bot.images import ImageInfo, InvalidImage, sniff_image
 from bot.params import EditParams
 
@@ -224,6 +225,18 @@ class SegmindClient:
             timeout=httpx.Timeout(timeout_s, connect=10.0, write=30.0, pool=timeout_s),
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
             follow_redirects=False,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: ApiSettings) -> SegmindClient:
+        """The client as the operator configured it (the bot and `kontext-bot edit`)."""
+        return cls(
+            api_key=settings.segmind_api_key.get_secret_value(),
+            base_url=settings.segmind_base_url,
+            model=settings.segmind_model,
+            timeout_s=settings.segmind_timeout_s,
+            max_retries=settings.segmind_max_retries,
+            disable_safety_checker=settings.segmind_disable_safety_checker,
         )
 
     async def aclose(self) -> None:

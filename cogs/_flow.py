@@ -17,6 +17,7 @@ import discord
 from bot import db
 from bot.errors import UserError
 from bot.images import ACCEPTED_TYPES, DISCORD_UPLOAD_LIMIT, InputImage
+from bot.params import EditParams
 from bot.pipeline import EditOutcome, EditRequest
 from bot.queue import Progress
 from cogs._render import ResultCard, image_file, result_embed
@@ -44,6 +45,31 @@ MSG_DELETED_PARENT = (
 
 def role_ids_of(user: discord.abc.User) -> tuple[int, ...]:
     return tuple(r.id for r in getattr(user, "roles", ()))
+
+
+def request_for_interaction(
+    interaction: discord.Interaction,
+    *,
+    source: str,
+    image: InputImage,
+    params: EditParams,
+    seed_explicit: bool,
+    parent_id: int | None = None,
+) -> EditRequest:
+    """An edit asked for through an interaction (command, button, menu or modal)."""
+    return EditRequest(
+        user_id=interaction.user.id,
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id or 0,
+        source=source,
+        image=image,
+        params=params,
+        seed_explicit=seed_explicit,
+        upload_limit=interaction.filesize_limit,
+        parent_id=parent_id,
+        interaction_id=interaction.id,
+        role_ids=role_ids_of(interaction.user),
+    )
 
 
 def upload_limit_of(guild: discord.Guild | None) -> int:

@@ -19,7 +19,6 @@ from bot.params import (
     next_step_params,
     split_inline_options,
 )
-from bot.pipeline import EditRequest
 from cogs import _flow
 from cogs._render import ResultCard, image_file, result_embed
 from cogs._views import BUTTONS_COG, CancelButton, ResultButton, result_view
@@ -166,18 +165,13 @@ class ResultButtons(commands.Cog, name=BUTTONS_COG):
         reply_to: discord.Message | None,
     ) -> None:
         images.check_input(source, self.bot.settings.max_input_bytes)
-        request = EditRequest(
-            user_id=interaction.user.id,
-            guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id or 0,
+        request = _flow.request_for_interaction(
+            interaction,
             source="button",
             image=source,
             params=params,
             seed_explicit=seed_explicit,
-            upload_limit=interaction.filesize_limit,
             parent_id=parent_id,
-            interaction_id=interaction.id,
-            role_ids=_flow.role_ids_of(interaction.user),
         )
         await interaction.response.defer(thinking=True, ephemeral=True)
         await _flow.run_for_interaction(

@@ -12,7 +12,6 @@ from discord.ext import commands
 from bot.errors import UserError
 from bot.images import InputImage, check_input
 from bot.params import PROMPT_MAX_CHARS, build_params, split_inline_options
-from bot.pipeline import EditRequest
 from cogs import _flow
 from cogs.errors import report
 
@@ -43,17 +42,12 @@ class InstructionModal(discord.ui.Modal, title="Edit image"):
             prompt, changes = split_inline_options(self.instruction.value)
             seed = changes.pop("seed", None)
             params = build_params(prompt, seed=seed, **changes)  # type: ignore[arg-type]
-            request = EditRequest(
-                user_id=interaction.user.id,
-                guild_id=interaction.guild_id,
-                channel_id=interaction.channel_id or 0,
+            request = _flow.request_for_interaction(
+                interaction,
                 source="context",
                 image=self.source,
                 params=params,
                 seed_explicit=seed is not None,
-                upload_limit=interaction.filesize_limit,
-                interaction_id=interaction.id,
-                role_ids=_flow.role_ids_of(interaction.user),
             )
             await interaction.response.defer(thinking=True, ephemeral=True)
             await _flow.run_for_interaction(

@@ -18,7 +18,6 @@ from bot.params import (
     SEED_MAX,
     build_params,
 )
-from bot.pipeline import EditRequest
 from cogs import _flow
 
 if TYPE_CHECKING:
@@ -73,17 +72,12 @@ class Editing(commands.Cog):
         )
         source_image = _flow.input_from_attachment(image)
         check_input(source_image, self.bot.settings.max_input_bytes)
-        request = EditRequest(
-            user_id=interaction.user.id,
-            guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id or 0,
+        request = _flow.request_for_interaction(
+            interaction,
             source="slash",
             image=source_image,
             params=params,
             seed_explicit=seed is not None,
-            upload_limit=interaction.filesize_limit,
-            interaction_id=interaction.id,
-            role_ids=_flow.role_ids_of(interaction.user),
         )
         await interaction.response.defer(thinking=True)
         await _flow.run_for_interaction(self.bot, interaction, request)
