@@ -19,6 +19,17 @@ class ResultStore:
         self._db = database
         self.directory = directory
         self._retention_s = retention_s
+        self._claimed: set[int] = set()
+
+    def claim(self, generation_id: int) -> bool:
+        """Take the right to deliver a kept result; False when another delivery has it."""
+        if generation_id in self._claimed:
+            return False
+        self._claimed.add(generation_id)
+        return True
+
+    def unclaim(self, generation_id: int) -> None:
+        self._claimed.discard(generation_id)
 
     async def save(self, generation_id: int, data: bytes, extension: str) -> Path:
         path = self.directory / f"{generation_id}.{extension}"

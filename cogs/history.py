@@ -64,13 +64,18 @@ async def history_page(
 
 async def deliver_kept(bot: KontextBot, generation_id: int) -> discord.Message | None:
     """Post a paid-for result that never reached Discord, from the copy kept on disk."""
-    gen = await db.get_generation(bot.database, generation_id)
-    kept = await bot.results.load(generation_id)
-    if gen is None or kept is None or gen.result_message_id is not None:
-        return None
-    return await _flow.post_kept_result(
-        bot, gen, *kept, reply_to_message_id=None, note="delivered from /history"
-    )
+    if not bot.results.claim(generation_id):
+        return None  # a second press while the first is still uploading
+    try:
+        gen = await db.get_generation(bot.database, generation_id)
+        kept = await bot.results.load(generation_id)
+        if gen is None or kept is None or gen.result_message_id is not None:
+            return None
+        return await _flow.post_kept_result(
+            bot, gen, *kept, reply_to_message_id=None, note="delivered from /history"
+        )
+    finally:
+        bot.results.unclaim(generation_id)
 
 
 class HistoryPager(discord.ui.View):
