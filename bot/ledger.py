@@ -461,6 +461,31 @@ class Ledger:
         )
         return row[0] if row else None
 
+    async def set_iterate_author_only(self, guild_id: int, actor_id: int, value: bool) -> Change:
+        async with self._db.transaction() as conn:
+            row = await _one(
+                conn,
+                "SELECT iterate_author_only FROM guild_settings WHERE guild_id = ?",
+                (guild_id,),
+            )
+            await conn.execute(
+                """INSERT INTO guild_settings (guild_id, iterate_author_only) VALUES (?, ?)
+                   ON CONFLICT (guild_id) DO UPDATE
+                   SET iterate_author_only = excluded.iterate_author_only""",
+                (guild_id, int(value)),
+            )
+            before = "default" if not row or row[0] is None else _who_iterates(bool(row[0]))
+            change = Change(before, _who_iterates(value))
+            await self._audit(conn, guild_id, actor_id, "iteration", "server", change)
+        return change
+
+    async def iterate_author_only(self, guild_id: int) -> bool | None:
+        """The server's choice, or None when it left it to the bot-wide setting."""
+        row = await self._db.fetchone(
+            "SELECT iterate_author_only FROM guild_settings WHERE guild_id = ?", (guild_id,)
+        )
+        return None if not row or row[0] is None else bool(row[0])
+
     async def alerts_channels(self) -> list[tuple[int, int]]:
         """(guild id, channel id) for every server that chose an alerts channel."""
         rows = await self._db.fetchall(
@@ -472,6 +497,10 @@ class Ledger:
 
 # Fixed table and column names for the two kinds of override (never user input).
 _OVERRIDES = {"member": ("member_quotas", "user_id"), "role": ("role_quotas", "role_id")}
+
+
+def _who_iterates(author_only: bool) -> str:
+    return "only the author" if author_only else "anyone"
 
 
 def _block_text(block: Block | None) -> str:

@@ -37,6 +37,7 @@ MSG_UNDELIVERED = (
     "Your edit is done, but Discord would not take the upload just now. It is kept for "
     "you: open /history and press Deliver."
 )
+MSG_AUTHOR_ONLY = "On this server only the member who made a result can continue it."
 MSG_DELETED_PARENT = (
     "That result was deleted, so I can't edit it any further. "
     "Reply to another result, or start again with /edit."
@@ -146,6 +147,18 @@ async def input_of(bot: KontextBot, gen: db.Generation) -> InputImage:
             with contextlib.suppress(UserError):
                 return await result_image(bot, parent)
     return gen.input
+
+
+async def check_may_iterate(bot: KontextBot, gen: db.Generation, user_id: int) -> None:
+    """Anyone who sees a result may continue it, unless the server (or the operator's
+    ITERATE_AUTHOR_ONLY default) keeps that to its author."""
+    if gen.user_id == user_id or gen.guild_id is None:
+        return
+    author_only = await bot.ledger.iterate_author_only(gen.guild_id)
+    if author_only is None:
+        author_only = bot.settings.iterate_author_only
+    if author_only:
+        raise UserError(MSG_AUTHOR_ONLY)
 
 
 def token_expired(interaction: discord.Interaction, now: float) -> bool:

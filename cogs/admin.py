@@ -328,6 +328,14 @@ class Admin(
         await self.bot.ledger.record(guild_id, actor, "api.check", "api", Change(before, after))
         await reply(interaction, check_text(result, reserve))
 
+    @app_commands.command(name="iteration", description="Who may continue a member's result")
+    @app_commands.describe(author_only="True: only its author; False: anyone who sees it")
+    async def iteration(self, interaction: discord.Interaction, author_only: bool) -> None:
+        guild_id, actor = self._ids(interaction)
+        change = await self.bot.ledger.set_iterate_author_only(guild_id, actor, author_only)
+        who = "only its author" if author_only else "anyone who can see it"
+        await reply(interaction, f"A result can now be continued by {who}. {was(change)}")
+
     @app_commands.command(name="resume", description="Let edits run again without testing the key")
     async def resume(self, interaction: discord.Interaction) -> None:
         guild_id, actor = self._ids(interaction)

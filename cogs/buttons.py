@@ -100,15 +100,12 @@ class ResultButtons(commands.Cog, name=BUTTONS_COG):
             gen = await db.get_generation(self.bot.database, generation_id)
             if gen is None:
                 raise UserError(MSG_UNKNOWN)
-            if action in ("again", "reroll", "undo") and self._author_only(gen, interaction):
-                raise UserError("On this server only the member who made a result can continue it.")
+            if action in ("again", "reroll", "undo"):
+                await _flow.check_may_iterate(self.bot, gen, interaction.user.id)
             handler = getattr(self, f"_{action}")
             await handler(interaction, gen)
         except Exception as exc:  # noqa: BLE001 - every failure is answered privately
             await report(interaction, exc, f"button {action}")
-
-    def _author_only(self, gen: db.Generation, interaction: discord.Interaction) -> bool:
-        return self.bot.settings.iterate_author_only and gen.user_id != interaction.user.id
 
     # -- Edit again ---------------------------------------------------------------------
 

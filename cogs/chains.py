@@ -34,7 +34,6 @@ HINT_HIDDEN_TEXT = (
 )
 HINT_EMPTY = "Tell me what to change, e.g. `@{name} make it night`."
 HINT_NO_IMAGE = "Attach an image (or reply to a message with one) and tell me what to change."
-MSG_AUTHOR_ONLY = "On this server only the member who made a result can continue it."
 
 
 class Chains(commands.Cog):
@@ -109,8 +108,7 @@ class Chains(commands.Cog):
         gen = await db.get_generation(self.bot.database, parent.generation_id)
         if gen is None:
             raise UserError(_flow.MSG_DELETED_PARENT)
-        if self.bot.settings.iterate_author_only and gen.user_id != message.author.id:
-            raise UserError(MSG_AUTHOR_ONLY)
+        await _flow.check_may_iterate(self.bot, gen, message.author.id)
         source = await self._replied_image(message, parent)
         prompt, changes = split_inline_options(text)
         params, seed_explicit = next_step_params(

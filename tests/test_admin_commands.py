@@ -86,6 +86,7 @@ EVERY_SUBCOMMAND: list[tuple[list[str], dict[str, Any]]] = [
     (["audit"], {}),
     (["check"], {}),
     (["resume"], {}),
+    (["iteration"], {"author_only": True}),
 ]
 
 
@@ -111,6 +112,7 @@ async def test_admin_commands_are_hidden_from_members_by_default(h: Harness) -> 
     options = {o["name"]: o for o in command["options"]}
     assert set(options) == {
         "quota", "block", "unblock", "usage", "credits", "alerts", "audit", "check", "resume",
+        "iteration",
     }  # fmt: skip
     assert {o["name"] for o in options["quota"]["options"]} == {
         "set", "clear", "reset", "default", "role", "show",

@@ -412,3 +412,20 @@ async def test_a_result_discord_would_not_take_is_kept_and_history_delivers_it(
     )
     assert row["result_path"] is None
     assert len(api_calls(h)) == 1  # delivered from disk, not edited again
+
+
+async def test_a_server_can_keep_iteration_to_each_results_author(h: Harness) -> None:
+    from tests.conftest import admin
+
+    step1 = await first_result(h)
+    answer = await admin(h, "iteration", author_only=True)
+    assert "only its author" in answer["content"]
+    refused = await h.reply_answer(await h.reply(step1, "mine now", user_id=OTHER_MEMBER_ID))
+    assert "only the member who made a result" in refused["content"]
+    clicked = await h.answer(await h.click(step1, "reroll", user_id=OTHER_MEMBER_ID))
+    assert clicked["flags"] & FLAG_EPHEMERAL and "only the member" in clicked["content"]
+    assert len(api_calls(h)) == 1
+    # The author still can; and the change is audited.
+    assert (await h.reply_answer(await h.reply(step1, "still mine")))["attachments"]
+    [audit] = await h.bot.database.fetchall("SELECT action, before, after FROM audit_log")
+    assert tuple(audit) == ("iteration", "default", "only the author")

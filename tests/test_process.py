@@ -133,6 +133,12 @@ async def test_kill_9_mid_call_loses_nothing(tmp_path: Path, world: tuple) -> No
             ),
             20,
         )
+        await discord.wait_for(
+            lambda: (
+                query(tmp_path, "SELECT state FROM jobs ORDER BY id") == [("failed",), ("done",)]
+            ),
+            10,
+        )
     generations = query(
         tmp_path, "SELECT prompt, status, failure_reason FROM generations ORDER BY id"
     )
