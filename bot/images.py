@@ -180,16 +180,20 @@ def prepare_for_api(data: bytes, max_megapixels: float) -> str:
     Applies EXIF orientation, keeps the first frame of an animation, downscales to
     `max_megapixels` and drops all metadata. CPU-bound: call it in a thread.
     """
-    inspect_input(data)
+    info = inspect_input(data)
+    limit = max_megapixels * 1_000_000
     try:
         img = _open(data)
         img.seek(0)
+        if info.width * info.height > limit:
+            # A JPEG can decode straight at a fraction of its size: no full-size copy in memory.
+            scale = (limit / (info.width * info.height)) ** 0.5
+            img.draft("RGB", (int(info.width * scale) + 1, int(info.height * scale) + 1))
         img = ImageOps.exif_transpose(img)
         has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
         img = img.convert("RGBA" if has_alpha else "RGB")
     except (InvalidImage, OSError, ValueError) as exc:
         raise BadInput("That image is damaged or truncated.") from exc
-    limit = max_megapixels * 1_000_000
     if img.width * img.height > limit:
         scale = (limit / (img.width * img.height)) ** 0.5
         size = (max(1, int(img.width * scale)), max(1, int(img.height * scale)))

@@ -12,6 +12,7 @@ from discord.ext import commands
 from bot import db
 from cogs import _flow
 from cogs._render import RESULT_COLOUR, format_credits, jump_url, safe_text
+from cogs.errors import report
 
 if TYPE_CHECKING:
     from bot.client import KontextBot
@@ -106,7 +107,11 @@ class HistoryPager(discord.ui.View):
     def _deliverer(self, generation_id: int) -> Callable[[discord.Interaction], Awaitable[None]]:
         async def deliver(interaction: discord.Interaction) -> None:
             await interaction.response.defer(ephemeral=True, thinking=True)
-            message = await deliver_kept(self.bot, generation_id)
+            try:
+                message = await deliver_kept(self.bot, generation_id)
+            except Exception as exc:  # noqa: BLE001 - e.g. Discord still refuses: say so
+                await report(interaction, exc, "history deliver")
+                return
             await interaction.followup.send(
                 f"Delivered: {message.jump_url}" if message else MSG_GONE, ephemeral=True
             )

@@ -72,6 +72,7 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "discord_token": BOT_TOKEN,
         "segmind_api_key": API_KEY,
         "database_path": tmp_path / "data" / "kontext.db",
+        "results_dir": tmp_path / "data" / "results",
         "discord_guild_ids": (GUILD_ID,),
         "segmind_max_retries": 1,
         "segmind_timeout_s": 5,
@@ -190,6 +191,7 @@ class Harness:
         Discord accepts it), so the next step of a test sees what a member later would."""
         if not any(
             c.get("custom_id", "").startswith("kontext:")
+            and not c["custom_id"].startswith("kontext:cancel:")
             for c in self.discord.components_of(message)
         ):
             return message

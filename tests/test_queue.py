@@ -1,0 +1,539 @@
+"""The fair queue in front of the API, driven by a runner whose jobs end when a test says.
+
+Real asyncio throughout: the queue's own dispatcher and status tasks run; only the work
+(the API call) is replaced by a gate the test opens, and time by a clock it moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+import pytest
+
+from bot import db, jobs
+from bot.errors import BadInput
+from bot.pipeline import EditOutcome, EditRequest
+from bot.queue import INITIAL_DURATION_S, FairQueue, Job, JobCancelled, Progress, QueueFull
+from bot.service import EditService
+from tests.helpers import make_edit_outcome, make_edit_request
+
+ALICE, BOB, CAROL, DAVE, ZOE = 101, 102, 103, 104, 199
+SETTLE_S = 0.05  # long enough for the dispatcher to act on anything it was woken for
+
+
+class Gate:
+    """The queue's runner: each job (labelled by its prompt) runs until `finish(label)`."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.started: list[str] = []
+        self.started_at: dict[str, float] = {}
+        self.finished: list[str] = []
+        self.running = 0
+        self.max_running = 0
+        self._release: dict[str, asyncio.Event] = {}
+        self._errors: dict[str, Exception] = {}
+
+    def _event(self, label: str) -> asyncio.Event:
+        return self._release.setdefault(label, asyncio.Event())
+
+    async def run(self, request: EditRequest) -> EditOutcome:
+        label = request.params.prompt
+        self.started.append(label)
+        self.started_at[label] = self.clock()
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        try:
+            await self._event(label).wait()
+            if label in self._errors:
+                raise self._errors[label]
+            self.finished.append(label)
+            return make_edit_outcome(len(self.finished), filename=f"{label}.png")
+        finally:
+            self.running -= 1
+
+    def finish(self, label: str, error: Exception | None = None) -> None:
+        if error is not None:
+            self._errors[label] = error
+        self._event(label).set()
+
+    async def until_started(self, count: int, timeout: float = 2.0) -> list[str]:  # noqa: ASYNC109
+        await until(lambda: len(self.started) >= count, timeout)
+        return self.started
+
+
+async def until(predicate: Callable[[], object], timeout: float = 2.0) -> None:  # noqa: ASYNC109
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.002)
+
+
+class FakeClock:
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def gate() -> Gate:
+    return Gate()
+
+
+def make_queue(runner: Gate, **options: Any) -> FairQueue:
+    return FairQueue(runner.run, **options)
+
+
+@pytest.fixture
+async def started() -> AsyncIterator[list[FairQueue]]:
+    """Queues a test starts; each is drained (running jobs stopped) and closed afterwards."""
+    queues: list[FairQueue] = []
+    yield queues
+    for queue in queues:
+        left = list(queue._jobs.values())
+        await queue.drain(0, "test over")
+        forget_outcomes(left)
+
+
+def forget_outcomes(left: Iterable[Job]) -> None:
+    """Mark what nobody awaited as seen, so asyncio does not log it at teardown."""
+    for job in left:
+        if job.future.done() and not job.future.cancelled():
+            job.future.exception()
+
+
+def submit(queue: FairQueue, user_id: int, label: str, **kwargs: Any) -> Job:
+    return queue.submit(make_edit_request(user_id, label), **kwargs)
+
+
+async def run_one_at_a_time(gate: Gate, first: str, total: int) -> list[str]:
+    """Finish `first`, then each job as it starts, until `total` have started; the order."""
+    gate.finish(first)
+    for count in range(2, total + 1):
+        await gate.until_started(count)  # one slot: the next starts only after the last ended
+        gate.finish(gate.started[count - 1])
+    return gate.started
+
+
+def labels(prefix: str, count: int) -> Iterable[str]:
+    return (f"{prefix}{n}" for n in range(1, count + 1))
+
+
+# -- fairness and limits ------------------------------------------------------------------
+
+
+async def test_members_take_turns_instead_of_first_come_first_served(
+    gate: Gate, started: list[FairQueue]
+) -> None:
+    queue = make_queue(gate, max_concurrency=1, per_member_queued=5)
+    started.append(queue)
+    queue.start()
+    submit(queue, ZOE, "Z1")
+    await gate.until_started(1)
+    # While the only slot is busy, Alice fires five edits, then Bob and Carol two each.
+    for label in labels("A", 5):
+        submit(queue, ALICE, label)
+    for label in labels("B", 2):
+        submit(queue, BOB, label)
+    for label in labels("C", 2):
+        submit(queue, CAROL, label)
+
+    order = await run_one_at_a_time(gate, "Z1", total=10)
+
+    assert order == ["Z1", "A1", "B1", "C1", "A2", "B2", "C2", "A3", "A4", "A5"]
+
+
+async def test_a_members_second_edit_waits_while_other_members_run(
+    gate: Gate, started: list[FairQueue]
+) -> None:
+    queue = make_queue(gate, max_concurrency=3, per_member_running=1)
+    started.append(queue)
+    queue.start()
+    submit(queue, ALICE, "A1")
+    second = submit(queue, ALICE, "A2")
+    submit(queue, BOB, "B1")
+    await gate.until_started(2)
+    await asyncio.sleep(SETTLE_S)
+
+    # A slot is free, but Alice already has her one edit running.
+    assert sorted(gate.started) == ["A1", "B1"]
+    assert queue.progress(second).state == "queued"
+    assert queue.running_count == 2
+
+    gate.finish("B1")
+    await asyncio.sleep(SETTLE_S)
+    assert "A2" not in gate.started  # Bob finishing does not free Alice's turn
+    gate.finish("A1")
+    await gate.until_started(3)
+    assert gate.started[-1] == "A2"
+    assert queue.progress(second).state == "running"
+
+
+async def test_global_concurrency_is_never_exceeded(gate: Gate, started: list[FairQueue]) -> None:
+    queue = make_queue(gate, max_concurrency=2, per_member_running=2, per_member_queued=3)
+    started.append(queue)
+    queue.start()
+    members = (ALICE, BOB, CAROL, DAVE)
+    for n in range(1, 4):
+        for member in members:
+            submit(queue, member, f"{member}-{n}")
+    total = len(members) * 3
+
+    while len(gate.finished) < total:
+        await until(lambda: gate.running == min(2, total - len(gate.finished)))
+        # Finish the oldest running job; the dispatcher refills the slot.
+        running = [label for label in gate.started if label not in gate.finished]
+        done_before = len(gate.finished)
+        gate.finish(running[0])
+        await until(lambda: len(gate.finished) > done_before)  # noqa: B023 - awaited at once
+
+    assert gate.max_running == 2
+    assert len(gate.started) == total and queue.running_count == 0
+
+
+async def test_a_member_over_the_waiting_limit_is_refused_and_nothing_is_queued(
+    gate: Gate, started: list[FairQueue]
+) -> None:
+    queue = make_queue(gate, max_concurrency=1, per_member_running=1, per_member_queued=2)
+    started.append(queue)
+    queue.start()
+    submit(queue, ALICE, "A1")
+    await gate.until_started(1)
+    waiting = [submit(queue, ALICE, "A2"), submit(queue, ALICE, "A3")]
+
+    with pytest.raises(QueueFull, match="Nothing was charged"):
+        submit(queue, ALICE, "A4")
+
+    assert queue.waiting_jobs() == waiting
+    assert queue.waiting_count == 2
+    # Only Alice is at her limit: Bob still gets in.
+    bob = submit(queue, BOB, "B1")
+    assert queue.waiting_count == 3
+    # Cancelling one of hers makes room again.
+    assert queue.cancel(waiting[0].id, ALICE)
+    submit(queue, ALICE, "A4")
+    await run_one_at_a_time(gate, "A1", total=4)
+    assert gate.started == ["A1", "A3", "B1", "A4"]
+    assert (await bob.future).filename == "B1.png"
+
+
+async def test_the_rate_limit_holds_the_third_start_until_the_minute_has_passed(
+    started: list[FairQueue],
+) -> None:
+    clock = FakeClock()
+    gate = Gate(clock)
+    queue = make_queue(gate, max_concurrency=5, rpm=2, clock=clock)
+    started.append(queue)
+    queue.start()
+    t0 = clock()
+    submit(queue, ALICE, "A1")
+    submit(queue, BOB, "B1")
+    third = submit(queue, CAROL, "C1")
+    await gate.until_started(2)
+    await asyncio.sleep(SETTLE_S)
+    assert gate.started == ["A1", "B1"]  # slots are free; the rate limit is not
+
+    clock.advance(30)
+    gate.finish("A1")  # wakes the dispatcher: still inside the minute
+    await asyncio.sleep(SETTLE_S)
+    assert "C1" not in gate.started and queue.progress(third).state == "queued"
+
+    clock.advance(30)
+    gate.finish("B1")  # woken again, the window has passed
+    await gate.until_started(3)
+    assert gate.started[-1] == "C1"
+    assert gate.started_at["C1"] - t0 >= 60
+
+
+# -- what waiting members are shown --------------------------------------------------------
+
+
+async def test_positions_shown_match_the_order_jobs_really_start(
+    gate: Gate, started: list[FairQueue]
+) -> None:
+    queue = make_queue(gate, max_concurrency=1, per_member_queued=5)
+    started.append(queue)
+    queue.start()
+    submit(queue, ZOE, "Z1")
+    await gate.until_started(1)
+    waiting = [submit(queue, ALICE, label) for label in labels("A", 4)]
+    waiting += [submit(queue, BOB, label) for label in labels("B", 2)]
+    waiting += [submit(queue, CAROL, "C1")]
+    shown = {job.request.params.prompt: queue.progress(job) for job in waiting}
+
+    order = await run_one_at_a_time(gate, "Z1", total=1 + len(waiting))
+
+    assert all(p.state == "queued" for p in shown.values())
+    assert {label: p.ahead for label, p in shown.items()} == {
+        label: order.index(label) - 1 for label in shown
+    }
+    # One slot, one edit running: wait for it, for those ahead, then for your own.
+    for p in shown.values():
+        assert p.eta_s == pytest.approx((p.ahead + 2) * INITIAL_DURATION_S)
+
+
+async def test_a_cancelled_edit_moves_the_ones_behind_it_up(
+    gate: Gate, started: list[FairQueue]
+) -> None:
+    queue = make_queue(gate, max_concurrency=1)
+    started.append(queue)
+    queue.start()
+    submit(queue, ZOE, "Z1")
+    await gate.until_started(1)
+    alice = submit(queue, ALICE, "A1")
+    bob = submit(queue, BOB, "B1")
+    assert queue.progress(bob).ahead == 1
+    assert queue.cancel(alice.id, ALICE)
+    assert queue.progress(bob).ahead == 0
+
+
+# -- cancelling ----------------------------------------------------------------------------
+
+
+async def test_a_waiting_edit_can_be_cancelled_by_its_member_only_and_never_runs(
+    gate: Gate, started: list[FairQueue]
+) -> None:
+    queue = make_queue(gate, max_concurrency=1, per_member_queued=3)
+    started.append(queue)
+    queue.start()
+    running = submit(queue, ALICE, "A1")
+    await gate.until_started(1)
+    waiting = submit(queue, ALICE, "A2")
+    other = submit(queue, ALICE, "A3")
+
+    assert queue.owner_of(waiting.id) == ALICE
+    assert queue.owner_of(9999) is None
+    assert not queue.cancel(waiting.id, BOB)  # someone else's edit
+    assert not queue.cancel(running.id, ALICE)  # already running
+    assert queue.cancel(waiting.id, ALICE)
+    assert not queue.cancel(waiting.id, ALICE)  # already gone
+
+    with pytest.raises(JobCancelled, match="not charged"):
+        await waiting.future
+    assert queue.owner_of(waiting.id) is None
+    await run_one_at_a_time(gate, "A1", total=2)
+    await asyncio.sleep(SETTLE_S)
+    assert gate.started == ["A1", "A3"]
+    assert (await running.future).filename == "A1.png"
+    assert (await other.future).filename == "A3.png"
+
+
+# -- status updates ------------------------------------------------------------------------
+
+INTERVAL = 1 / 32  # exact in binary, so clock arithmetic stays exact
+
+
+async def test_status_hook_shows_queued_then_running_and_never_too_often(
+    gate: Gate, started: list[FairQueue]
+) -> None:
+    clock = FakeClock()
+    queue = make_queue(gate, max_concurrency=1, status_interval_s=INTERVAL, clock=clock)
+    started.append(queue)
+    queue.start()
+    seen: list[tuple[float, Progress]] = []
+
+    async def hook(progress: Progress) -> None:
+        seen.append((clock(), progress))
+
+    submit(queue, ZOE, "Z1")
+    await gate.until_started(1)
+    job = submit(queue, ALICE, "A1", on_progress=hook)
+    await until(lambda: seen)
+    await asyncio.sleep(INTERVAL * 5)  # several real ticks, no time passes on the queue's clock
+    assert [p.state for _, p in seen] == ["queued"]
+    assert seen[0][1] == Progress(job.id, "queued", ahead=0, eta_s=2 * INITIAL_DURATION_S)
+
+    gate.finish("Z1")
+    await gate.until_started(2)
+    await asyncio.sleep(INTERVAL * 5)
+    assert len(seen) == 1  # running now, but the last update was less than an interval ago
+
+    clock.advance(INTERVAL)
+    await until(lambda: len(seen) == 2)
+    assert seen[1][1].state == "running" and seen[1][1].elapsed_s == INTERVAL
+    await asyncio.sleep(INTERVAL * 5)
+    clock.advance(INTERVAL)
+    await until(lambda: len(seen) == 3)
+    assert seen[2][1].elapsed_s == 2 * INTERVAL
+
+    gate.finish("A1")
+    await job.future
+    clock.advance(INTERVAL * 4)
+    await asyncio.sleep(INTERVAL * 5)
+    assert len(seen) == 3  # nothing after the end
+    times = [t for t, _ in seen]
+    assert all(b - a >= INTERVAL for a, b in itertools.pairwise(times))
+
+
+async def test_a_quick_edit_gets_no_status_message_at_all(
+    gate: Gate, started: list[FairQueue]
+) -> None:
+    queue = make_queue(gate, status_interval_s=INTERVAL)
+    started.append(queue)
+    queue.start()
+    seen: list[Progress] = []
+
+    async def hook(progress: Progress) -> None:
+        seen.append(progress)
+
+    job = submit(queue, ALICE, "A1", on_progress=hook)
+    await gate.until_started(1)
+    gate.finish("A1")
+    await job.future
+    await asyncio.sleep(INTERVAL * 4)
+    assert seen == []
+
+
+async def test_a_failing_status_hook_does_not_stop_the_queue(
+    gate: Gate, started: list[FairQueue]
+) -> None:
+    queue = make_queue(gate, max_concurrency=1, status_interval_s=INTERVAL)
+    started.append(queue)
+    queue.start()
+    calls = 0
+
+    async def broken(progress: Progress) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("Discord said no")
+
+    submit(queue, ZOE, "Z1")
+    await gate.until_started(1)
+    job = submit(queue, ALICE, "A1", on_progress=broken)
+    await until(lambda: calls >= 1)
+    gate.finish("Z1")
+    await gate.until_started(2)
+    gate.finish("A1")
+    assert (await job.future).filename == "A1.png"
+
+
+# -- shutdown and errors -------------------------------------------------------------------
+
+
+async def test_drain_lets_a_quick_job_finish_and_stops_a_slow_one(gate: Gate) -> None:
+    queue = make_queue(gate, max_concurrency=2, per_member_running=1)
+    queue.start()
+    quick = submit(queue, ALICE, "A1")
+    slow = submit(queue, BOB, "B1")
+    waiting = submit(queue, ALICE, "A2")
+    await gate.until_started(2)
+    asyncio.get_running_loop().call_later(0.05, gate.finish, "A1")
+
+    began = time.monotonic()
+    await queue.drain(0.3, "The bot is restarting. You were not charged.")
+    took = time.monotonic() - began
+
+    assert (await quick.future).filename == "A1.png"
+    with pytest.raises(JobCancelled, match="restarting"):
+        await slow.future
+    with pytest.raises(JobCancelled, match="restarting"):
+        await waiting.future
+    assert gate.started == ["A1", "B1"]  # the waiting one never ran
+    assert 0.25 <= took < 1.0
+    assert queue.running_count == 0
+    with pytest.raises(BadInput, match="restarting"):
+        submit(queue, CAROL, "C1")
+
+
+async def test_an_error_from_the_runner_reaches_the_jobs_future_and_the_queue_goes_on(
+    gate: Gate, started: list[FairQueue]
+) -> None:
+    queue = make_queue(gate, max_concurrency=1)
+    started.append(queue)
+    queue.start()
+    failing = submit(queue, ALICE, "A1")
+    after = submit(queue, ALICE, "A2")
+    await gate.until_started(1)
+    gate.finish("A1", error=ValueError("the API broke"))
+
+    with pytest.raises(ValueError, match="the API broke"):
+        await failing.future
+    await gate.until_started(2)
+    gate.finish("A2")
+    assert (await after.future).filename == "A2.png"
+
+
+# -- EditService: the queue plus the jobs table -------------------------------------------
+
+
+class GatedPipeline:
+    """Stands in for EditPipeline: the service only calls `run`."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+
+    async def precheck(self, request: EditRequest) -> None:
+        """Everything passes: these tests are about the queue and the jobs table."""
+
+    async def run(self, request: EditRequest) -> EditOutcome:
+        return await self.gate.run(request)
+
+
+@pytest.fixture
+async def service(conn: db.Database, gate: Gate) -> AsyncIterator[EditService]:
+    edits = EditService(
+        conn,
+        GatedPipeline(gate),  # type: ignore[arg-type]
+        {"max_concurrency": 1, "per_member_running": 1, "per_member_queued": 3},
+    )
+    edits.start()
+    yield edits
+    left = list(edits.queue._jobs.values())
+    await edits.shutdown(0)
+    forget_outcomes(left)
+
+
+async def job_states(conn: db.Database) -> list[tuple[int, str]]:
+    return [
+        (r[0], r[1]) for r in await conn.fetchall("SELECT user_id, state FROM jobs ORDER BY id")
+    ]
+
+
+async def test_service_records_each_job_from_queued_to_done_or_cancelled(
+    service: EditService, gate: Gate, conn: db.Database
+) -> None:
+    first = await service.submit(make_edit_request(ALICE, "A1"))
+    await gate.until_started(1)
+    second = await service.submit(make_edit_request(BOB, "B1"))
+    assert await job_states(conn) == [(ALICE, "running"), (BOB, "queued")]
+    assert service.cancel(second.id, BOB)
+    with pytest.raises(JobCancelled):
+        await service.wait(second)
+    gate.finish("A1")
+    await service.wait(first)
+    assert await job_states(conn) == [(ALICE, "done"), (BOB, "cancelled")]
+
+
+async def test_two_edits_at_once_over_the_limit_leave_no_runnable_job_row(
+    service: EditService, gate: Gate, conn: db.Database
+) -> None:
+    await service.submit(make_edit_request(ALICE, "A1"))
+    await gate.until_started(1)
+    await service.submit(make_edit_request(ALICE, "A2"))
+    await service.submit(make_edit_request(ALICE, "A3"))
+
+    results = await asyncio.gather(
+        service.submit(make_edit_request(ALICE, "A4")),
+        service.submit(make_edit_request(ALICE, "A5")),
+        return_exceptions=True,
+    )
+
+    refused = [r for r in results if isinstance(r, QueueFull)]
+    assert len(refused) == 1 and service.queue.waiting_count == 3
+    # The refused edit was written down before the queue said no; a restart must not run
+    # it (and charge for it): what is left unfinished is exactly what is queued or running.
+    left = {job.id for job in await jobs.unfinished(conn)}
+    live = {job.id for job in service.queue.waiting_jobs()} | {
+        job.id for job in service.queue._running_jobs
+    }
+    assert left == live

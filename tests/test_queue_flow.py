@@ -1,0 +1,378 @@
+"""The queue as members see it, end to end: waiting, cancelling, limits, and delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cogs import _flow
+from tests.conftest import ADMIN_ID, CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
+from tests.fake_discord import FLAG_EPHEMERAL, FakeDiscord
+
+CHANNEL_POST = r"^/channels/\d+/messages$"
+QUEUED = re.compile(r"In the queue: (you're next|\d+ ahead), about \d+ s\.")
+
+
+@pytest.fixture
+def h(harness: Harness) -> Harness:
+    return harness
+
+
+def api_calls(h: Harness) -> list:
+    return [r for r in h.segmind.requests if r.method == "POST"]
+
+
+def status_edits(h: Harness, interaction_id: int) -> list[dict[str, Any]]:
+    """Bodies of the bot's edits of an interaction's placeholder (PATCH @original)."""
+    token = h.discord.interaction(interaction_id).token
+    return [
+        r.json
+        for r in h.discord.requests_to("PATCH", rf"^/webhooks/\d+/{token}/messages/@original$")
+        if isinstance(r.json, dict)
+    ]
+
+
+async def wait_status(h: Harness, interaction_id: int, text: str) -> dict[str, Any]:
+    """The first placeholder edit whose text contains `text`."""
+
+    def find() -> dict[str, Any] | None:
+        return next(
+            (b for b in status_edits(h, interaction_id) if text in (b.get("content") or "")), None
+        )
+
+    return await h.discord.wait_for(find, message=f"a status {text!r}")  # type: ignore[return-value]
+
+
+def cancel_ids(message: dict[str, Any]) -> list[str]:
+    return [
+        c["custom_id"]
+        for c in FakeDiscord.components_of(message)
+        if c.get("custom_id", "").startswith("kontext:cancel:")
+    ]
+
+
+async def wait_followup(h: Harness, interaction_id: int, text: str) -> dict[str, Any]:
+    """A message the bot sent through the interaction's webhook containing `text`."""
+
+    def find() -> dict[str, Any] | None:
+        return next(
+            (m for m in h.discord.followups(interaction_id) if text in (m.get("content") or "")),
+            None,
+        )
+
+    return await h.discord.wait_for(find, message=f"a followup {text!r}")  # type: ignore[return-value]
+
+
+async def bot_reply(h: Harness, message: dict[str, Any], text: str) -> dict[str, Any]:
+    """The bot's reply to `message` containing `text` (a status or a short answer)."""
+
+    def find() -> dict[str, Any] | None:
+        return next(
+            (
+                m
+                for m in h.discord.messages.values()
+                if (m.get("message_reference") or {}).get("message_id") == message["id"]
+                and m["author"]["id"] == str(h.discord.bot_user_id)
+                and text in m["content"]
+            ),
+            None,
+        )
+
+    return await h.discord.wait_for(find, message=f"a reply {text!r}")  # type: ignore[return-value]
+
+
+async def result_of(h: Harness, interaction_id: int) -> dict[str, Any]:
+    """The result message posted for an interaction (not its status placeholder)."""
+
+    async def find() -> dict[str, Any] | None:
+        row = await h.bot.database.fetchone(
+            "SELECT result_message_id FROM generations WHERE interaction_id = ?",
+            (interaction_id,),
+        )
+        return h.discord.messages.get(row[0]) if row and row[0] else None
+
+    return await h.discord.wait_for(find, message="the result")  # type: ignore[return-value]
+
+
+async def press(h: Harness, custom_id: str, message: dict[str, Any], *, user_id: int) -> int:
+    payload = h.discord.component_interaction(
+        custom_id, message=message, user_id=user_id, guild_id=GUILD_ID, channel_id=CHANNEL_ID
+    )
+    await h.discord.send_interaction(payload)
+    return int(payload["id"])
+
+
+async def job_rows(h: Harness) -> list[dict[str, Any]]:
+    rows = await h.bot.database.fetchall("SELECT id, user_id, state FROM jobs ORDER BY id")
+    return [dict(r) for r in rows]
+
+
+async def wait_jobs(h: Harness, count: int) -> list[dict[str, Any]]:
+    async def enough() -> list[dict[str, Any]] | None:
+        rows = await job_rows(h)
+        return rows if len(rows) >= count else None
+
+    return await h.discord.wait_for(enough, message=f"{count} job rows")  # type: ignore[return-value]
+
+
+async def rows_of(h: Harness, table: str, user_id: int) -> list[dict[str, Any]]:
+    rows = await h.bot.database.fetchall(f"SELECT * FROM {table} WHERE user_id = ?", (user_id,))  # noqa: S608
+    return [dict(r) for r in rows]
+
+
+# -- waiting -------------------------------------------------------------------------------
+
+
+@pytest.mark.settings(segmind_max_concurrency=1, status_update_interval_s=1.0)
+async def test_waiting_members_see_their_place_then_editing_then_the_result(h: Harness) -> None:
+    h.segmind.delay = 1.5
+    first = await h.edit("first", user_id=MEMBER_ID)
+    await h.discord.wait_for(lambda: h.segmind.in_flight == 1)
+    second = await h.edit("second", user_id=OTHER_MEMBER_ID)
+    await wait_jobs(h, 2)
+    third = await h.edit("third", user_id=ADMIN_ID)
+
+    queued = await wait_status(h, second, "In the queue")
+    assert QUEUED.search(queued["content"]) and "you're next" in queued["content"]
+    [job] = [r for r in await job_rows(h) if r["user_id"] == OTHER_MEMBER_ID]
+    assert cancel_ids(queued) == [f"kontext:cancel:{job['id']}"]
+    [button] = [
+        c for c in FakeDiscord.components_of(queued) if c.get("custom_id") == cancel_ids(queued)[0]
+    ]
+    assert button["label"] == "Cancel"
+    behind = await wait_status(h, third, "In the queue")
+    assert QUEUED.search(behind["content"]) and "1 ahead" in behind["content"]
+
+    # The first edit ends: the second starts (no Cancel any more), the third moves up.
+    editing = await wait_status(h, second, "Editing...")
+    assert not cancel_ids(editing)
+    assert "you're next" in (await wait_status(h, third, "you're next"))["content"]
+
+    results = [await result_of(h, i) for i in (first, second, third)]
+    assert all(r["attachments"] for r in results)
+    assert [c.json["prompt"] for c in api_calls(h)] == ["first", "second", "third"]
+
+    async def all_done() -> bool:
+        return [r["state"] for r in await job_rows(h)] == ["done", "done", "done"]
+
+    await h.discord.wait_for(all_done, message="every job to be done")
+    # Each placeholder gave way to its result.
+    assert all(h.discord.original_response(i) is None for i in (first, second, third))
+
+
+# -- cancelling ----------------------------------------------------------------------------
+
+
+@pytest.mark.settings(segmind_max_concurrency=1, status_update_interval_s=1.0)
+async def test_cancel_a_waiting_edit_costs_nothing_and_only_its_member_can(h: Harness) -> None:
+    h.segmind.delay = 1.5
+    first = await h.edit("first", user_id=MEMBER_ID)
+    await h.discord.wait_for(lambda: h.segmind.in_flight == 1)
+    waiting = await h.edit("wait for me", user_id=OTHER_MEMBER_ID)
+    await wait_status(h, waiting, "In the queue")
+    placeholder = h.discord.original_response(waiting)
+    assert placeholder is not None
+    [cancel] = cancel_ids(placeholder)
+
+    refused = await h.answer(await press(h, cancel, placeholder, user_id=MEMBER_ID))
+    assert refused["flags"] & FLAG_EPHEMERAL
+    assert "Only the member who asked" in refused["content"]
+
+    pressed = await press(h, cancel, placeholder, user_id=OTHER_MEMBER_ID)
+    told = await wait_followup(h, waiting, "Cancelled")
+    assert told["flags"] & FLAG_EPHEMERAL
+    assert told["content"] == "Cancelled. You were not charged."
+    assert h.discord.callbacks[pressed][0]["type"] == 6  # the press itself is just acknowledged
+    assert h.discord.original_response(waiting) is None  # no public Cancel button left behind
+
+    again = await h.answer(await press(h, cancel, placeholder, user_id=OTHER_MEMBER_ID))
+    assert "can't be cancelled" in again["content"] and again["flags"] & FLAG_EPHEMERAL
+
+    assert (await result_of(h, first))["attachments"]
+    assert [c.json["prompt"] for c in api_calls(h)] == ["first"]
+    assert await rows_of(h, "generations", OTHER_MEMBER_ID) == []
+    assert await rows_of(h, "charges", OTHER_MEMBER_ID) == []
+    [job] = await rows_of(h, "jobs", OTHER_MEMBER_ID)
+    assert job["state"] == "cancelled"
+
+
+@pytest.mark.settings(segmind_max_concurrency=1, status_update_interval_s=1.0)
+async def test_a_waiting_reply_gets_a_status_reply_whose_cancel_works(h: Harness) -> None:
+    step1 = await result_of(h, await h.edit("make it night"))
+    h.segmind.delay = 1.5
+    await h.edit("someone else's", user_id=OTHER_MEMBER_ID)
+    await h.discord.wait_for(lambda: h.segmind.in_flight == 1)
+    reply = await h.reply(step1, "add snow")
+
+    status = await bot_reply(h, reply, "In the queue")
+    assert QUEUED.search(status["content"]) and status["flags"] == 0
+    [cancel] = cancel_ids(status)
+    await press(h, cancel, status, user_id=MEMBER_ID)
+
+    await bot_reply(h, reply, "Cancelled. You were not charged.")
+    await h.discord.wait_for(lambda: int(status["id"]) in h.discord.deleted_messages)
+    assert [c.json["prompt"] for c in api_calls(h)] == ["make it night", "someone else's"]
+    assert len(await rows_of(h, "generations", MEMBER_ID)) == 1
+
+
+@pytest.mark.settings(max_queued_per_user=3, max_inflight_per_user=1)
+async def test_a_fifth_edit_while_three_wait_is_refused_and_costs_nothing(h: Harness) -> None:
+    h.segmind.delay = 2.0
+    for n in range(1, 5):
+        await h.edit(f"edit {n}")
+        await wait_jobs(h, n)
+    await h.discord.wait_for(lambda: h.segmind.in_flight == 1)
+    credits = h.segmind.credits
+
+    answer = await h.answer(await h.edit("edit 5"))
+
+    assert answer["flags"] & FLAG_EPHEMERAL
+    assert "already have 3 edits waiting" in answer["content"]
+    assert "Nothing was charged" in answer["content"]
+    assert len(await job_rows(h)) == 4  # the refused one was never written down
+    assert len(api_calls(h)) == 1 and h.segmind.credits == credits
+    assert len(await rows_of(h, "generations", MEMBER_ID)) == 1
+    assert [c["state"] for c in await rows_of(h, "charges", MEMBER_ID)] == ["reserved"]
+
+
+# -- delivery ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_flow, "DELIVERY_BACKOFF_S", 0.01)
+
+
+@pytest.mark.usefixtures("quick_retries")
+async def test_a_result_upload_that_discord_refuses_twice_is_retried_and_then_removed(
+    h: Harness,
+) -> None:
+    h.discord.fail_next("POST", CHANNEL_POST, 503, times=2)
+    interaction = await h.edit("make it night")
+
+    result = await result_of(h, interaction)
+
+    assert result["attachments"]
+    posts = h.discord.requests_to("POST", CHANNEL_POST)
+    assert [r.status for r in posts] == [503, 503, 200]
+    assert len([m for m in h.channel_messages() if m.get("attachments")]) == 1
+    await h.discord.wait_for(
+        lambda: h.bot.database.fetchone(
+            "SELECT 1 FROM generations WHERE result_path IS NULL AND result_message_id = ?",
+            (int(result["id"]),),
+        ),
+        message="the kept copy to be forgotten",
+    )
+    assert list(h.bot.results.directory.iterdir()) == []  # delivered: the kept copy is gone
+    [charge] = await rows_of(h, "charges", MEMBER_ID)
+    assert charge["state"] == "committed"
+
+
+async def fail_every_upload(h: Harness) -> dict[str, Any]:
+    """An edit whose result Discord refuses to take, every time; its generation row and
+    the answer the member got."""
+    h.discord.fail_next("POST", CHANNEL_POST, 503, times=_flow.DELIVERY_ATTEMPTS)
+    answer = await h.answer(await h.edit("make it night"))
+    [gen] = await rows_of(h, "generations", MEMBER_ID)
+    return gen | {"answer": answer}
+
+
+async def open_history(h: Harness) -> dict[str, Any]:
+    payload = h.discord.slash_command(
+        "history", user_id=MEMBER_ID, guild_id=GUILD_ID, channel_id=CHANNEL_ID
+    )
+    await h.discord.send_interaction(payload)
+    return await h.answer(int(payload["id"]))
+
+
+def deliver_buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        c
+        for c in FakeDiscord.components_of(message)
+        if str(c.get("label", "")).startswith("Deliver")
+    ]
+
+
+@pytest.mark.usefixtures("quick_retries")
+async def test_when_uploads_keep_failing_the_member_is_told_and_the_paid_result_is_kept(
+    h: Harness,
+) -> None:
+    gen = await fail_every_upload(h)
+
+    answer = gen["answer"]
+    assert answer["flags"] & FLAG_EPHEMERAL and not answer.get("attachments")
+    assert "kept for you" in answer["content"] and "/history" in answer["content"]
+    assert len(h.discord.requests_to("POST", CHANNEL_POST)) == _flow.DELIVERY_ATTEMPTS
+    assert gen["status"] == "succeeded" and gen["result_message_id"] is None
+    kept = Path(gen["result_path"] or "")
+    assert kept.parent == h.bot.results.directory
+    assert await asyncio.to_thread(kept.is_file)
+
+
+@pytest.mark.usefixtures("quick_retries")
+async def test_a_kept_result_is_delivered_from_history_once_discord_takes_it(
+    h: Harness,
+) -> None:
+    gen = await fail_every_upload(h)
+    kept = await asyncio.to_thread(Path(gen["result_path"]).read_bytes)
+    history = await open_history(h)
+    assert "not delivered" in history["embeds"][0]["description"]
+    [button] = deliver_buttons(history)
+    assert button["label"] == f"Deliver #{gen['id']}"
+
+    click = await press(h, button["custom_id"], history, user_id=MEMBER_ID)
+
+    await wait_followup(h, click, "Delivered")
+    [result] = [m for m in h.channel_messages() if m.get("attachments")]
+    assert result["content"] == f"<@{MEMBER_ID}> your edit is ready."
+    assert h.discord.attachment_bytes(result["attachments"][0]) == kept
+    await h.discord.wait_for(
+        lambda: h.bot.database.fetchone(
+            "SELECT 1 FROM generations WHERE id = ? AND result_path IS NULL "
+            "AND result_message_id = ?",
+            (gen["id"], int(result["id"])),
+        ),
+        message="the delivery to be recorded",
+    )
+    assert list(h.bot.results.directory.iterdir()) == []
+    assert len(api_calls(h)) == 1  # delivered from disk, not edited again
+    # Delivered once: the button is gone from a fresh /history.
+    assert deliver_buttons(await open_history(h)) == []
+
+
+@pytest.mark.usefixtures("quick_retries")
+async def test_pressing_deliver_twice_posts_the_kept_result_once(h: Harness) -> None:
+    await fail_every_upload(h)
+    history = await open_history(h)
+    [button] = deliver_buttons(history)
+
+    clicks = [await press(h, button["custom_id"], history, user_id=MEMBER_ID) for _ in range(2)]
+
+    answers = [
+        (await h.discord.wait_for(lambda c=c: h.discord.followups(c), message="an answer"))[0]
+        for c in clicks
+    ]
+    assert len([m for m in h.channel_messages() if m.get("attachments")]) == 1
+    assert sorted(a["content"].split(":")[0] for a in answers) == [
+        "Delivered",
+        "That result is no longer kept (or was delivered already).",
+    ]
+
+
+@pytest.mark.usefixtures("quick_retries")
+async def test_deliver_while_discord_still_refuses_tells_the_member(h: Harness) -> None:
+    gen = await fail_every_upload(h)
+    history = await open_history(h)
+    [button] = deliver_buttons(history)
+    h.discord.fail_next("POST", CHANNEL_POST, 503, times=_flow.DELIVERY_ATTEMPTS)
+
+    click = await press(h, button["custom_id"], history, user_id=MEMBER_ID)
+
+    [answer] = await h.discord.wait_for(lambda: h.discord.followups(click), 2.0)  # type: ignore[misc]
+    assert answer["flags"] & FLAG_EPHEMERAL and "/history" in answer["content"]
+    [row] = await rows_of(h, "generations", MEMBER_ID)
+    assert row["result_path"] == gen["result_path"]  # still kept for the next try
