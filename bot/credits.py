@@ -6,6 +6,7 @@ unambiguous when no other call on the key started or finished meanwhile.
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ class CreditMeter:
         self._in_flight = 0
         self._last: float | None = None
         self._loaded = False
+        # The latest unambiguous costs, in memory: asked for on every edit.
+        self._observed: collections.deque[float] | None = None
         # Called with every balance the API reports (low-balance alerts listen here).
         self.reading_hooks: list[Callable[[float], object]] = []
 
@@ -76,14 +79,25 @@ class CreditMeter:
 
     async def expected_cost(self) -> float:
         """The model's observed average cost, or the configured estimate until one is seen."""
-        cur = await self._db.execute(
-            """SELECT AVG(cost) FROM (SELECT cost FROM generations
+        if self._observed is None:
+            rows = await self._db.fetchall(
+                """SELECT cost FROM generations
                    WHERE model = ? AND cost_source IN ('header', 'balance_drop')
-                   ORDER BY id DESC LIMIT ?)""",
-            (self._model, AVERAGE_WINDOW),
-        )
-        row = await cur.fetchone()
-        return float(row[0]) if row and row[0] is not None else self._fallback
+                   ORDER BY id DESC LIMIT ?""",
+                (self._model, AVERAGE_WINDOW),
+            )
+            self._observed = collections.deque(
+                reversed([float(r[0]) for r in rows]), maxlen=AVERAGE_WINDOW
+            )
+        if not self._observed:
+            return self._fallback
+        return sum(self._observed) / len(self._observed)
+
+    async def _observe(self, cost: Cost) -> Cost:
+        await self.expected_cost()  # loads the window from the database the first time
+        assert self._observed is not None
+        self._observed.append(cost.amount)
+        return cost
 
     async def settle(
         self,
@@ -111,9 +125,9 @@ class CreditMeter:
             for hook in self.reading_hooks:
                 hook(remaining)
         if header_cost is not None and header_cost >= 0:
-            return Cost(header_cost, "header")
+            return await self._observe(Cost(header_cost, "header"))
         if solo and previous is not None and remaining is not None and remaining <= previous:
-            return Cost(round(previous - remaining, 6), "balance_drop")
+            return await self._observe(Cost(round(previous - remaining, 6), "balance_drop"))
         estimate = await self.expected_cost()
         log.info("Cost of generation %s is ambiguous; using estimate %.4f", generation_id, estimate)
         return Cost(estimate, "estimate")

@@ -97,12 +97,12 @@ class Database:
         return await self.conn.execute(sql, params)
 
     async def fetchone(self, sql: str, params: Sequence[object] = ()) -> aiosqlite.Row | None:
-        cur = await self.conn.execute(sql, params)
-        return await cur.fetchone()
+        # One trip to the database thread instead of two (execute, then fetch).
+        rows = await self.conn.execute_fetchall(sql, params)
+        return next(iter(rows), None)
 
     async def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[aiosqlite.Row]:
-        cur = await self.conn.execute(sql, params)
-        return list(await cur.fetchall())
+        return list(await self.conn.execute_fetchall(sql, params))
 
     async def write(self, sql: str, params: Sequence[object] = ()) -> aiosqlite.Cursor:
         async with self._lock:

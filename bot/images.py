@@ -48,7 +48,7 @@ class ImageInfo:
     frames: int = 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InputImage:
     """An image a member pointed at, as Discord described it (not yet downloaded)."""
 
@@ -168,7 +168,10 @@ def inspect_input(data: bytes) -> ImageInfo:
     if info.frames > MAX_FRAMES:
         raise BadInput(f"That animation has {info.frames:,} frames; I accept up to {MAX_FRAMES:,}.")
     try:
-        _open(data).load()  # decodes the first frame: catches truncated data
+        img = _open(data)
+        # A JPEG decodes at 1/8 scale just as strictly (every byte is still parsed), faster.
+        img.draft("RGB", (max(1, info.width // 8), max(1, info.height // 8)))
+        img.load()  # decodes the first frame: catches truncated data
     except (InvalidImage, OSError, ValueError, SyntaxError) as exc:
         raise BadInput("That image is damaged or truncated.") from exc
     return info

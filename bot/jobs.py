@@ -65,6 +65,18 @@ async def mark_finished(database: Database, job_id: int, state: str) -> None:
     )
 
 
+async def mark_many_finished(database: Database, job_ids: list[int], state: str) -> None:
+    """One statement for many jobs (a shutdown may cancel thousands)."""
+    if not job_ids:
+        return
+    marks = ",".join("?" * len(job_ids))
+    await database.write(
+        f"""UPDATE jobs SET state = ?, finished_at = ?
+            WHERE id IN ({marks}) AND state IN ('queued', 'running')""",  # noqa: S608 - placeholders only
+        (state, time.time(), *job_ids),
+    )
+
+
 async def unfinished(database: Database) -> list[StoredJob]:
     rows = await database.fetchall(
         """SELECT id, state, request, reply_to_message_id FROM jobs

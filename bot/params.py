@@ -32,7 +32,7 @@ ASPECT_RATIOS = (
 OUTPUT_FORMATS = ("png", "jpg", "webp")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EditParams:
     """One edit's options, validated; `seed` is always concrete so results reproduce."""
 

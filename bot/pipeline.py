@@ -27,7 +27,7 @@ MSG_TIMEOUT = f"The edit took too long and was stopped. {NOT_CHARGED}"
 MSG_BROKEN = f"The image service sent back a broken image. Please try again. {NOT_CHARGED}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EditRequest:
     """Everything one edit needs, already parsed from Discord."""
 

@@ -9,8 +9,10 @@ rest. Jobs hold only small records (the request describes the image, never its b
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -48,7 +50,7 @@ class Progress:
 ProgressHook = Callable[[Progress], Awaitable[None]]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Job:
     id: int
     member: Member
@@ -60,6 +62,7 @@ class Job:
     shown: Progress | None = None
     shown_at: float = -math.inf
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    updating: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 class RateLimiter:
@@ -124,9 +127,10 @@ class FairQueue:
         ]
 
     async def close(self) -> None:
-        for task in self._tasks:
+        updates = [j.updating for j in self._jobs.values() if j.updating is not None]
+        for task in [*self._tasks, *updates]:
             task.cancel()
-        for task in self._tasks:
+        for task in [*self._tasks, *updates]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
@@ -226,28 +230,31 @@ class FairQueue:
         if not job.future.done():
             job.future.set_exception(JobCancelled(reason))
 
-    def progress(self, job: Job) -> Progress:
+    def progress(self, job: Job, positions: dict[int, int] | None = None) -> Progress:
         if job.started_at is not None:
             return Progress(job.id, "running", elapsed_s=self._clock() - job.started_at)
-        ahead = self._ahead_of(job)
+        ahead = (positions if positions is not None else self.positions()).get(job.id, 0)
         rounds = (ahead + self.running_count) // self.max_concurrency + 1
         return Progress(job.id, "queued", ahead=ahead, eta_s=rounds * self.avg_duration_s)
 
-    def _ahead_of(self, job: Job) -> int:
-        """Jobs that will start before this one, taking turns as the dispatcher does."""
-        queue = self._waiting.get(job.member)
-        if queue is None or job not in queue:
-            return 0
-        rank = queue.index(job)
-        mine = self._order.index(job.member)
-        return (
-            sum(
-                min(len(self._waiting[m]), rank + (1 if i < mine else 0))
-                for i, m in enumerate(self._order)
-                if m != job.member
-            )
-            + rank
-        )
+    def positions(self) -> dict[int, int]:
+        """For every waiting job, how many start before it, taking turns as the dispatcher
+        does. The k-th job (from 0) of a member has ahead of it min(L, k) jobs of every
+        member (L = that member's waiting jobs), plus one more of each member earlier in
+        the turn order that has more than k: S(k) + C_before(k). O(members x longest)."""
+        lengths = [len(self._waiting[m]) for m in self._order]
+        ranked = sorted(lengths)
+        prefix = [0, *itertools.accumulate(ranked)]
+        ahead: dict[int, int] = {}
+        for k in range(max(lengths, default=0)):
+            shorter = bisect.bisect_right(ranked, k)  # members with at most k waiting
+            s_k = prefix[shorter] + k * (len(ranked) - shorter)
+            before = 0
+            for member, length in zip(self._order, lengths, strict=True):
+                if length > k:
+                    ahead[self._waiting[member][k].id] = s_k + before
+                    before += 1
+        return ahead
 
     # -- dispatcher ---------------------------------------------------------------------
 
@@ -321,10 +328,13 @@ class FairQueue:
         while True:
             await asyncio.sleep(min(1.0, self.status_interval_s))
             now = self._clock()
+            positions = self.positions()
             for job in list(self._jobs.values()):
                 if job.on_progress is None or now - job.shown_at < self.status_interval_s:
                     continue
-                progress = self.progress(job)
+                if job.updating is not None and not job.updating.done():
+                    continue  # the last update is still on its way to Discord
+                progress = self.progress(job, positions)
                 if (
                     job.shown is None
                     and progress.state == "running"
@@ -334,10 +344,15 @@ class FairQueue:
                 if _same_display(job.shown, progress, self.status_interval_s):
                     continue
                 job.shown, job.shown_at = progress, now
-                try:
-                    await job.on_progress(progress)
-                except Exception:  # a failed status edit must not stop the queue
-                    log.warning("Status update for job %s failed", job.id, exc_info=True)
+                # Each update runs on its own: one slow Discord edit must not hold the rest.
+                job.updating = asyncio.create_task(_show(job.on_progress, progress))
+
+
+async def _show(hook: ProgressHook, progress: Progress) -> None:
+    try:
+        await hook(progress)
+    except Exception:  # a failed status edit must not stop the queue
+        log.warning("Status update for job %s failed", progress.job_id, exc_info=True)
 
 
 def _same_display(old: Progress | None, new: Progress, interval: float) -> bool:

@@ -120,8 +120,7 @@ class EditService:
         self._stopped = True
         waiting = self.queue.waiting_jobs()
         await self.queue.drain(grace_s, MSG_RESTARTING)
-        for job in waiting:
-            await jobs.mark_finished(self._db, job.id, "cancelled")
+        await jobs.mark_many_finished(self._db, [job.id for job in waiting], "cancelled")
         callers = self._callers - {asyncio.current_task()}
         if callers:
             await asyncio.wait(callers, timeout=CALLERS_GRACE_S)

@@ -1,0 +1,1 @@
+"""Benchmarks for the bot core against local stand-ins (`python -m bench.run`)."""
