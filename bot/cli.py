@@ -72,9 +72,14 @@ async def run_bot(settings: Settings) -> int:
         point_discord_at(settings.discord_api_url, settings.discord_gateway_url)
     bot = KontextBot(settings)
     loop = asyncio.get_running_loop()
+    stopping: set[asyncio.Future[None]] = set()  # keeps the shutdown task referenced
+
+    def on_signal() -> None:
+        stopping.add(asyncio.ensure_future(bot.shutdown()))
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.shutdown()))
+            loop.add_signal_handler(sig, on_signal)
     try:
         async with bot:
             await bot.start(settings.discord_token.get_secret_value())

@@ -13,7 +13,7 @@ import discord
 import httpx
 from discord.ext import commands
 
-from bot import db
+from bot import db, jobs
 from bot.alerts import Alert, Alerts, ApiWatch, BalanceWatch
 from bot.config import Settings
 from bot.credits import CreditMeter
@@ -63,6 +63,8 @@ class KontextBot(commands.Bot):
         self.health = ServiceHealth()
         self._http_clients: list[httpx.AsyncClient] = []
         self._closing: asyncio.Future[None] | None = None
+        self._shutting_down: asyncio.Future[None] | None = None
+        self.left_over: list[jobs.StoredJob] = []
         self.synced_commands: list[discord.app_commands.AppCommand] = []
 
     async def setup_hook(self) -> None:
@@ -115,6 +117,8 @@ class KontextBot(commands.Bot):
     async def recover(self) -> None:
         """Settle what a crash left: no call of this process can be running yet, so every
         pending generation was interrupted and every open reservation is stale."""
+        # Read before the gateway connects: jobs this run creates must never be "recovered".
+        self.left_over = await jobs.unfinished(self.database)
         interrupted = await db.fail_interrupted(self.database)
         if interrupted:
             log.warning("Marked %d interrupted generation(s) as failed", interrupted)
@@ -128,7 +132,13 @@ class KontextBot(commands.Bot):
 
     async def shutdown(self) -> None:
         """SIGTERM: stop taking edits, let running ones finish (up to SHUTDOWN_GRACE_S),
-        settle the rest, then close Discord, the HTTP clients and the database."""
+        settle the rest, then close Discord, the HTTP clients and the database. A second
+        signal waits for the same shutdown instead of cutting the grace period short."""
+        if self._shutting_down is None:
+            self._shutting_down = asyncio.ensure_future(self._shutdown_once())
+        await asyncio.shield(self._shutting_down)
+
+    async def _shutdown_once(self) -> None:
         if hasattr(self, "edits"):
             log.info("Shutting down: draining edits for up to %ss", self.settings.shutdown_grace_s)
             await self.edits.shutdown(self.settings.shutdown_grace_s)

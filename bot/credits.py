@@ -16,6 +16,7 @@ from bot import db
 log = logging.getLogger(__name__)
 
 AVERAGE_WINDOW = 50
+MAX_DROP_FACTOR = 3.0  # a drop larger than this many expected costs is not one edit
 TOP_UP_EPSILON = 1e-9
 
 
@@ -42,7 +43,11 @@ class CreditMeter:
         self._fallback = fallback_estimate
         self._events = 0
         self._in_flight = 0
-        self._last: float | None = None
+        self._last: float | None = None  # the balance as last seen, for the account floor
+        # The last balance this process saw itself, with nothing possibly billed since:
+        # the only reading a drop may be measured from (not one loaded from the database,
+        # which may predate spending this process never saw).
+        self._baseline: float | None = None
         self._loaded = False
         # The latest unambiguous costs, in memory: asked for on every edit.
         self._observed: collections.deque[float] | None = None
@@ -74,8 +79,7 @@ class CreditMeter:
         self._events += 1
         self._in_flight -= 1
         if maybe_billed:
-            self._last = None
-            self._loaded = True
+            self._baseline = None
 
     async def expected_cost(self) -> float:
         """The model's observed average cost, or the configured estimate until one is seen."""
@@ -115,10 +119,11 @@ class CreditMeter:
         self._events += 1
         self._in_flight -= 1
         await self._load()
-        previous = self._last
+        previous, baseline = self._last, self._baseline
         # Without a reading the next drop would cover this call too: forget the last one.
-        self._last = remaining
+        self._baseline = remaining
         if remaining is not None:
+            self._last = remaining
             await db.add_credit_reading(self._db, remaining, generation_id)
             if previous is not None and remaining > previous + TOP_UP_EPSILON:
                 log.info("Credit balance rose from %.4f to %.4f: a top-up", previous, remaining)
@@ -126,8 +131,12 @@ class CreditMeter:
                 hook(remaining)
         if header_cost is not None and header_cost >= 0:
             return await self._observe(Cost(header_cost, "header"))
-        if solo and previous is not None and remaining is not None and remaining <= previous:
-            return await self._observe(Cost(round(previous - remaining, 6), "balance_drop"))
         estimate = await self.expected_cost()
+        if solo and baseline is not None and remaining is not None and remaining <= baseline:
+            drop = round(baseline - remaining, 6)
+            if drop <= MAX_DROP_FACTOR * estimate:
+                return await self._observe(Cost(drop, "balance_drop"))
+            # Someone else spent on the key meanwhile (another bot, `kontext-bot edit`).
+            log.warning("Balance fell %.4f during one call: not all of it was this edit", drop)
         log.info("Cost of generation %s is ambiguous; using estimate %.4f", generation_id, estimate)
         return Cost(estimate, "estimate")

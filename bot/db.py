@@ -129,12 +129,16 @@ async def connect(path: Path | str) -> Database:
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = await aiosqlite.connect(str(path), isolation_level=None)
-    conn.row_factory = aiosqlite.Row
-    await conn.execute("PRAGMA journal_mode = WAL")
-    await conn.execute("PRAGMA foreign_keys = ON")
-    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
-    await conn.execute("PRAGMA synchronous = NORMAL")
-    await migrate(conn)
+    try:
+        conn.row_factory = aiosqlite.Row
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        await migrate(conn)
+    except BaseException:
+        await conn.close()  # its worker thread is not a daemon: left open, exit would hang
+        raise
     return Database(conn)
 
 

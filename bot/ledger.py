@@ -260,6 +260,19 @@ class Ledger:
         )
         return cur.rowcount == 1
 
+    async def refund_generation(self, generation_id: int) -> bool:
+        """Give back what an edit was charged (its result was lost before delivery)."""
+        cur = await self._db.write(
+            """UPDATE charges SET state = 'released', amount = 0, settled_at = ?
+               WHERE generation_id = ? AND state IN ('reserved', 'committed')""",
+            (self.clock(), generation_id),
+        )
+        if cur.rowcount:
+            log.warning(
+                "Refunded generation %d: its result was lost before delivery", generation_id
+            )
+        return cur.rowcount > 0
+
     async def settle_stale(self, older_than_s: float) -> tuple[int, int]:
         """Settle reservations a crash left behind: commit the edits that succeeded
         (at their recorded cost), release the rest. Returns (committed, released)."""

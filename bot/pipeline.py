@@ -136,6 +136,13 @@ class EditPipeline:
     async def _abandon(
         self, generation_id: int, reservation: Reservation, exc: BaseException
     ) -> None:
+        """Settle an edit interrupted by cancellation or a bug: refund it, unless it had
+        already succeeded (then its result is kept and it is charged what it cost)."""
+        self.health.call_failed_otherwise()  # frees the probe slot if this was the probe
+        gen = await db.get_generation(self._db, generation_id)
+        if gen is not None and gen.status == "succeeded" and gen.cost is not None:
+            await self.ledger.commit(reservation, gen.cost, gen.cost_source or "estimate")
+            return
         await db.mark_failed(self._db, generation_id, f"error: {exc!r}"[:200])
         await self.ledger.release(reservation)
 
@@ -190,7 +197,8 @@ class EditPipeline:
             self.meter.finish_failed(ticket, maybe_billed=billed)
             raise self._failure(exc) from exc
         except BaseException:
-            self.meter.finish_failed(ticket)
+            # Cancelled mid-call: the request may still run and be billed.
+            self.meter.finish_failed(ticket, maybe_billed=True)
             raise
         self.health.call_succeeded()
         cost = await self.meter.settle(

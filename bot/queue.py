@@ -114,6 +114,7 @@ class FairQueue:
         self._running_jobs: set[Job] = set()
         self._wakeup = asyncio.Event()
         self._accepting = True
+        self._stop_reason = "Stopped."
         self._tasks: list[asyncio.Task[None]] = []
         self.avg_duration_s = INITIAL_DURATION_S
         self._next_id = 0
@@ -135,15 +136,13 @@ class FairQueue:
                 await task
         self._tasks = []
 
-    def stop_accepting(self) -> None:
+    async def drain(self, grace_s: float, *, waiting_reason: str, running_reason: str) -> None:
+        """Stop taking jobs, cancel the waiting ones, give running jobs `grace_s` to
+        finish, then stop the rest; each job's waiter gets the matching reason."""
         self._accepting = False
-
-    async def drain(self, grace_s: float, reason: str) -> None:
-        """Stop taking jobs, cancel the waiting ones, give running calls `grace_s` to
-        finish, then cancel the rest (the pipeline releases their reservations)."""
-        self._accepting = False
+        self._stop_reason = running_reason
         for job in self.waiting_jobs():
-            self._cancel_waiting(job, reason)
+            self._cancel_waiting(job, waiting_reason)
         tasks = [j.task for j in self._running_jobs if j.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace_s)
@@ -301,11 +300,7 @@ class FairQueue:
             outcome = await self._runner(job.request)
         except asyncio.CancelledError:
             if not job.future.done():
-                job.future.set_exception(
-                    JobCancelled(
-                        "The bot is restarting, so your edit was stopped. You were not charged."
-                    )
-                )
+                job.future.set_exception(JobCancelled(self._stop_reason))
             raise
         except Exception as exc:  # noqa: BLE001 - handed to whoever awaits the job
             if not job.future.done():

@@ -329,6 +329,10 @@ class SegmindClient:
         except httpx.TransportError as exc:
             # The request may have been sent: its fate is unknown, so no retry.
             raise SegmindTimeout(f"connection lost ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:  # e.g. a body that fails to decode: it was answered
+            raise InvalidResponse(
+                f"unreadable answer ({type(exc).__name__})", status=None
+            ) from None
 
     async def _once(self, body: dict[str, object], attempt: int) -> EditResult:
         started = time.monotonic()

@@ -21,7 +21,11 @@ from bot.queue import FairQueue, Job, JobCancelled, ProgressHook
 log = logging.getLogger(__name__)
 
 CALLERS_GRACE_S = 5.0
-MSG_RESTARTING = "The bot is restarting, so your edit was stopped. You were not charged."
+MSG_RESTARTING = "The bot is restarting, so your edit was not started. You were not charged."
+MSG_RESTARTING_RUNNING = (
+    "The bot is restarting in the middle of your edit. If it had already finished, it will "
+    "be posted here when the bot is back; otherwise you were not charged."
+)
 Deliver = Callable[[EditOutcome], Awaitable[Any]]
 
 
@@ -34,7 +38,7 @@ class EditService:
         self.queue = FairQueue(self._execute, **queue_options)
         self._deliverers: dict[int, Deliver] = {}
         self._callers: set[asyncio.Task[Any]] = set()
-        self._stopped = False
+        self._stopped: asyncio.Future[None] | None = None
 
     def start(self) -> None:
         self.queue.start()
@@ -50,8 +54,13 @@ class EditService:
     ) -> Job:
         """Queue an edit (refused at once when the member has too many waiting).
         `deliver` runs inside the job with the outcome; its result is the job's result."""
-        self.queue.check_capacity(request)
-        await self.pipeline.precheck(request)
+        try:
+            self.queue.check_capacity(request)
+            await self.pipeline.precheck(request)
+        except BaseException:
+            if job_id is not None:  # a job resumed after a restart: it ends here
+                await jobs.mark_finished(self._db, job_id, "failed")
+            raise
         if job_id is None:
             job_id = await jobs.add(self._db, request, reply_to_message_id=reply_to_message_id)
         if deliver is not None:
@@ -90,7 +99,10 @@ class EditService:
             return await asyncio.shield(job.future)
         except JobCancelled:
             self._deliverers.pop(job.id, None)
-            await jobs.mark_finished(self._db, job.id, "cancelled")
+            if job.started_at is None:
+                await jobs.mark_finished(self._db, job.id, "cancelled")
+            # A started job stopped by a shutdown stays 'running': start-up delivers its
+            # result if the API had answered, or refunds and tells the member.
             raise
 
     def cancel(self, job_id: int, user_id: int) -> bool:
@@ -105,7 +117,12 @@ class EditService:
             outcome = await self.pipeline.run(request)
             result = await deliver(outcome) if deliver is not None else outcome
         except asyncio.CancelledError:
-            # Shutdown: left 'running'; start-up delivers a kept result or tells the member.
+            # Shutdown. An edit the pipeline gave up (refunded) ends here: its member is told
+            # now. One whose result exists stays 'running' for start-up to deliver.
+            generation_id = await jobs.generation_of_job(self._db, job_id)
+            status = await self._generation_status(generation_id)
+            if status != "succeeded":
+                await jobs.mark_finished(self._db, job_id, "failed")
             raise
         except BaseException:
             await jobs.mark_finished(self._db, job_id, "failed")
@@ -113,13 +130,26 @@ class EditService:
         await jobs.mark_finished(self._db, job_id, "done")
         return result
 
+    async def _generation_status(self, generation_id: int | None) -> str | None:
+        if generation_id is None:
+            return None
+        row = await self._db.fetchone(
+            "SELECT status FROM generations WHERE id = ?", (generation_id,)
+        )
+        return row[0] if row else None
+
     async def shutdown(self, grace_s: float) -> None:
-        """Stop taking edits, let running ones finish for `grace_s`, stop the rest."""
-        if self._stopped:
-            return
-        self._stopped = True
+        """Stop taking edits, let running ones finish for `grace_s`, stop the rest.
+        Later calls wait for the first one."""
+        if self._stopped is None:
+            self._stopped = asyncio.ensure_future(self._shutdown_once(grace_s))
+        await asyncio.shield(self._stopped)
+
+    async def _shutdown_once(self, grace_s: float) -> None:
         waiting = self.queue.waiting_jobs()
-        await self.queue.drain(grace_s, MSG_RESTARTING)
+        await self.queue.drain(
+            grace_s, waiting_reason=MSG_RESTARTING, running_reason=MSG_RESTARTING_RUNNING
+        )
         await jobs.mark_many_finished(self._db, [job.id for job in waiting], "cancelled")
         callers = self._callers - {asyncio.current_task()}
         if callers:

@@ -46,7 +46,7 @@ class Recovery(commands.Cog):
 
     async def _recover(self) -> None:
         await self.bot.wait_until_ready()
-        left = await jobs.unfinished(self.bot.database)
+        left, self.bot.left_over = self.bot.left_over, []  # read at start-up, before connecting
         if left:
             log.warning("Recovering %d edit(s) left by the previous run", len(left))
         for job in left:
@@ -61,7 +61,10 @@ class Recovery(commands.Cog):
     async def _settle_running(self, job: jobs.StoredJob) -> None:
         generation_id = await jobs.generation_of_job(self.bot.database, job.id)
         gen = await db.get_generation(self.bot.database, generation_id) if generation_id else None
-        if gen is not None and gen.status == "succeeded" and gen.result_message_id is None:
+        if gen is not None and gen.status == "succeeded":
+            if gen.result_message_id is not None:  # delivered just before the stop
+                await jobs.mark_finished(self.bot.database, job.id, "done")
+                return
             kept = await self.bot.results.load(gen.id)
             if kept is not None:
                 await _flow.post_kept_result(
@@ -70,6 +73,8 @@ class Recovery(commands.Cog):
                 )  # fmt: skip
                 await jobs.mark_finished(self.bot.database, job.id, "done")
                 return
+            # Paid for, but the image is gone: give the money back before saying so.
+            await self.bot.ledger.refund_generation(gen.id)
         await jobs.mark_finished(self.bot.database, job.id, "failed")
         prompt = job.request.params.prompt
         short = prompt if len(prompt) <= 80 else prompt[:80] + "…"

@@ -66,13 +66,24 @@ async def solo_call(
 # ---------------------------------------------------------------------- attribution
 
 
-async def test_solo_call_after_a_stored_reading_costs_the_balance_drop(
+async def test_a_stored_reading_is_the_known_balance_but_not_a_baseline_for_costs(
     conn: db.Database,
 ) -> None:
-    await db.add_credit_reading(conn, 100.0, None)  # left by an earlier run of the bot
+    # Left by an earlier run: calls that run stopped may have been billed since.
+    await db.add_credit_reading(conn, 100.0, None)
     meter = meter_for(conn)
-    assert await solo_call(meter, conn, remaining=99.96) == Cost(0.04, "balance_drop")
-    assert meter.last_balance == 99.96
+    await meter.load()
+    assert meter.last_balance == 100.0  # the account floor holds from start-up
+    assert await solo_call(meter, conn, remaining=99.90) == Cost(FALLBACK, "estimate")
+    assert meter.last_balance == 99.90
+    assert await solo_call(meter, conn, remaining=99.86) == Cost(0.04, "balance_drop")
+
+
+async def test_a_drop_far_larger_than_an_edit_is_not_charged_to_it(conn: db.Database) -> None:
+    meter = meter_for(conn)
+    await solo_call(meter, conn, remaining=100.0)
+    # Someone else spent 5 credits on the key during this one call.
+    assert await solo_call(meter, conn, remaining=94.96) == Cost(FALLBACK, "estimate")
 
 
 async def test_consecutive_solo_calls_each_cost_their_own_drop(conn: db.Database) -> None:
@@ -273,7 +284,8 @@ async def test_readings_are_stored_with_their_generation_ids(conn: db.Database) 
     assert await db.last_credit_reading(conn) == 99.92
 
 
-async def test_a_new_meter_resumes_from_the_stored_reading(conn: db.Database) -> None:
+async def test_a_new_meter_measures_drops_from_its_own_first_reading(conn: db.Database) -> None:
     await solo_call(meter_for(conn), conn, remaining=42.0)
     restarted = meter_for(conn)  # as after a bot restart
-    assert await solo_call(restarted, conn, remaining=41.95) == Cost(0.05, "balance_drop")
+    assert await solo_call(restarted, conn, remaining=41.95) == Cost(FALLBACK, "estimate")
+    assert await solo_call(restarted, conn, remaining=41.90) == Cost(0.05, "balance_drop")

@@ -101,7 +101,7 @@ async def started() -> AsyncIterator[list[FairQueue]]:
     yield queues
     for queue in queues:
         left = list(queue._jobs.values())
-        await queue.drain(0, "test over")
+        await queue.drain(0, waiting_reason="test over", running_reason="test over")
         forget_outcomes(left)
 
 
@@ -430,13 +430,15 @@ async def test_drain_lets_a_quick_job_finish_and_stops_a_slow_one(gate: Gate) ->
     asyncio.get_running_loop().call_later(0.05, gate.finish, "A1")
 
     began = time.monotonic()
-    await queue.drain(0.3, "The bot is restarting. You were not charged.")
+    await queue.drain(
+        0.3, waiting_reason="restarting: not started", running_reason="restarting: stopped"
+    )
     took = time.monotonic() - began
 
     assert (await quick.future).filename == "A1.png"
-    with pytest.raises(JobCancelled, match="restarting"):
+    with pytest.raises(JobCancelled, match="restarting: stopped"):
         await slow.future
-    with pytest.raises(JobCancelled, match="restarting"):
+    with pytest.raises(JobCancelled, match="restarting: not started"):
         await waiting.future
     assert gate.started == ["A1", "B1"]  # the waiting one never ran
     assert 0.25 <= took < 1.0
