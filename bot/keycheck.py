@@ -29,7 +29,8 @@ class KeyCheckResult:
 
 
 def floor_reason(balance: float, reserve: float) -> str:
-    """Worded like the pipeline's own floor halt, so both name the same incident."""
+    """The one wording of the floor halt (the pipeline's and a check's), which alerts
+    recognise as the same incident."""
     return f"account balance {balance:.2f} is under the reserve {reserve:.2f}"
 
 

@@ -14,6 +14,7 @@ from bot.credits import Cost, CreditMeter
 from bot.errors import BadInput, EditFailed
 from bot.health import ServiceHealth
 from bot.images import InputImage
+from bot.keycheck import floor_reason
 from bot.ledger import Ledger, Reservation
 from bot.params import EditParams
 from bot.results import ResultStore
@@ -151,7 +152,7 @@ class EditPipeline:
         floor = self._settings.account_reserve_credits
         balance = self.meter.last_balance
         if floor > 0 and balance is not None and balance < floor and not self.health.halted_reason:
-            self.health.halt(f"account balance {balance:.2f} is under the reserve {floor:.2f}")
+            self.health.halt(floor_reason(balance, floor))
 
     def _new_row(self, req: EditRequest) -> db.NewGeneration:
         return db.NewGeneration(

@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bot.credits import TOP_UP_EPSILON
 from bot.db import Database
 from bot.ledger import Window, period_window
 
 PERIOD_LABELS = {"day": "today", "week": "this week", "month": "this month", "none": "all time"}
 TREND_DAYS = 7
 DAY_S = 86400.0
-TOP_UP_EPSILON = 1e-9
 
 
 # -- usage per member -------------------------------------------------------------------

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import mimetypes
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -37,6 +37,7 @@ MSG_UNDELIVERED = (
     "Your edit is done, but Discord would not take the upload just now. It is kept for "
     "you: open /history and press Deliver."
 )
+MSG_ALREADY_DELIVERING = "That result is being posted right now."
 MSG_AUTHOR_ONLY = "On this server only the member who made a result can continue it."
 MSG_DELETED_PARENT = (
     "That result was deleted, so I can't edit it any further. "
@@ -187,18 +188,30 @@ async def post_result(
             everyone=False, roles=False, replied_user=False, users=[discord.Object(requester_id)]
         )
     reference = reply_to.to_reference(fail_if_not_exists=False) if reply_to else None
-    message = await send_with_retries(
-        lambda: channel.send(
-            content=content,
-            embed=result_embed(card),
-            file=image_file(outcome.image, outcome.filename),
-            view=result_view(outcome.generation_id),
-            reference=reference,
-            allowed_mentions=mentions,
+    async with delivering(bot, outcome.generation_id):
+        message = await send_with_retries(
+            lambda: channel.send(
+                content=content,
+                embed=result_embed(card),
+                file=image_file(outcome.image, outcome.filename),
+                view=result_view(outcome.generation_id),
+                reference=reference,
+                allowed_mentions=mentions,
+            )
         )
-    )
-    await remember(bot, outcome.generation_id, message)
+        await remember(bot, outcome.generation_id, message)
     return message
+
+
+@contextlib.asynccontextmanager
+async def delivering(bot: KontextBot, generation_id: int) -> AsyncIterator[None]:
+    """One upload of a result at a time (the job, /history's Deliver, start-up)."""
+    if not bot.results.claim(generation_id):
+        raise UserError(MSG_ALREADY_DELIVERING)
+    try:
+        yield
+    finally:
+        bot.results.unclaim(generation_id)
 
 
 async def send_with_retries(
@@ -372,8 +385,16 @@ async def post_kept_result(
     *,
     reply_to_message_id: int | None,
     note: str,
+    claimed: bool = False,
 ) -> discord.Message:
-    """Deliver a result kept on disk (after a restart or a failed upload), pinging its member."""
+    """Deliver a result kept on disk (after a restart or a failed upload), pinging its
+    member. `claimed`: the caller already holds the right to deliver it."""
+    if not claimed:
+        async with delivering(bot, gen.id):
+            return await post_kept_result(
+                bot, gen, data, filename, reply_to_message_id=reply_to_message_id, note=note,
+                claimed=True,
+            )  # fmt: skip
     assert gen.channel_id is not None
     channel = bot.get_partial_messageable(gen.channel_id, guild_id=gen.guild_id)
     step = await db.chain_step(bot.database, gen.id)

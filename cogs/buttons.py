@@ -11,6 +11,7 @@ import discord
 from discord.ext import commands
 
 from bot import db, images
+from bot.config import Settings
 from bot.errors import UserError
 from bot.params import (
     PROMPT_MAX_CHARS,
@@ -20,6 +21,7 @@ from bot.params import (
     split_inline_options,
 )
 from cogs import _flow
+from cogs._access import is_admin
 from cogs._render import ResultCard, image_file, result_embed
 from cogs._views import BUTTONS_COG, CancelButton, ResultButton, result_view
 from cogs.errors import report
@@ -60,13 +62,9 @@ class EditAgainModal(discord.ui.Modal):
             await report(interaction, exc, "Edit again")
 
 
-def can_moderate(interaction: discord.Interaction, admin_role_ids: tuple[int, ...]) -> bool:
-    """Server staff: Manage Messages or Manage Server, or one of the configured admin roles."""
-    perms = interaction.permissions
-    if perms.manage_messages or perms.manage_guild or perms.administrator:
-        return True
-    roles = {r.id for r in getattr(interaction.user, "roles", ())}
-    return bool(roles & set(admin_role_ids))
+def can_moderate(interaction: discord.Interaction, settings: Settings) -> bool:
+    """Server staff: message moderators, and whoever counts as a bot admin."""
+    return interaction.permissions.manage_messages or is_admin(interaction, settings)
 
 
 class ResultButtons(commands.Cog, name=BUTTONS_COG):
@@ -124,6 +122,7 @@ class ResultButtons(commands.Cog, name=BUTTONS_COG):
         params, seed_explicit = next_step_params(
             gen.params, bool(gen.seed_explicit), prompt, changes
         )
+        await interaction.response.defer(thinking=True, ephemeral=True)
         source = self._shown_image(message) or await _flow.result_image(self.bot, gen)
         await self._start(
             interaction, source, params, seed_explicit, parent_id=gen.id, reply_to=message
@@ -132,6 +131,8 @@ class ResultButtons(commands.Cog, name=BUTTONS_COG):
     # -- Reroll -------------------------------------------------------------------------
 
     async def _reroll(self, interaction: discord.Interaction, gen: db.Generation) -> None:
+        # Acknowledge first: finding the input may ask Discord for a fresh copy.
+        await interaction.response.defer(thinking=True, ephemeral=True)
         source = await _flow.input_of(self.bot, gen)
         p = gen.params
         params = build_params(  # same everything, a new random seed
@@ -161,7 +162,7 @@ class ResultButtons(commands.Cog, name=BUTTONS_COG):
         parent_id: int | None,
         reply_to: discord.Message | None,
     ) -> None:
-        images.check_input(source, self.bot.settings.max_input_bytes)
+        """Run an edit for an interaction already acknowledged with a private defer."""
         request = _flow.request_for_interaction(
             interaction,
             source="button",
@@ -170,7 +171,6 @@ class ResultButtons(commands.Cog, name=BUTTONS_COG):
             seed_explicit=seed_explicit,
             parent_id=parent_id,
         )
-        await interaction.response.defer(thinking=True, ephemeral=True)
         await _flow.run_for_interaction(
             self.bot, interaction, request, reply_to=reply_to, private=True
         )
@@ -244,9 +244,7 @@ class ResultButtons(commands.Cog, name=BUTTONS_COG):
     # -- Delete -------------------------------------------------------------------------
 
     async def _delete(self, interaction: discord.Interaction, gen: db.Generation) -> None:
-        if gen.user_id != interaction.user.id and not can_moderate(
-            interaction, self.bot.settings.admin_role_ids
-        ):
+        if gen.user_id != interaction.user.id and not can_moderate(interaction, self.bot.settings):
             raise UserError(MSG_NOT_AUTHOR)
         assert interaction.message is not None
         await interaction.response.defer(ephemeral=True, thinking=True)

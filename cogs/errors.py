@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import time
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserError
+from cogs._flow import token_expired
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,20 @@ async def report(interaction: discord.Interaction, error: BaseException, context
     """Tell the member what went wrong, privately; never raises."""
     text = describe(error) or incident_text(error, f"{context} for user {interaction.user.id}")
     try:
-        await send_ephemeral(interaction, text)
+        clock = getattr(interaction.client, "clock", time.time)
+        if token_expired(interaction, clock()) and isinstance(
+            interaction.channel, discord.abc.Messageable
+        ):
+            # The interaction can no longer answer (a long queue): say it in the channel.
+            user = interaction.user
+            await interaction.channel.send(
+                f"{user.mention} {text}",
+                allowed_mentions=discord.AllowedMentions(
+                    everyone=False, roles=False, users=[discord.Object(user.id)]
+                ),
+            )
+        else:
+            await send_ephemeral(interaction, text)
     except discord.HTTPException:
         log.warning("Could not deliver an error message for interaction %s", interaction.id)
 

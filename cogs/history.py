@@ -73,7 +73,7 @@ async def deliver_kept(bot: KontextBot, generation_id: int) -> discord.Message |
         if gen is None or kept is None or gen.result_message_id is not None:
             return None
         return await _flow.post_kept_result(
-            bot, gen, *kept, reply_to_message_id=None, note="delivered from /history"
+            bot, gen, *kept, reply_to_message_id=None, note="delivered from /history", claimed=True
         )
     finally:
         bot.results.unclaim(generation_id)
