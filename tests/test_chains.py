@@ -429,3 +429,48 @@ async def test_a_server_can_keep_iteration_to_each_results_author(h: Harness) ->
     assert (await h.reply_answer(await h.reply(step1, "still mine")))["attachments"]
     [audit] = await h.bot.database.fetchall("SELECT action, before, after FROM audit_log")
     assert tuple(audit) == ("iteration", "default", "only the author")
+
+
+async def test_a_failure_after_the_token_expired_is_told_in_the_channel(h: Harness) -> None:
+    h.segmind.delay = 0.5
+    h.segmind.fail_next(500, times=2)
+    await h.edit("slow and failing")
+    await h.discord.wait_for(lambda: h.segmind.in_flight == 1)
+    h.discord.advance(16 * 60)
+    h.bot.clock = lambda: time.time() + 16 * 60
+    told = await h.discord.wait_for(
+        lambda: [m for m in h.channel_messages() if "busy" in (m.get("content") or "")]
+    )
+    [message] = told
+    assert message["content"].startswith(f"<@{MEMBER_ID}> ")
+    assert [int(u) for u in message["allowed_mentions"]["users"]] == [MEMBER_ID]
+
+
+async def test_a_result_paid_for_but_not_posted_before_a_crash_is_delivered_at_start_up(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cogs import _flow
+
+    monkeypatch.setattr(_flow, "DELIVERY_BACKOFF_S", 0.01)
+    h.discord.fail_next(
+        "POST", rf"^/channels/{CHANNEL_ID}/messages$", 503, times=_flow.DELIVERY_ATTEMPTS
+    )
+    await h.answer(await h.edit("crash before posting"))
+    # As if the process had died during the upload: the job is still 'running'.
+    await h.bot.database.write("UPDATE jobs SET state = 'running', finished_at = NULL")
+    await h.restart()
+    delivered = await h.discord.wait_for(
+        lambda: [
+            m for m in h.channel_messages()
+            if m.get("content") == f"<@{MEMBER_ID}> your edit is ready." and m.get("attachments")
+        ]
+    )  # fmt: skip
+    assert len(delivered) == 1
+    await h.discord.wait_for(
+        lambda: h.bot.database.fetchone("SELECT 1 FROM jobs WHERE state = 'done'")
+    )
+    [row] = await rows(h)
+    assert row["result_message_id"] == int(delivered[0]["id"]) and row["result_path"] is None
+    [charge] = await h.bot.database.fetchall("SELECT state FROM charges")
+    assert charge[0] == "committed"
+    assert len(api_calls(h)) == 1
