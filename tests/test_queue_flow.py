@@ -272,6 +272,14 @@ async def test_a_result_upload_that_discord_refuses_twice_is_retried_and_then_re
     assert charge["state"] == "committed"
 
 
+async def test_a_discord_500_on_the_result_upload_is_retried_then_succeeds(h: Harness) -> None:
+    h.discord.fail_next("POST", CHANNEL_POST, 500)  # discord.py itself retries a 500
+    result = await result_of(h, await h.edit("make it night"))
+    assert result["attachments"]
+    assert [r.status for r in h.discord.requests_to("POST", CHANNEL_POST)] == [500, 200]
+    assert len([m for m in h.channel_messages() if m.get("attachments")]) == 1
+
+
 async def fail_every_upload(h: Harness) -> dict[str, Any]:
     """An edit whose result Discord refuses to take, every time; its generation row and
     the answer the member got."""
