@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiosqlite
 from aiosqlite import Row
@@ -449,55 +450,61 @@ class Ledger:
 
     # -- where alerts go ----------------------------------------------------------------
 
-    async def set_alerts_channel(
-        self, guild_id: int, actor_id: int, channel_id: int | None
+    async def _set_server_setting(
+        self,
+        guild_id: int,
+        actor_id: int,
+        column: str,
+        value: object,
+        describe: Callable[[Any], str],
+        action: str,
     ) -> Change:
+        """Change one column of `guild_settings` and audit it, in one transaction."""
+        if column not in _SERVER_SETTINGS:
+            raise ValueError(f"unknown server setting {column!r}")
         async with self._db.transaction() as conn:
             row = await _one(
                 conn,
-                "SELECT alerts_channel_id FROM guild_settings WHERE guild_id = ?",
+                f"SELECT {column} FROM guild_settings WHERE guild_id = ?",  # noqa: S608 - fixed names
                 (guild_id,),
             )
             await conn.execute(
-                """INSERT INTO guild_settings (guild_id, alerts_channel_id) VALUES (?, ?)
-                   ON CONFLICT (guild_id) DO UPDATE
-                   SET alerts_channel_id = excluded.alerts_channel_id""",
-                (guild_id, channel_id),
+                f"""INSERT INTO guild_settings (guild_id, {column}) VALUES (?, ?)
+                    ON CONFLICT (guild_id) DO UPDATE SET {column} = excluded.{column}""",  # noqa: S608
+                (guild_id, value),
             )
-            change = Change(_channel_text(row[0] if row else None), _channel_text(channel_id))
-            await self._audit(conn, guild_id, actor_id, "alerts.channel", "server", change)
+            change = Change(describe(row[0] if row else None), describe(value))
+            await self._audit(conn, guild_id, actor_id, action, "server", change)
         return change
 
-    async def alerts_channel(self, guild_id: int) -> int | None:
+    async def _server_setting(self, guild_id: int, column: str) -> Any:
+        if column not in _SERVER_SETTINGS:
+            raise ValueError(f"unknown server setting {column!r}")
         row = await self._db.fetchone(
-            "SELECT alerts_channel_id FROM guild_settings WHERE guild_id = ?", (guild_id,)
+            f"SELECT {column} FROM guild_settings WHERE guild_id = ?",  # noqa: S608 - fixed names
+            (guild_id,),
         )
         return row[0] if row else None
 
+    async def set_alerts_channel(
+        self, guild_id: int, actor_id: int, channel_id: int | None
+    ) -> Change:
+        return await self._set_server_setting(
+            guild_id, actor_id, "alerts_channel_id", channel_id, _channel_text, "alerts.channel"
+        )
+
+    async def alerts_channel(self, guild_id: int) -> int | None:
+        return await self._server_setting(guild_id, "alerts_channel_id")
+
     async def set_iterate_author_only(self, guild_id: int, actor_id: int, value: bool) -> Change:
-        async with self._db.transaction() as conn:
-            row = await _one(
-                conn,
-                "SELECT iterate_author_only FROM guild_settings WHERE guild_id = ?",
-                (guild_id,),
-            )
-            await conn.execute(
-                """INSERT INTO guild_settings (guild_id, iterate_author_only) VALUES (?, ?)
-                   ON CONFLICT (guild_id) DO UPDATE
-                   SET iterate_author_only = excluded.iterate_author_only""",
-                (guild_id, int(value)),
-            )
-            before = "default" if not row or row[0] is None else _who_iterates(bool(row[0]))
-            change = Change(before, _who_iterates(value))
-            await self._audit(conn, guild_id, actor_id, "iteration", "server", change)
-        return change
+        return await self._set_server_setting(
+            guild_id, actor_id, "iterate_author_only", int(value), _who_iterates, "iteration"
+        )
 
     async def iterate_author_only(self, guild_id: int) -> bool | None:
         """The server's choice, or None when it left it to the bot-wide setting."""
-        row = await self._db.fetchone(
-            "SELECT iterate_author_only FROM guild_settings WHERE guild_id = ?", (guild_id,)
-        )
-        return None if not row or row[0] is None else bool(row[0])
+        value = await self._server_setting(guild_id, "iterate_author_only")
+        return None if value is None else bool(value)
 
     async def alerts_channels(self) -> list[tuple[int, int]]:
         """(guild id, channel id) for every server that chose an alerts channel."""
@@ -512,7 +519,13 @@ class Ledger:
 _OVERRIDES = {"member": ("member_quotas", "user_id"), "role": ("role_quotas", "role_id")}
 
 
-def _who_iterates(author_only: bool) -> str:
+# Columns of guild_settings that admins change (never user input).
+_SERVER_SETTINGS = ("alerts_channel_id", "iterate_author_only")
+
+
+def _who_iterates(author_only: object) -> str:
+    if author_only is None:
+        return "default"
     return "only the author" if author_only else "anyone"
 
 
