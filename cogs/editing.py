@@ -71,6 +71,8 @@ class Editing(commands.Cog):
             quality=quality,
         )
         source_image = _flow.input_from_attachment(image)
+        # Checked again when the edit is queued; checking here too answers privately,
+        # before the public "thinking..." placeholder appears.
         check_input(source_image, self.bot.settings.max_input_bytes)
         request = _flow.request_for_interaction(
             interaction,
