@@ -176,31 +176,50 @@ async def post_result(
     ping: bool = False,
     note: str | None = None,
 ) -> discord.Message:
-    """Post a result as a regular channel message (replies to it can mention the bot)."""
+    """Post a result as a regular channel message (replies to it can mention the bot).
+    `ping`: a late result, the member may have stopped watching."""
     step = await db.chain_step(bot.database, outcome.generation_id)
     card = ResultCard.from_outcome(outcome, requester_id=requester_id, step=step, note=note)
-    mentions = discord.AllowedMentions.none()
-    content = None
-    if ping:
-        # A late result: the member may have stopped watching, so this one pings them only.
-        content = f"<@{requester_id}> your edit is ready."
-        mentions = discord.AllowedMentions(
-            everyone=False, roles=False, replied_user=False, users=[discord.Object(requester_id)]
-        )
     reference = reply_to.to_reference(fail_if_not_exists=False) if reply_to else None
-    async with delivering(bot, outcome.generation_id):
+    return await _post_card(
+        bot, channel, card, outcome.image, reference=reference, ping=ping, claim=True
+    )
+
+
+async def _post_card(
+    bot: KontextBot,
+    channel: discord.abc.Messageable,
+    card: ResultCard,
+    data: bytes,
+    *,
+    reference: discord.MessageReference | None,
+    ping: bool,
+    claim: bool,
+) -> discord.Message:
+    """Upload a result card with its image and buttons, retried, and remember it.
+    `claim`: take the delivery claim here (False when the caller already holds it)."""
+    async with delivering(bot, card.generation_id) if claim else contextlib.nullcontext():
         message = await send_with_retries(
             lambda: channel.send(
-                content=content,
+                content=f"<@{card.requester_id}> your edit is ready." if ping else None,
                 embed=result_embed(card),
-                file=image_file(outcome.image, outcome.filename),
-                view=result_view(outcome.generation_id),
-                reference=reference,
-                allowed_mentions=mentions,
+                file=image_file(data, card.filename),
+                view=result_view(card.generation_id),
+                reference=reference,  # type: ignore[arg-type]
+                allowed_mentions=ping_only(card.requester_id)
+                if ping
+                else discord.AllowedMentions.none(),
             )
         )
-        await remember(bot, outcome.generation_id, message)
+        await remember(bot, card.generation_id, message)
     return message
+
+
+def ping_only(user_id: int) -> discord.AllowedMentions:
+    """Mentions that ping this one member and nobody else."""
+    return discord.AllowedMentions(
+        everyone=False, roles=False, replied_user=False, users=[discord.Object(user_id)]
+    )
 
 
 @contextlib.asynccontextmanager
@@ -389,12 +408,6 @@ async def post_kept_result(
 ) -> discord.Message:
     """Deliver a result kept on disk (after a restart or a failed upload), pinging its
     member. `claimed`: the caller already holds the right to deliver it."""
-    if not claimed:
-        async with delivering(bot, gen.id):
-            return await post_kept_result(
-                bot, gen, data, filename, reply_to_message_id=reply_to_message_id, note=note,
-                claimed=True,
-            )  # fmt: skip
     assert gen.channel_id is not None
     channel = bot.get_partial_messageable(gen.channel_id, guild_id=gen.guild_id)
     step = await db.chain_step(bot.database, gen.id)
@@ -406,17 +419,6 @@ async def post_kept_result(
         if reply_to_message_id
         else None
     )
-    message = await send_with_retries(
-        lambda: channel.send(
-            content=f"<@{gen.user_id}> your edit is ready.",
-            embed=result_embed(card),
-            file=image_file(data, filename),
-            view=result_view(gen.id),
-            reference=reference,  # type: ignore[arg-type]
-            allowed_mentions=discord.AllowedMentions(
-                everyone=False, roles=False, replied_user=False, users=[discord.Object(gen.user_id)]
-            ),
-        )
+    return await _post_card(
+        bot, channel, card, data, reference=reference, ping=True, claim=not claimed
     )
-    await remember(bot, gen.id, message)
-    return message

@@ -12,7 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserError
-from cogs._flow import token_expired
+from cogs._flow import ping_only, token_expired
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,7 @@ async def report(interaction: discord.Interaction, error: BaseException, context
             user = interaction.user
             await interaction.channel.send(
                 f"{user.mention} {text}",
-                allowed_mentions=discord.AllowedMentions(
-                    everyone=False, roles=False, users=[discord.Object(user.id)]
-                ),
+                allowed_mentions=ping_only(user.id),
             )
         else:
             await send_ephemeral(interaction, text)
