@@ -6,6 +6,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 
+from bot import db
 from bot.db import Database
 from bot.images import InputImage
 from bot.params import EditParams
@@ -85,8 +86,9 @@ async def unfinished(database: Database) -> list[StoredJob]:
     return [StoredJob(r[0], r[1], request_from_json(r[2], r[0]), r[3]) for r in rows]
 
 
-async def generation_of_job(database: Database, job_id: int) -> int | None:
+async def generation_of_job(database: Database, job_id: int) -> db.Generation | None:
+    """The edit a job ran, if it got as far as the API."""
     row = await database.fetchone(
         "SELECT id FROM generations WHERE job_id = ? ORDER BY id DESC LIMIT 1", (job_id,)
     )
-    return int(row[0]) if row else None
+    return await db.get_generation(database, int(row[0])) if row else None

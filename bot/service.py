@@ -119,9 +119,8 @@ class EditService:
         except asyncio.CancelledError:
             # Shutdown. An edit the pipeline gave up (refunded) ends here: its member is told
             # now. One whose result exists stays 'running' for start-up to deliver.
-            generation_id = await jobs.generation_of_job(self._db, job_id)
-            status = await self._generation_status(generation_id)
-            if status != "succeeded":
+            gen = await jobs.generation_of_job(self._db, job_id)
+            if gen is None or gen.status != "succeeded":
                 await jobs.mark_finished(self._db, job_id, "failed")
             raise
         except BaseException:
@@ -129,14 +128,6 @@ class EditService:
             raise
         await jobs.mark_finished(self._db, job_id, "done")
         return result
-
-    async def _generation_status(self, generation_id: int | None) -> str | None:
-        if generation_id is None:
-            return None
-        row = await self._db.fetchone(
-            "SELECT status FROM generations WHERE id = ?", (generation_id,)
-        )
-        return row[0] if row else None
 
     async def shutdown(self, grace_s: float) -> None:
         """Stop taking edits, let running ones finish for `grace_s`, stop the rest.

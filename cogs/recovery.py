@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
-from bot import db, jobs
+from bot import jobs
 from bot.errors import UserError
 from bot.pipeline import EditOutcome
 from cogs import _flow
@@ -59,8 +59,7 @@ class Recovery(commands.Cog):
                 log.exception("Could not recover job %s", job.id)
 
     async def _settle_running(self, job: jobs.StoredJob) -> None:
-        generation_id = await jobs.generation_of_job(self.bot.database, job.id)
-        gen = await db.get_generation(self.bot.database, generation_id) if generation_id else None
+        gen = await jobs.generation_of_job(self.bot.database, job.id)
         if gen is not None and gen.status == "succeeded":
             if gen.result_message_id is not None:  # delivered just before the stop
                 await jobs.mark_finished(self.bot.database, job.id, "done")
@@ -119,9 +118,7 @@ class Recovery(commands.Cog):
         try:
             await channel.send(
                 text,
-                allowed_mentions=discord.AllowedMentions(
-                    everyone=False, roles=False, users=[discord.Object(job.request.user_id)]
-                ),
+                allowed_mentions=_flow.ping_only(job.request.user_id),
             )
         except discord.HTTPException:
             log.warning("Could not tell member %s about job %s", job.request.user_id, job.id)
