@@ -18,6 +18,17 @@ ACTIONS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
 BUTTONS_COG = "ResultButtons"
 
 
+async def _buttons_cog(interaction: discord.Interaction) -> Any:
+    """The cog that handles clicks; when it is not loaded the member is told, not left
+    with Discord's "interaction failed"."""
+    cog = interaction.client.get_cog(BUTTONS_COG)  # type: ignore[attr-defined]
+    if cog is None:
+        await interaction.response.send_message(
+            "Editing is not available right now.", ephemeral=True
+        )
+    return cog
+
+
 class ResultButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=r"kontext:(?P<action>again|reroll|undo|compare|delete):(?P<generation>[0-9]{1,19})",
@@ -48,13 +59,9 @@ class ResultButton(
         return cls(match["action"], int(match["generation"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        cog = interaction.client.get_cog(BUTTONS_COG)  # type: ignore[attr-defined]
-        if cog is None:
-            await interaction.response.send_message(
-                "Editing is not available right now.", ephemeral=True
-            )
-            return
-        await cog.on_button(interaction, self.action, self.generation_id)
+        cog = await _buttons_cog(interaction)
+        if cog is not None:
+            await cog.on_button(interaction, self.action, self.generation_id)
 
 
 def result_view(generation_id: int) -> discord.ui.View:
@@ -91,7 +98,7 @@ class CancelButton(
         return cls(int(match["job"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        cog = interaction.client.get_cog(BUTTONS_COG)  # type: ignore[attr-defined]
+        cog = await _buttons_cog(interaction)
         if cog is not None:
             await cog.on_cancel(interaction, self.job_id)
 
