@@ -19,6 +19,7 @@ from bot.alerts import Alerts, ApiWatch, BalanceWatch
 from bot.client import DOWNLOAD_TIMEOUT
 from bot.config import Settings
 from bot.credits import CreditMeter
+from bot.db import generations, messages
 from bot.health import ServiceHealth
 from bot.images import InputImage
 from bot.ledger import Ledger
@@ -81,7 +82,7 @@ class Core:
         has the message: record it and drop the kept file (the upload itself is not timed).
         Returns the API call time: all the benchmark keeps of the outcome and its bytes."""
         self._messages += 1
-        await db.record_delivery(
+        await messages.record_delivery(
             self.database,
             outcome.generation_id,
             channel_id=CHANNEL_ID,
@@ -110,7 +111,7 @@ async def core(settings: Settings) -> AsyncIterator[Core]:
         database, default_credits=s.quota_default_credits, default_period=s.quota_period
     )
     # KontextBot.recover: settle what an earlier run left (nothing here, but it is start-up work).
-    await db.fail_interrupted(database)
+    await generations.fail_interrupted(database)
     await ledger.settle_stale(older_than_s=0)
     results = ResultStore(database, s.results_dir, retention_s=s.result_retention_hours * 3600)
     await results.prune()

@@ -11,7 +11,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot import db
+from bot.db import credits as readings
+from bot.db import generations
+from bot.db.connection import Database
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ class Cost:
 class CreditMeter:
     """Tracks calls in flight and the last balance reading to attribute costs."""
 
-    def __init__(self, database: db.Database, *, model: str, fallback_estimate: float) -> None:
+    def __init__(self, database: Database, *, model: str, fallback_estimate: float) -> None:
         self._db = database
         self._model = model
         self._fallback = fallback_estimate
@@ -56,7 +58,7 @@ class CreditMeter:
 
     async def _load(self) -> None:
         if not self._loaded:
-            self._last = await db.last_credit_reading(self._db)
+            self._last = await readings.last_credit_reading(self._db)
             self._loaded = True
 
     async def load(self) -> None:
@@ -84,15 +86,8 @@ class CreditMeter:
     async def expected_cost(self) -> float:
         """The model's observed average cost, or the configured estimate until one is seen."""
         if self._observed is None:
-            rows = await self._db.fetchall(
-                """SELECT cost FROM generations
-                   WHERE model = ? AND cost_source IN ('header', 'balance_drop')
-                   ORDER BY id DESC LIMIT ?""",
-                (self._model, AVERAGE_WINDOW),
-            )
-            self._observed = collections.deque(
-                reversed([float(r[0]) for r in rows]), maxlen=AVERAGE_WINDOW
-            )
+            costs = await generations.observed_costs(self._db, self._model, AVERAGE_WINDOW)
+            self._observed = collections.deque(costs, maxlen=AVERAGE_WINDOW)
         if not self._observed:
             return self._fallback
         return sum(self._observed) / len(self._observed)
@@ -124,7 +119,7 @@ class CreditMeter:
         self._baseline = remaining
         if remaining is not None:
             self._last = remaining
-            await db.add_credit_reading(self._db, remaining, generation_id)
+            await readings.add_credit_reading(self._db, remaining, generation_id)
             if previous is not None and remaining > previous + TOP_UP_EPSILON:
                 log.info("Credit balance rose from %.4f to %.4f: a top-up", previous, remaining)
             for hook in self.reading_hooks:

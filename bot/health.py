@@ -1,76 +1,198 @@
-"""Whether the API can be called at all, so doomed requests are not sent."""
+"""Operator health: the one place that decides when edits halt, when they resume, and
+which incidents the operator is alerted to.
+
+A halt has a kind (key rejected, out of credits, under the account reserve). While halted,
+one request every `probe_interval_s` is let through as a probe and its success clears the
+halt; after a rejected key nothing at all is sent until an admin's check succeeds or an
+admin resumes. Incidents (halts, a low balance, a run of failures at the API) reach the
+`incident_hooks` once each.
+"""
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot import segmind
 
 log = logging.getLogger(__name__)
 
 PROBE_INTERVAL_S = 300.0
+# Consecutive failed edits (after the client's own retries) that count as an outage.
+FAILURE_STREAK = 3
+
+
+class IncidentKind(enum.StrEnum):
+    KEY_REJECTED = "key_rejected"
+    OUT_OF_CREDITS = "out_of_credits"
+    ACCOUNT_FLOOR = "account_floor"
+    LOW_BALANCE = "low_balance"
+    API_FAILURES = "api_failures"
+
+
+@dataclass(frozen=True)
+class Incident:
+    """Something the operator should know; `detail` is plain, safe text."""
+
+    kind: IncidentKind
+    detail: str
+    balance: float | None = None
+    threshold: float | None = None
+
+
+# The halts: edits stop until a probe, a check or an admin clears them.
+Halt = Incident
+HALTING = frozenset(
+    {IncidentKind.KEY_REJECTED, IncidentKind.OUT_OF_CREDITS, IncidentKind.ACCOUNT_FLOOR}
+)
+_OUTAGES = (
+    segmind.ServerError,
+    segmind.RateLimited,
+    segmind.ConnectFailed,
+    segmind.SegmindTimeout,
+    segmind.InvalidResponse,
+)
+
+
+def floor_halt(balance: float, reserve: float) -> Halt:
+    return Incident(
+        IncidentKind.ACCOUNT_FLOOR,
+        f"account balance {balance:.2f} is under the reserve {reserve:.2f}",
+        balance=balance,
+        threshold=reserve,
+    )
 
 
 class ServiceHealth:
-    """Halts edits after an operator problem (bad key, no credits) until a probe succeeds.
-
-    Every `probe_interval_s` one request is let through as a health check; its success
-    clears the halt. `on_incident` is called once per incident, not once per request.
-    After `hold_for_admin` (a rejected key) no probe is sent: only an admin clears it.
-    """
+    """Whether the API may be called now, and every rule that changes it."""
 
     def __init__(
         self,
         *,
+        reserve: float = 0.0,
+        low_balance: float = 0.0,
+        streak: int = FAILURE_STREAK,
         probe_interval_s: float = PROBE_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.reserve = reserve
+        self._low_balance = low_balance
+        self._streak = streak
         self._interval = probe_interval_s
-        self._clock = clock
-        self.halted_reason: str | None = None
+        self.clock = clock
+        self.halted: Halt | None = None
         self._halted_at = 0.0
         self._probing = False
         self.needs_admin = False
-        self.incident_hooks: list[Callable[[str], object]] = []
+        self._failures = 0
+        self._low = False
+        self.incident_hooks: list[Callable[[Incident], object]] = []
+
+    @property
+    def halted_reason(self) -> str | None:
+        return None if self.halted is None else self.halted.detail
+
+    # -- may a call go out? -------------------------------------------------------------
 
     def allow_call(self) -> bool:
         """True when a call may be sent now (normal operation, or this call is the probe)."""
         if self.needs_admin:
             return False
-        if self.halted_reason is None:
+        if self.halted is None:
             return True
-        if not self._probing and self._clock() - self._halted_at >= self._interval:
+        if not self._probing and self.clock() - self._halted_at >= self._interval:
             self._probing = True
-            log.info("Sending a probe request while halted (%s)", self.halted_reason)
+            log.info("Sending a probe request while halted (%s)", self.halted.detail)
             return True
         return False
 
-    def halt(self, reason: str) -> None:
-        first = self.halted_reason is None
-        self.halted_reason = reason
-        self._halted_at = self._clock()
+    def check_floor(self, balance: float | None) -> None:
+        """Halt new edits while the last balance is under the operator's reserve."""
+        under = self.reserve > 0 and balance is not None and balance < self.reserve
+        if under and self.halted is None:
+            assert balance is not None
+            self.halt(floor_halt(balance, self.reserve))
+
+    # -- what happened ------------------------------------------------------------------
+
+    def halt(self, halt: Halt) -> None:
+        first = self.halted is None
+        self.halted = halt
+        self._halted_at = self.clock()
         self._probing = False
         if first:
-            log.error("Edits halted: %s. Fix it, then edits resume after a probe.", reason)
-            for hook in self.incident_hooks:
-                hook(reason)
+            log.error("Edits halted: %s. Fix it, then edits resume after a probe.", halt.detail)
+            self._tell(halt)
 
-    def hold_for_admin(self) -> None:
-        """A problem that will not fix itself (a rejected key): send nothing, probes
-        included, until an admin's check succeeds or an admin resumes."""
-        self.needs_admin = True
+    def api_failed(self, exc: segmind.SegmindError) -> None:
+        """An edit's call failed: operator problems halt, a run of outages is reported."""
+        if isinstance(exc, segmind.AuthError):
+            self.needs_admin = True  # a rejected key will not fix itself: no probes
+            self.halt(Incident(IncidentKind.KEY_REJECTED, exc.message))
+            return
+        if isinstance(exc, segmind.InsufficientCredits):
+            self.halt(Incident(IncidentKind.OUT_OF_CREDITS, exc.message))
+            return
+        self._probing = False
+        if isinstance(exc, _OUTAGES):
+            self._failures += 1
+            if self._failures == self._streak:
+                self._tell(
+                    Incident(
+                        IncidentKind.API_FAILURES,
+                        f"The last {self._failures} edits failed at Segmind "
+                        f"(latest: {exc.message}).",
+                    )
+                )
+        else:
+            self._failures = 0  # a refused request: the API itself is up
 
     def call_succeeded(self) -> None:
-        if self.halted_reason is not None:
+        if self.halted is not None:
             log.warning("Edits resumed: the API accepted a request again")
-        self.halted_reason = None
+        self.halted = None
         self.needs_admin = False
         self._probing = False
+        self._failures = 0
 
     def call_failed_otherwise(self) -> None:
-        """A probe that failed for an unrelated reason frees the probe slot."""
+        """A probe that failed for a reason unrelated to the API frees the probe slot."""
         self._probing = False
+
+    def balance_seen(self, balance: float) -> None:
+        """Alert once when the balance falls under the alert level, again only after it
+        was back above it (a top-up) and fell again."""
+        if self._low_balance <= 0:
+            return
+        if balance >= self._low_balance:
+            self._low = False
+        elif not self._low:
+            self._low = True
+            self._tell(
+                Incident(
+                    IncidentKind.LOW_BALANCE,
+                    f"balance {balance:.2f} is under {self._low_balance:.2f}",
+                    balance=balance,
+                    threshold=self._low_balance,
+                )
+            )
+
+    def check_passed(self, balance: float | None) -> None:
+        """An admin's key check got through: clear the halt unless the floor still holds
+        (then keep that halt, without the admin hold a rejected key had set)."""
+        if self.reserve > 0 and balance is not None and balance < self.reserve:
+            self.needs_admin = False
+            self.halt(floor_halt(balance, self.reserve))
+        else:
+            self.call_succeeded()
 
     def resume(self) -> None:
         """An admin says the problem is fixed."""
         self.call_succeeded()
+
+    def _tell(self, incident: Incident) -> None:
+        for hook in self.incident_hooks:
+            hook(incident)

@@ -1,5 +1,5 @@
-"""`/admin check`: one real, minimal request that proves the key works and, when it
-does, lifts the halt on edits (unless the balance is still under the reserve)."""
+"""The operator's key check: one real, minimal request that proves the key works and,
+when it does, lifts the halt on edits (unless the balance is still under the reserve)."""
 
 from __future__ import annotations
 
@@ -28,26 +28,16 @@ class KeyCheckResult:
     halted_reason: str | None  # the halt still in force afterwards, if any
 
 
-def floor_reason(balance: float, reserve: float) -> str:
-    """The one wording of the floor halt (the pipeline's and a check's), which alerts
-    recognise as the same incident."""
-    return f"account balance {balance:.2f} is under the reserve {reserve:.2f}"
-
-
 async def run_key_check(
-    api: KeyChecker, meter: CreditMeter, health: ServiceHealth, *, reserve: float
+    api: KeyChecker, meter: CreditMeter, health: ServiceHealth
 ) -> KeyCheckResult:
     """Send the check; a success clears the halt, a 401 or 406 keeps (or starts) it."""
     ticket = meter.start()
     try:
         answer = await api.check_key()
     except segmind.SegmindError as exc:
-        billed = isinstance(exc, segmind.SegmindTimeout | segmind.InvalidResponse)
-        meter.finish_failed(ticket, maybe_billed=billed)
-        if isinstance(exc, segmind.AuthError):
-            health.hold_for_admin()
-        if isinstance(exc, segmind.AuthError | segmind.InsufficientCredits):
-            health.halt(exc.message)
+        meter.finish_failed(ticket, maybe_billed=exc.maybe_billed)
+        health.api_failed(exc)
         log.warning("Key check failed: %s", exc.message)
         return KeyCheckResult(
             False, exc.status, None, meter.last_balance, exc.message, health.halted_reason
@@ -65,13 +55,6 @@ async def run_key_check(
         )
     else:
         meter.finish_failed(ticket)
-    balance = meter.last_balance
-    if reserve > 0 and balance is not None and balance < reserve:
-        # The key works but the floor still holds: keep that halt (a new incident only
-        # if edits were running), without the admin hold a rejected key had set.
-        health.needs_admin = False
-        health.halt(floor_reason(balance, reserve))
-    else:
-        health.call_succeeded()
+    health.check_passed(meter.last_balance)
     log.info("Key check passed (HTTP %d)", answer.status)
-    return KeyCheckResult(True, answer.status, cost, balance, None, health.halted_reason)
+    return KeyCheckResult(True, answer.status, cost, meter.last_balance, None, health.halted_reason)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 
 import httpx
 
-from bot import db, images, segmind
+from bot import images, segmind
+from bot.administration import ServerAdmin
 from bot.config import Settings
-from bot.credits import Cost, CreditMeter
+from bot.credits import CreditMeter
+from bot.db import generations as db
+from bot.db.connection import Database
 from bot.errors import BadInput, EditFailed
 from bot.health import ServiceHealth
 from bot.images import InputImage
-from bot.keycheck import floor_reason
 from bot.ledger import Ledger, Reservation
-from bot.params import EditParams
+from bot.requests import EditOutcome, EditRequest
 from bot.results import ResultStore
 
 log = logging.getLogger(__name__)
@@ -28,37 +29,6 @@ MSG_TIMEOUT = f"The edit took too long and was stopped. {NOT_CHARGED}"
 MSG_BROKEN = f"The image service sent back a broken image. Please try again. {NOT_CHARGED}"
 
 
-@dataclass(frozen=True, slots=True)
-class EditRequest:
-    """Everything one edit needs, already parsed from Discord."""
-
-    user_id: int
-    guild_id: int | None
-    channel_id: int
-    source: str  # slash, reply, button, context
-    image: InputImage
-    params: EditParams
-    seed_explicit: bool
-    upload_limit: int = images.DISCORD_UPLOAD_LIMIT
-    parent_id: int | None = None
-    interaction_id: int | None = None
-    role_ids: tuple[int, ...] = ()
-    job_id: int | None = None
-
-
-@dataclass(frozen=True)
-class EditOutcome:
-    generation_id: int
-    image: bytes
-    filename: str
-    params: EditParams
-    elapsed_s: float
-    cost: Cost
-    remaining_credits: float | None
-    reencoded: bool
-    quota_left: float | None = None
-
-
 class EditPipeline:
     """Validates, calls the API, and records every attempt; one per bot."""
 
@@ -66,12 +36,13 @@ class EditPipeline:
         self,
         *,
         settings: Settings,
-        database: db.Database,
+        database: Database,
         api: segmind.EditTransport,
         http: httpx.AsyncClient,
         meter: CreditMeter,
         health: ServiceHealth,
         ledger: Ledger,
+        admin: ServerAdmin,
         results: ResultStore,
     ) -> None:
         self._settings = settings
@@ -81,6 +52,7 @@ class EditPipeline:
         self.meter = meter
         self.health = health
         self.ledger = ledger
+        self._admin = admin
         self.results = results
 
     async def precheck(self, req: EditRequest) -> None:
@@ -88,7 +60,7 @@ class EditPipeline:
         description, a block, a paused bot, an allowance that cannot cover another edit."""
         images.check_input(req.image, self._settings.max_input_bytes)
         guild_id = req.guild_id or 0
-        await self.ledger.check_not_blocked(guild_id, req.user_id)
+        await self._admin.check_not_blocked(guild_id, req.user_id)
         if self.health.needs_admin:
             raise BadInput(MSG_UNAVAILABLE)
         await self.ledger.check_allowance(
@@ -103,9 +75,9 @@ class EditPipeline:
         queued; a block an admin set meanwhile still applies.
         """
         guild_id = req.guild_id or 0
-        await self.ledger.check_not_blocked(guild_id, req.user_id)
+        await self._admin.check_not_blocked(guild_id, req.user_id)
         api_input = await self._api_input(req.image)
-        self._check_account()
+        self.health.check_floor(self.meter.last_balance)
         if not self.health.allow_call():
             raise BadInput(MSG_UNAVAILABLE)
         try:
@@ -116,7 +88,7 @@ class EditPipeline:
             self.health.call_failed_otherwise()  # frees the probe slot if this was the probe
             raise
         try:
-            generation_id = await db.insert_generation(self._db, self._new_row(req))
+            generation_id = await db.insert(self._db, self._new_row(req))
         except BaseException:
             self.health.call_failed_otherwise()
             await asyncio.shield(self.ledger.release(reservation))
@@ -140,19 +112,12 @@ class EditPipeline:
         """Settle an edit interrupted by cancellation or a bug: refund it, unless it had
         already succeeded (then its result is kept and it is charged what it cost)."""
         self.health.call_failed_otherwise()  # frees the probe slot if this was the probe
-        gen = await db.get_generation(self._db, generation_id)
+        gen = await db.get(self._db, generation_id)
         if gen is not None and gen.status == "succeeded" and gen.cost is not None:
             await self.ledger.commit(reservation, gen.cost, gen.cost_source or "estimate")
             return
         await db.mark_failed(self._db, generation_id, f"error: {exc!r}"[:200])
         await self.ledger.release(reservation)
-
-    def _check_account(self) -> None:
-        """Refuse new edits while the account balance is under the operator's reserve."""
-        floor = self._settings.account_reserve_credits
-        balance = self.meter.last_balance
-        if floor > 0 and balance is not None and balance < floor and not self.health.halted_reason:
-            self.health.halt(floor_reason(balance, floor))
 
     def _new_row(self, req: EditRequest) -> db.NewGeneration:
         return db.NewGeneration(
@@ -194,8 +159,8 @@ class EditPipeline:
         try:
             result = await self._api.edit(api_input, req.params)
         except segmind.SegmindError as exc:
-            billed = isinstance(exc, segmind.SegmindTimeout | segmind.InvalidResponse)
-            self.meter.finish_failed(ticket, maybe_billed=billed)
+            self.meter.finish_failed(ticket, maybe_billed=exc.maybe_billed)
+            self.health.api_failed(exc)
             raise self._failure(exc) from exc
         except BaseException:
             # Cancelled mid-call: the request may still run and be billed.
@@ -249,14 +214,13 @@ class EditPipeline:
             ).left,
         )
 
-    def _failure(self, exc: segmind.SegmindError) -> EditFailed:
-        """Map an API error to what the member is told; operator problems halt edits."""
+    @staticmethod
+    def _failure(exc: segmind.SegmindError) -> EditFailed:
+        """What the member is told about an API error (halts are the health's business)."""
         reason = f"{type(exc).__name__}: {exc.message}"
         log.warning("Segmind call failed: %s", reason)
         if isinstance(exc, segmind.AuthError | segmind.InsufficientCredits):
-            self.health.halt(exc.message)
             return EditFailed(MSG_UNAVAILABLE, reason=reason)
-        self.health.call_failed_otherwise()
         if isinstance(exc, segmind.BadRequest):
             return EditFailed(
                 f"The image service refused this edit: {exc.message}. {NOT_CHARGED}", reason=reason

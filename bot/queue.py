@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bot.errors import BadInput, UserError
-from bot.pipeline import EditOutcome, EditRequest
+from bot.requests import EditOutcome, EditRequest
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,17 @@ class QueueFull(BadInput):
 
 class JobCancelled(UserError):
     """The member (or a shutdown) cancelled a job before it started."""
+
+
+@dataclass(frozen=True)
+class QueueLimits:
+    """How much runs at once, how fast calls start, and how much one member may ask."""
+
+    max_concurrency: int = 4
+    rpm: int = 50
+    per_member_running: int = 1
+    per_member_queued: int = 3
+    status_interval_s: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -92,21 +103,17 @@ class FairQueue:
     def __init__(
         self,
         runner: Callable[[EditRequest], Awaitable[EditOutcome]],
+        limits: QueueLimits = QueueLimits(),
         *,
-        max_concurrency: int = 4,
-        rpm: int = 50,
-        per_member_running: int = 1,
-        per_member_queued: int = 3,
-        status_interval_s: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._runner = runner
-        self.max_concurrency = max_concurrency
-        self.per_member_running = per_member_running
-        self.per_member_queued = per_member_queued
-        self.status_interval_s = status_interval_s
+        self.max_concurrency = limits.max_concurrency
+        self.per_member_running = limits.per_member_running
+        self.per_member_queued = limits.per_member_queued
+        self.status_interval_s = limits.status_interval_s
         self._clock = clock
-        self.limiter = RateLimiter(rpm, clock)
+        self.limiter = RateLimiter(limits.rpm, clock)
         self._waiting: dict[Member, collections.deque[Job]] = {}
         self._order: collections.deque[Member] = collections.deque()  # whose turn is next
         self._running: dict[Member, int] = collections.Counter()

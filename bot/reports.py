@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.credits import TOP_UP_EPSILON
-from bot.db import Database
-from bot.ledger import Window, period_window
+from bot.db import reports as queries
+from bot.db.connection import Database
+from bot.ledger import Ledger
+from bot.periods import Window, period_window
 
 PERIOD_LABELS = {"day": "today", "week": "this week", "month": "this month", "none": "all time"}
 TREND_DAYS = 7
@@ -61,17 +63,8 @@ class UsageReport:
 async def usage(database: Database, guild_id: int, period: str, now: float) -> UsageReport:
     """Edits, failures and credits charged per member in the period containing `now`."""
     window = period_window(period, now)
-    edits = await database.fetchall(
-        """SELECT user_id, SUM(status = 'succeeded'), SUM(status = 'failed'), MAX(created_at)
-           FROM generations WHERE guild_id = ? AND created_at >= ? GROUP BY user_id""",
-        (guild_id, window.start),
-    )
-    charged = await database.fetchall(
-        """SELECT user_id, SUM(amount) FROM charges
-           WHERE guild_id = ? AND state = 'committed' AND created_at >= ? GROUP BY user_id""",
-        (guild_id, window.start),
-    )
-    credits = {r[0]: float(r[1] or 0) for r in charged}
+    edits = await queries.edits_by_member(database, guild_id, window.start)
+    credits = await queries.charged_by_member(database, guild_id, window.start)
     members = [MemberUsage(r[0], r[1], r[2], credits.pop(r[0], 0.0), r[3]) for r in edits]
     # Charges whose generation row is gone (or in another guild row) still count.
     members += [MemberUsage(uid, 0, 0, amount, None) for uid, amount in credits.items()]
@@ -134,14 +127,7 @@ async def spend(database: Database, guild_id: int, now: float, reserve: float) -
     month = period_window("month", now).start
     trend_start = today - (TREND_DAYS - 1) * DAY_S
     since = min(month, trend_start)
-    # Every reading since `since`, plus the one before it to measure the first drop.
-    rows = await database.fetchall(
-        """SELECT r.at, r.remaining, g.cost FROM credit_readings r
-           LEFT JOIN generations g ON g.id = r.generation_id
-           WHERE r.id >= COALESCE((SELECT MAX(id) FROM credit_readings WHERE at < ?), 0)
-           ORDER BY r.id""",
-        (since,),
-    )
+    rows = await queries.readings_since(database, since)
     spent: list[tuple[float, float]] = []
     topped_up = 0.0
     previous: float | None = None
@@ -157,27 +143,23 @@ async def spend(database: Database, guild_id: int, now: float, reserve: float) -
         if at >= since:
             spent.append((at, amount))
 
-    charged = await database.fetchone(
-        """SELECT COALESCE(SUM(amount), 0), COALESCE(SUM(CASE WHEN guild_id = ? THEN amount END), 0)
-           FROM charges WHERE state = 'committed' AND settled_at >= ?""",
-        (guild_id, month),
-    )
-    first = await database.fetchone("SELECT MIN(at) FROM credit_readings")
+    charged_all, charged_here = await queries.charged_settled_since(database, guild_id, month)
+    first = await queries.first_reading_at(database)
     trend = [
         DaySpend(start, sum(a for at, a in spent if start <= at < start + DAY_S))
         for start in (trend_start + i * DAY_S for i in range(TREND_DAYS))
     ]
     rate = None
-    if first and first[0] is not None:
-        observed_days = max(1.0, (now - max(trend_start, first[0])) / DAY_S)
+    if first is not None:
+        observed_days = max(1.0, (now - max(trend_start, first)) / DAY_S)
         rate = sum(d.amount for d in trend) / observed_days
     return SpendReport(
         balance=float(rows[-1][1]) if rows else None,
         balance_at=float(rows[-1][0]) if rows else None,
         today=sum(a for at, a in spent if at >= today),
         month=sum(a for at, a in spent if at >= month),
-        charged_month=float(charged[0]) if charged else 0.0,
-        charged_month_here=float(charged[1]) if charged else 0.0,
+        charged_month=charged_all,
+        charged_month_here=charged_here,
         topped_up_month=topped_up,
         trend=trend,
         rate_per_day=rate,
@@ -185,30 +167,22 @@ async def spend(database: Database, guild_id: int, now: float, reserve: float) -
     )
 
 
-# -- the audit log ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    id: int
-    guild_id: int
-    actor_id: int
-    action: str
-    target: str | None
-    before: str | None
-    after: str | None
-    at: float
-
-
-async def audit_entries(database: Database, guild_id: int, limit: int) -> list[AuditEntry]:
-    """The latest admin changes in one server, newest first."""
-    rows = await database.fetchall(
-        """SELECT id, guild_id, actor_id, action, target, before, after, at
-           FROM audit_log WHERE guild_id = ? ORDER BY id DESC LIMIT ?""",
-        (guild_id, limit),
-    )
-    return [AuditEntry(*r) for r in rows]
-
-
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
+
+
+class Reports:
+    """The admins' reports, read at the ledger's clock."""
+
+    def __init__(self, database: Database, ledger: Ledger, *, reserve: float) -> None:
+        self._db = database
+        self._ledger = ledger
+        self._reserve = reserve
+
+    async def usage(self, guild_id: int, period: str | None) -> UsageReport:
+        """`period` None: the server's allowance period."""
+        period = period or (await self._ledger.guild_default(guild_id)).period
+        return await usage(self._db, guild_id, period, self._ledger.clock())
+
+    async def spend(self, guild_id: int) -> SpendReport:
+        return await spend(self._db, guild_id, self._ledger.clock(), self._reserve)

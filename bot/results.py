@@ -9,7 +9,8 @@ import logging
 import time
 from pathlib import Path
 
-from bot.db import Database
+from bot.db import generations
+from bot.db.connection import Database
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +35,15 @@ class ResultStore:
     async def save(self, generation_id: int, data: bytes, extension: str) -> Path:
         path = self.directory / f"{generation_id}.{extension}"
         await asyncio.to_thread(_write_atomically, path, data)
-        await self._db.write(
-            "UPDATE generations SET result_path = ? WHERE id = ?", (str(path), generation_id)
-        )
+        await generations.set_result_path(self._db, generation_id, str(path))
         return path
 
     async def load(self, generation_id: int) -> tuple[bytes, str] | None:
         """The kept bytes and file name of an undelivered result, if still on disk."""
-        row = await self._db.fetchone(
-            "SELECT result_path FROM generations WHERE id = ?", (generation_id,)
-        )
-        if not row or not row[0]:
+        kept = await generations.result_path(self._db, generation_id)
+        if not kept:
             return None
-        path = Path(row[0])
+        path = Path(kept)
         try:
             data = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
@@ -55,28 +52,18 @@ class ResultStore:
 
     async def forget(self, generation_id: int) -> None:
         """Delivered: the file is no longer needed."""
-        row = await self._db.fetchone(
-            "SELECT result_path FROM generations WHERE id = ?", (generation_id,)
-        )
-        if row and row[0]:
-            await asyncio.to_thread(Path(row[0]).unlink, missing_ok=True)
-            await self._db.write(
-                "UPDATE generations SET result_path = NULL WHERE id = ?", (generation_id,)
-            )
+        kept = await generations.result_path(self._db, generation_id)
+        if kept:
+            await asyncio.to_thread(Path(kept).unlink, missing_ok=True)
+            await generations.set_result_path(self._db, generation_id, None)
 
     async def prune(self) -> int:
         """Remove undelivered results older than the retention period."""
         cutoff = time.time() - self._retention_s
-        rows = await self._db.fetchall(
-            "SELECT id, result_path FROM generations WHERE result_path IS NOT NULL "
-            "AND finished_at < ?",
-            (cutoff,),
-        )
+        rows = await generations.kept_before(self._db, cutoff)
         for generation_id, path in rows:
             await asyncio.to_thread(Path(path).unlink, missing_ok=True)
-            await self._db.write(
-                "UPDATE generations SET result_path = NULL WHERE id = ?", (generation_id,)
-            )
+            await generations.set_result_path(self._db, generation_id, None)
         if rows:
             log.info("Pruned %d undelivered result(s) past the retention period", len(rows))
         return len(rows)

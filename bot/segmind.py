@@ -40,9 +40,14 @@ OUT_OF_CREDITS = "the Segmind account is out of credits"
 
 
 class SegmindError(Exception):
-    """An API failure; `message` is safe to show (never carries the key)."""
+    """An API failure; `message` is safe to show (never carries the key).
+
+    `retryable`: sending it again cannot double a bill. `maybe_billed`: the call may have
+    run and been billed although no usable answer came back.
+    """
 
     retryable = False
+    maybe_billed = False
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -87,9 +92,13 @@ class ConnectFailed(SegmindError):
 class SegmindTimeout(SegmindError):
     """No answer in time. The call may still have run and been billed; never retried."""
 
+    maybe_billed = True
+
 
 class InvalidResponse(SegmindError):
     """A 200 whose body is not a usable image (billed, but unusable)."""
+
+    maybe_billed = True
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
 
 from bot import jobs
-from bot.db import Database
-from bot.pipeline import EditOutcome, EditPipeline, EditRequest
-from bot.queue import FairQueue, Job, JobCancelled, ProgressHook
+from bot.db import generations
+from bot.db import jobs as job_rows
+from bot.db.connection import Database
+from bot.delivery import Delivery
+from bot.pipeline import EditPipeline
+from bot.ports import Posted, Poster
+from bot.queue import FairQueue, Job, JobCancelled, ProgressHook, QueueLimits
+from bot.requests import EditOutcome, EditRequest
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +30,31 @@ MSG_RESTARTING_RUNNING = (
     "The bot is restarting in the middle of your edit. If it had already finished, it will "
     "be posted here when the bot is back; otherwise you were not charged."
 )
-Deliver = Callable[[EditOutcome], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a job's result goes: a poster, and how the card reads."""
+
+    poster: Poster
+    note: str | None = None
+    ping: bool = False
 
 
 class EditService:
     def __init__(
-        self, database: Database, pipeline: EditPipeline, queue_options: dict[str, Any]
+        self,
+        database: Database,
+        pipeline: EditPipeline,
+        delivery: Delivery,
+        limits: QueueLimits,
     ) -> None:
         self._db = database
         self.pipeline = pipeline
-        self.queue = FairQueue(self._execute, **queue_options)
-        self._deliverers: dict[int, Deliver] = {}
-        self._callers: set[asyncio.Task[Any]] = set()
+        self._delivery = delivery
+        self.queue = FairQueue(self._execute, limits)
+        self._destinations: dict[int, Destination] = {}
+        self._callers: set[asyncio.Task[object]] = set()
         self._stopped: asyncio.Future[None] | None = None
 
     def start(self) -> None:
@@ -47,60 +64,58 @@ class EditService:
         self,
         request: EditRequest,
         *,
-        deliver: Deliver | None = None,
+        to: Destination | None = None,
         reply_to_message_id: int | None = None,
         on_progress: ProgressHook | None = None,
         job_id: int | None = None,
     ) -> Job:
-        """Queue an edit (refused at once when the member has too many waiting).
-        `deliver` runs inside the job with the outcome; its result is the job's result."""
+        """Queue an edit (refused at once when the member has too many waiting). With
+        `to`, the job delivers its result there and its outcome is the `Posted` message."""
         try:
             self.queue.check_capacity(request)
             await self.pipeline.precheck(request)
         except BaseException:
             if job_id is not None:  # a job resumed after a restart: it ends here
-                await jobs.mark_finished(self._db, job_id, "failed")
+                await job_rows.mark_finished(self._db, job_id, "failed")
             raise
         if job_id is None:
             job_id = await jobs.add(self._db, request, reply_to_message_id=reply_to_message_id)
-        if deliver is not None:
-            self._deliverers[job_id] = deliver
+        if to is not None:
+            self._destinations[job_id] = to
         request = dataclasses.replace(request, job_id=job_id)
         try:
             return self.queue.submit(request, on_progress=on_progress, job_id=job_id)
         except BaseException:
-            self._deliverers.pop(job_id, None)
-            await jobs.mark_finished(self._db, job_id, "cancelled")
+            self._destinations.pop(job_id, None)
+            await job_rows.mark_finished(self._db, job_id, "cancelled")
             raise
 
     async def run(
         self,
         request: EditRequest,
         *,
-        deliver: Deliver | None = None,
+        to: Destination,
         reply_to_message_id: int | None = None,
         on_progress: ProgressHook | None = None,
-    ) -> Any:
+    ) -> Posted:
+        """Queue an edit and wait until its result is posted."""
         caller = asyncio.current_task()
         if caller is not None and caller not in self._callers:
             # Shutdown waits for callers too: they tell members what became of their edit.
             self._callers.add(caller)
             caller.add_done_callback(self._callers.discard)
         job = await self.submit(
-            request,
-            deliver=deliver,
-            reply_to_message_id=reply_to_message_id,
-            on_progress=on_progress,
+            request, to=to, reply_to_message_id=reply_to_message_id, on_progress=on_progress
         )
-        return await self.wait(job)
+        return await self.wait(job)  # type: ignore[return-value]
 
-    async def wait(self, job: Job) -> Any:
+    async def wait(self, job: Job) -> EditOutcome | Posted:
         try:
             return await asyncio.shield(job.future)
         except JobCancelled:
-            self._deliverers.pop(job.id, None)
+            self._destinations.pop(job.id, None)
             if job.started_at is None:
-                await jobs.mark_finished(self._db, job.id, "cancelled")
+                await job_rows.mark_finished(self._db, job.id, "cancelled")
             # A started job stopped by a shutdown stays 'running': start-up delivers its
             # result if the API had answered, or refunds and tells the member.
             raise
@@ -108,25 +123,32 @@ class EditService:
     def cancel(self, job_id: int, user_id: int) -> bool:
         return self.queue.cancel(job_id, user_id)
 
-    async def _execute(self, request: EditRequest) -> Any:
+    def owner_of(self, job_id: int) -> int | None:
+        return self.queue.owner_of(job_id)
+
+    async def _execute(self, request: EditRequest) -> EditOutcome | Posted:
         assert request.job_id is not None
         job_id = request.job_id
-        deliver = self._deliverers.pop(job_id, None)
-        await jobs.mark_running(self._db, job_id)
+        to = self._destinations.pop(job_id, None)
+        await job_rows.mark_running(self._db, job_id)
         try:
             outcome = await self.pipeline.run(request)
-            result = await deliver(outcome) if deliver is not None else outcome
+            result: EditOutcome | Posted = outcome
+            if to is not None:
+                result = await self._delivery.deliver(
+                    outcome, to.poster, requester_id=request.user_id, note=to.note, ping=to.ping
+                )
         except asyncio.CancelledError:
             # Shutdown. An edit the pipeline gave up (refunded) ends here: its member is told
             # now. One whose result exists stays 'running' for start-up to deliver.
-            gen = await jobs.generation_of_job(self._db, job_id)
+            gen = await generations.of_job(self._db, job_id)
             if gen is None or gen.status != "succeeded":
-                await jobs.mark_finished(self._db, job_id, "failed")
+                await job_rows.mark_finished(self._db, job_id, "failed")
             raise
         except BaseException:
-            await jobs.mark_finished(self._db, job_id, "failed")
+            await job_rows.mark_finished(self._db, job_id, "failed")
             raise
-        await jobs.mark_finished(self._db, job_id, "done")
+        await job_rows.mark_finished(self._db, job_id, "done")
         return result
 
     async def shutdown(self, grace_s: float) -> None:
@@ -141,7 +163,7 @@ class EditService:
         await self.queue.drain(
             grace_s, waiting_reason=MSG_RESTARTING, running_reason=MSG_RESTARTING_RUNNING
         )
-        await jobs.mark_many_finished(self._db, [job.id for job in waiting], "cancelled")
+        await job_rows.mark_many_finished(self._db, [job.id for job in waiting], "cancelled")
         callers = self._callers - {asyncio.current_task()}
         if callers:
             await asyncio.wait(callers, timeout=CALLERS_GRACE_S)

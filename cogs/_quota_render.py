@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 
 import discord
 
-from bot.ledger import Block, QuotaStatus
-from bot.reports import PERIOD_LABELS, AuditEntry, SpendReport, UsageReport
+from bot.core import QuotaView
+from bot.db.audit import AuditEntry
+from bot.ledger import QuotaExceeded
+from bot.reports import PERIOD_LABELS, SpendReport, UsageReport
 
 QUOTA_COLOUR = discord.Colour.from_rgb(87, 242, 135)
 ADMIN_COLOUR = discord.Colour.from_rgb(254, 231, 92)
@@ -40,15 +42,17 @@ def paused_text(reason: str) -> str:
     return f"Editing is paused for everyone right now ({reason}); the admins have been told."
 
 
-def quota_embed(
-    status: QuotaStatus,
-    *,
-    cost: float,
-    block: Block | None,
-    halted_reason: str | None,
-    member_id: int | None = None,
-) -> discord.Embed:
+def out_of_edits_text(exc: QuotaExceeded) -> str:
+    if exc.resets_at is None:
+        return (
+            f"{exc.message} This is a fixed allowance that does not reset; ask an admin for more."
+        )
+    return f"{exc.message} It resets {when(exc.resets_at)}."
+
+
+def quota_embed(view: QuotaView, *, member_id: int | None = None) -> discord.Embed:
     """A member's allowance; `member_id` set = an admin looking at someone else."""
+    status, cost, halted_reason = view.status, view.cost, view.halted_reason
     you = member_id is None
     label = PERIOD_LABELS[status.allowance.period]
     embed = discord.Embed(
@@ -56,8 +60,8 @@ def quota_embed(
         colour=QUOTA_COLOUR,
     )
     notes = [] if you else [f"<@{member_id}>"]
-    if block is not None:
-        why = f" Reason: {block.reason}" if block.reason else ""
+    if view.blocked:
+        why = f" Reason: {view.blocked_reason}" if view.blocked_reason else ""
         notes.append(
             ("You are" if you else "They are") + f" blocked from editing by the admins.{why}"
         )

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 
 import discord
 
-from bot.db import Generation
-from bot.params import EditParams
-from bot.pipeline import EditOutcome
+from bot.cards import ResultCard
 
 RESULT_COLOUR = discord.Colour.from_rgb(88, 101, 242)
 _OPTION_LABELS = {
@@ -32,59 +29,6 @@ def format_credits(amount: float | None) -> str:
 
 def jump_url(guild_id: int | None, channel_id: int, message_id: int) -> str:
     return f"https://discord.com/channels/{guild_id or '@me'}/{channel_id}/{message_id}"
-
-
-@dataclass(frozen=True)
-class ResultCard:
-    """What a result message shows, whether fresh from the API or re-posted by Undo."""
-
-    generation_id: int
-    params: EditParams
-    requester_id: int
-    step: int
-    filename: str
-    elapsed_s: float | None
-    cost: float | None
-    cost_estimated: bool = False
-    quota_left: float | None = None
-    note: str | None = None
-
-    @classmethod
-    def from_outcome(
-        cls, outcome: EditOutcome, *, requester_id: int, step: int, note: str | None = None
-    ) -> ResultCard:
-        notes = [n for n in (note, outcome.reencoded and _REENCODED) if n]
-        return cls(
-            generation_id=outcome.generation_id,
-            params=outcome.params,
-            requester_id=requester_id,
-            step=step,
-            filename=outcome.filename,
-            elapsed_s=outcome.elapsed_s,
-            cost=outcome.cost.amount,
-            cost_estimated=outcome.cost.source == "estimate",
-            quota_left=outcome.quota_left,
-            note=" · ".join(notes) or None,
-        )
-
-    @classmethod
-    def from_generation(
-        cls, gen: Generation, *, step: int, filename: str, note: str | None = None
-    ) -> ResultCard:
-        return cls(
-            generation_id=gen.id,
-            params=gen.params,
-            requester_id=gen.user_id,
-            step=step,
-            filename=filename,
-            elapsed_s=gen.api_time_s,
-            cost=gen.cost,
-            cost_estimated=gen.cost_source == "estimate",
-            note=note,
-        )
-
-
-_REENCODED = "re-encoded as JPEG to fit this server's upload limit"
 
 
 def result_embed(card: ResultCard) -> discord.Embed:

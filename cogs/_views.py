@@ -18,15 +18,22 @@ ACTIONS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
 BUTTONS_COG = "ResultButtons"
 
 
-async def _buttons_cog(interaction: discord.Interaction) -> Any:
-    """The cog that handles clicks; when it is not loaded the member is told, not left
-    with Discord's "interaction failed"."""
+async def _press(interaction: discord.Interaction, handler: str, *args: object) -> None:
+    """Hand a click to the buttons cog. discord.py only logs a dynamic item's errors, so
+    they go to the one error handler here; with the cog unloaded the member is told, not
+    left with Discord's "interaction failed"."""
+    from cogs.errors import report  # errors imports this module's views
+
     cog = interaction.client.get_cog(BUTTONS_COG)  # type: ignore[attr-defined]
-    if cog is None:
-        await interaction.response.send_message(
-            "Editing is not available right now.", ephemeral=True
-        )
-    return cog
+    try:
+        if cog is None:
+            await interaction.response.send_message(
+                "Editing is not available right now.", ephemeral=True
+            )
+            return
+        await getattr(cog, handler)(interaction, *args)
+    except Exception as exc:  # noqa: BLE001 - every failure is answered privately
+        await report(interaction, exc, f"button {handler}")
 
 
 class ResultButton(
@@ -59,9 +66,7 @@ class ResultButton(
         return cls(match["action"], int(match["generation"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        cog = await _buttons_cog(interaction)
-        if cog is not None:
-            await cog.on_button(interaction, self.action, self.generation_id)
+        await _press(interaction, "on_button", self.action, self.generation_id)
 
 
 def result_view(generation_id: int) -> discord.ui.View:
@@ -98,9 +103,7 @@ class CancelButton(
         return cls(int(match["job"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        cog = await _buttons_cog(interaction)
-        if cog is not None:
-            await cog.on_cancel(interaction, self.job_id)
+        await _press(interaction, "on_cancel", self.job_id)
 
 
 def cancel_view(job_id: int) -> discord.ui.View:

@@ -15,11 +15,11 @@ from discord import app_commands
 from discord.app_commands import Choice, Range
 from discord.ext import commands
 
-from bot import reports
-from bot.keycheck import KeyCheckResult, run_key_check
-from bot.ledger import Change
+from bot.administration import Change
+from bot.keycheck import KeyCheckResult
+from bot.reports import usage_csv
 from cogs._access import is_admin
-from cogs._flow import role_ids_of
+from cogs._adapter import role_ids_of
 from cogs._quota_render import (
     AUDIT_LINES,
     audit_embed,
@@ -103,16 +103,17 @@ class Admin(
 
     def __init__(self, bot: KontextBot) -> None:
         self.bot = bot
+        self.core = bot.core
         super().__init__()
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
-        return is_admin(interaction, self.bot.settings)
+        return is_admin(interaction, self.core.settings)
 
     def _ids(self, interaction: discord.Interaction) -> tuple[int, int]:
         return interaction.guild_id or 0, interaction.user.id
 
     async def _per_period(self, guild_id: int) -> str:
-        return PER_PERIOD[(await self.bot.ledger.guild_default(guild_id)).period]
+        return PER_PERIOD[(await self.core.ledger.guild_default(guild_id)).period]
 
     # -- allowances ---------------------------------------------------------------------
 
@@ -125,7 +126,7 @@ class Admin(
         credits: Range[float, 0.0, MAX_CREDITS],
     ) -> None:
         guild_id, actor = self._ids(interaction)
-        change = await self.bot.ledger.set_member_quota(guild_id, actor, member.id, credits)
+        change = await self.core.admin.set_member_quota(guild_id, actor, member.id, credits)
         per = await self._per_period(guild_id)
         await reply(
             interaction,
@@ -138,11 +139,11 @@ class Admin(
         self, interaction: discord.Interaction, target: discord.Member | discord.Role
     ) -> None:
         guild_id, actor = self._ids(interaction)
-        ledger = self.bot.ledger
+        admin = self.core.admin
         if isinstance(target, discord.Role):
-            change = await ledger.set_role_quota(guild_id, actor, target.id, None)
+            change = await admin.set_role_quota(guild_id, actor, target.id, None)
         else:
-            change = await ledger.set_member_quota(guild_id, actor, target.id, None)
+            change = await admin.set_member_quota(guild_id, actor, target.id, None)
         await reply(
             interaction,
             f"{target.mention} has no allowance of its own any more; "
@@ -153,8 +154,8 @@ class Admin(
     @app_commands.describe(member="Whose usage to clear")
     async def quota_reset(self, interaction: discord.Interaction, member: discord.Member) -> None:
         guild_id, actor = self._ids(interaction)
-        change = await self.bot.ledger.reset_usage(guild_id, actor, member.id)
-        status = await self.bot.ledger.status(guild_id, member.id, role_ids_of(member))
+        change = await self.core.admin.reset_usage(guild_id, actor, member.id)
+        status = await self.core.ledger.status(guild_id, member.id, role_ids_of(member))
         await reply(
             interaction,
             f"Cleared {member.mention}'s usage this period ({change.before}). "
@@ -174,7 +175,7 @@ class Admin(
         period: str | None = None,
     ) -> None:
         guild_id, actor = self._ids(interaction)
-        change = await self.bot.ledger.set_guild_default(guild_id, actor, credits, period)
+        change = await self.core.admin.set_guild_default(guild_id, actor, credits, period)
         per = await self._per_period(guild_id)
         await reply(
             interaction, f"Members can now spend {money(credits)} credits {per}. {was(change)}"
@@ -189,7 +190,7 @@ class Admin(
         credits: Range[float, 0.0, MAX_CREDITS],
     ) -> None:
         guild_id, actor = self._ids(interaction)
-        change = await self.bot.ledger.set_role_quota(guild_id, actor, role.id, credits)
+        change = await self.core.admin.set_role_quota(guild_id, actor, role.id, credits)
         per = await self._per_period(guild_id)
         await reply(
             interaction,
@@ -201,14 +202,8 @@ class Admin(
     @app_commands.describe(member="Whose allowance to show")
     async def quota_show(self, interaction: discord.Interaction, member: discord.Member) -> None:
         guild_id, _ = self._ids(interaction)
-        ledger = self.bot.ledger
-        embed = quota_embed(
-            await ledger.status(guild_id, member.id, role_ids_of(member)),
-            cost=await self.bot.pipeline.meter.expected_cost(),
-            block=await ledger.block_of(guild_id, member.id),
-            halted_reason=self.bot.health.halted_reason,
-            member_id=member.id,
-        )
+        view = await self.core.quota_view(guild_id, member.id, role_ids_of(member))
+        embed = quota_embed(view, member_id=member.id)
         await reply(interaction, embed=embed)
 
     # -- blocks -------------------------------------------------------------------------
@@ -222,7 +217,7 @@ class Admin(
         reason: Range[str, 1, REASON_MAX_CHARS] | None = None,
     ) -> None:
         guild_id, actor = self._ids(interaction)
-        await self.bot.ledger.block(guild_id, actor, member.id, reason)
+        await self.core.admin.block(guild_id, actor, member.id, reason)
         await reply(
             interaction, f"{member.mention} can't start edits now; they'll be told so if they try."
         )
@@ -231,7 +226,7 @@ class Admin(
     @app_commands.describe(member="Who")
     async def unblock(self, interaction: discord.Interaction, member: discord.Member) -> None:
         guild_id, actor = self._ids(interaction)
-        change = await self.bot.ledger.unblock(guild_id, actor, member.id)
+        change = await self.core.admin.unblock(guild_id, actor, member.id)
         if change is None:
             await reply(interaction, f"{member.mention} wasn't blocked; nothing changed.")
             return
@@ -249,14 +244,13 @@ class Admin(
         self, interaction: discord.Interaction, period: str | None = None, export: bool = False
     ) -> None:
         guild_id, _ = self._ids(interaction)
-        period = period or (await self.bot.ledger.guild_default(guild_id)).period
-        report = await reports.usage(self.bot.database, guild_id, period, self.bot.ledger.clock())
+        report = await self.core.reports.usage(guild_id, period)
         if not export:
             await reply(interaction, embed=usage_embed(report))
             return
         await interaction.response.defer(ephemeral=True, thinking=True)  # names take a moment
         names = await member_names(interaction.guild, [m.user_id for m in report.members])
-        data = reports.usage_csv(report, names).encode("utf-8")
+        data = usage_csv(report, names).encode("utf-8")
         filename = f"usage-{report.label.replace(' ', '-')}.csv"
         await reply(
             interaction,
@@ -267,19 +261,14 @@ class Admin(
     @app_commands.command(name="credits", description="The Segmind balance, spend and trend")
     async def credits(self, interaction: discord.Interaction) -> None:
         guild_id, _ = self._ids(interaction)
-        report = await reports.spend(
-            self.bot.database,
-            guild_id,
-            self.bot.ledger.clock(),
-            self.bot.settings.account_reserve_credits,
-        )
-        embed = credits_embed(report, halted_reason=self.bot.health.halted_reason)
+        report = await self.core.reports.spend(guild_id)
+        embed = credits_embed(report, halted_reason=self.core.health.halted_reason)
         await reply(interaction, embed=embed)
 
     @app_commands.command(name="audit", description="The latest admin changes")
     async def audit(self, interaction: discord.Interaction) -> None:
         guild_id, _ = self._ids(interaction)
-        entries = await reports.audit_entries(self.bot.database, guild_id, limit=AUDIT_LINES)
+        entries = await self.core.admin.audit_log(guild_id, limit=AUDIT_LINES)
         await reply(interaction, embed=audit_embed(entries))
 
     # -- alerts and the API key ---------------------------------------------------------
@@ -300,7 +289,7 @@ class Admin(
                     "Messages there, then try again.",
                 )
                 return
-        change = await self.bot.ledger.set_alerts_channel(
+        change = await self.core.admin.set_alerts_channel(
             guild_id, actor, channel.id if channel else None
         )
         if channel is None:
@@ -309,7 +298,7 @@ class Admin(
         await reply(
             interaction,
             f"Alerts will go to {channel.mention}: low balance (under "
-            f"{money(self.bot.settings.alert_below_credits)}), key rejected, out of credits, "
+            f"{money(self.core.settings.alert_below_credits)}), key rejected, out of credits, "
             "account reserve reached, and repeated API failures. Each one once per incident.",
         )
 
@@ -318,47 +307,34 @@ class Admin(
     )
     async def check(self, interaction: discord.Interaction) -> None:
         guild_id, actor = self._ids(interaction)
-        health = self.bot.health
-        before = health.halted_reason or "running"
         await interaction.response.defer(ephemeral=True, thinking=True)
-        reserve = self.bot.settings.account_reserve_credits
-        result = await run_key_check(self.bot.api, self.bot.pipeline.meter, health, reserve=reserve)
-        answer = f"HTTP {result.status}" if result.status else f"failed ({result.error})"
-        after = f"{answer}: {result.halted_reason or 'running'}"
-        await self.bot.ledger.record(guild_id, actor, "api.check", "api", Change(before, after))
-        await reply(interaction, check_text(result, reserve))
+        result = await self.core.operator.check_key(guild_id, actor)
+        await reply(interaction, check_text(result, self.core.settings.account_reserve_credits))
 
     @app_commands.command(name="iteration", description="Who may continue a member's result")
     @app_commands.describe(author_only="True: only its author; False: anyone who sees it")
     async def iteration(self, interaction: discord.Interaction, author_only: bool) -> None:
         guild_id, actor = self._ids(interaction)
-        change = await self.bot.ledger.set_iterate_author_only(guild_id, actor, author_only)
+        change = await self.core.admin.set_iterate_author_only(guild_id, actor, author_only)
         who = "only its author" if author_only else "anyone who can see it"
         await reply(interaction, f"A result can now be continued by {who}. {was(change)}")
 
     @app_commands.command(name="resume", description="Let edits run again without testing the key")
     async def resume(self, interaction: discord.Interaction) -> None:
         guild_id, actor = self._ids(interaction)
-        health = self.bot.health
-        reason = health.halted_reason
-        if reason is None and not health.needs_admin:
+        resumed = await self.core.operator.resume(guild_id, actor)
+        if resumed is None:
             await reply(interaction, "Edits are running already; nothing to resume.")
             return
-        health.resume()
-        await self.bot.ledger.record(
-            guild_id, actor, "api.resume", "api", Change(reason or "held", "running")
-        )
         text = (
             "Edits can run again. No request was sent, so if the problem is not fixed the "
             "next edit will stop them again (and the admins are alerted)."
         )
-        balance = self.bot.pipeline.meter.last_balance
-        reserve = self.bot.settings.account_reserve_credits
-        if reserve > 0 and balance is not None and balance < reserve:
+        if resumed.balance_under_reserve:
             text += (
-                f" Note: the last balance seen, {money(balance)}, is under the reserve of "
-                f"{money(reserve)}, so the next edit will pause them again. Top up, then "
-                "run `/admin check` to read the new balance."
+                f" Note: the last balance seen, {money(resumed.balance or 0)}, is under the "
+                f"reserve of {money(resumed.reserve)}, so the next edit will pause them again. "
+                "Top up, then run `/admin check` to read the new balance."
             )
         await reply(interaction, text)
 

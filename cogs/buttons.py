@@ -1,50 +1,45 @@
-"""The buttons under every result: Edit again, Reroll, Undo, Compare, Delete."""
+"""The buttons under every result: Edit again, Reroll, Undo, Compare, Delete, and Cancel
+on a queued edit. Each parses the click, makes one core call, and renders the answer."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 from typing import TYPE_CHECKING
 
 import discord
 from discord.ext import commands
 
-from bot import db, images
-from bot.config import Settings
-from bot.errors import UserError
-from bot.params import (
-    PROMPT_MAX_CHARS,
-    EditParams,
-    build_params,
-    next_step_params,
-    split_inline_options,
-)
+from bot.db.generations import Generation
+from bot.params import PROMPT_MAX_CHARS
 from cogs import _flow
 from cogs._access import is_admin
-from cogs._render import ResultCard, image_file, result_embed
-from cogs._views import BUTTONS_COG, CancelButton, ResultButton, result_view
-from cogs.errors import report
+from cogs._adapter import (
+    ChannelPoster,
+    Reader,
+    request_for_interaction,
+    settle_placeholder,
+    shown_image,
+)
+from cogs._render import image_file
+from cogs._views import BUTTONS_COG, CancelButton, ResultButton
+from cogs.errors import ReportingModal
 
 if TYPE_CHECKING:
     from bot.client import KontextBot
+    from bot.images import InputImage
+    from bot.params import EditParams
 
-log = logging.getLogger(__name__)
-
-MSG_NOT_AUTHOR = "Only the member who made this edit (or an admin) can delete it."
-MSG_FIRST_STEP = (
-    "This is the first edit of its chain, so there is no earlier result to go back to. "
-    "Use **Reroll** to try the original again, or **Edit again** to change this one."
-)
-MSG_UNKNOWN = "I have no record of that edit any more."
+MSG_NOT_OWNER = "Only the member who asked for this edit can cancel it."
+MSG_STARTED = "That edit has already started (or finished), so it can't be cancelled."
+ITERATING = ("again", "reroll", "undo")
 
 
-class EditAgainModal(discord.ui.Modal):
+class EditAgainModal(ReportingModal):
     """Asks for the next instruction; the previous one is shown as a placeholder."""
 
     instruction: discord.ui.TextInput[EditAgainModal]
 
-    def __init__(self, cog: ResultButtons, gen: db.Generation, message: discord.Message) -> None:
+    def __init__(self, cog: ResultButtons, gen: Generation, message: discord.Message) -> None:
         super().__init__(title="Edit again", timeout=15 * 60)
         self.cog, self.gen, self.message = cog, gen, message
         self.instruction = discord.ui.TextInput(
@@ -56,15 +51,7 @@ class EditAgainModal(discord.ui.Modal):
         self.add_item(self.instruction)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        try:
-            await self.cog.edit_again(interaction, self.gen, self.message, self.instruction.value)
-        except Exception as exc:  # noqa: BLE001 - every failure is answered privately
-            await report(interaction, exc, "Edit again")
-
-
-def can_moderate(interaction: discord.Interaction, settings: Settings) -> bool:
-    """Server staff: message moderators, and whoever counts as a bot admin."""
-    return interaction.permissions.manage_messages or is_admin(interaction, settings)
+        await self.cog.edit_again(interaction, self.gen, self.message, self.instruction.value)
 
 
 class ResultButtons(commands.Cog, name=BUTTONS_COG):
@@ -72,6 +59,8 @@ class ResultButtons(commands.Cog, name=BUTTONS_COG):
 
     def __init__(self, bot: KontextBot) -> None:
         self.bot = bot
+        self.core = bot.core
+        self.reader = Reader(bot)
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(ResultButton, CancelButton)
@@ -81,89 +70,54 @@ class ResultButtons(commands.Cog, name=BUTTONS_COG):
 
     async def on_cancel(self, interaction: discord.Interaction, job_id: int) -> None:
         """Cancel a queued edit; whoever waits on it tells the member (no charge)."""
-        owner = self.bot.edits.queue.owner_of(job_id)
+        owner = self.core.edits.owner_of(job_id)
         if owner is not None and owner != interaction.user.id:
-            text = "Only the member who asked for this edit can cancel it."
-        elif self.bot.edits.cancel(job_id, interaction.user.id):
+            text = MSG_NOT_OWNER
+        elif self.core.edits.cancel(job_id, interaction.user.id):
             await interaction.response.defer()
             return
         else:
-            text = "That edit has already started (or finished), so it can't be cancelled."
+            text = MSG_STARTED
         await interaction.response.send_message(text, ephemeral=True)
 
     async def on_button(
         self, interaction: discord.Interaction, action: str, generation_id: int
     ) -> None:
-        try:
-            gen = await db.get_generation(self.bot.database, generation_id)
-            if gen is None:
-                raise UserError(MSG_UNKNOWN)
-            if action in ("again", "reroll", "undo"):
-                await _flow.check_may_iterate(self.bot, gen, interaction.user.id)
-            handler = getattr(self, f"_{action}")
-            await handler(interaction, gen)
-        except Exception as exc:  # noqa: BLE001 - every failure is answered privately
-            await report(interaction, exc, f"button {action}")
+        gen = await self.core.chains.generation(generation_id)
+        if action in ITERATING:
+            await self.core.chains.check_may_iterate(gen, interaction.user.id)
+        await getattr(self, f"_{action}")(interaction, gen)
 
-    # -- Edit again ---------------------------------------------------------------------
-
-    async def _again(self, interaction: discord.Interaction, gen: db.Generation) -> None:
+    async def _again(self, interaction: discord.Interaction, gen: Generation) -> None:
         assert interaction.message is not None
         await interaction.response.send_modal(EditAgainModal(self, gen, interaction.message))
 
     async def edit_again(
-        self,
-        interaction: discord.Interaction,
-        gen: db.Generation,
-        message: discord.Message,
-        text: str,
+        self, interaction: discord.Interaction, gen: Generation, message: discord.Message, text: str
     ) -> None:
-        prompt, changes = split_inline_options(text)
-        params, seed_explicit = next_step_params(
-            gen.params, bool(gen.seed_explicit), prompt, changes
-        )
+        params, seed_explicit = self.core.chains.next_step(gen, text)
         await interaction.response.defer(thinking=True, ephemeral=True)
-        source = self._shown_image(message) or await _flow.result_image(self.bot, gen)
-        await self._start(
-            interaction, source, params, seed_explicit, parent_id=gen.id, reply_to=message
-        )
+        source = shown_image(message) or await self.core.chains.result_image(gen, self.reader)
+        await self._start(interaction, source, params, seed_explicit, gen.id, message)
 
-    # -- Reroll -------------------------------------------------------------------------
-
-    async def _reroll(self, interaction: discord.Interaction, gen: db.Generation) -> None:
+    async def _reroll(self, interaction: discord.Interaction, gen: Generation) -> None:
         # Acknowledge first: finding the input may ask Discord for a fresh copy.
         await interaction.response.defer(thinking=True, ephemeral=True)
-        source = await _flow.input_of(self.bot, gen)
-        p = gen.params
-        params = build_params(  # same everything, a new random seed
-            p.prompt,
-            guidance=p.guidance,
-            steps=p.steps,
-            aspect_ratio=p.aspect_ratio,
-            output_format=p.output_format,
-            quality=p.quality,
-        )
-        await self._start(
-            interaction,
-            source,
-            params,
-            False,
-            parent_id=gen.parent_id,
-            reply_to=interaction.message,
-        )
+        source = await self.core.chains.input_of(gen, self.reader)
+        params = self.core.chains.reroll(gen)
+        await self._start(interaction, source, params, False, gen.parent_id, interaction.message)
 
     async def _start(
         self,
         interaction: discord.Interaction,
-        source: images.InputImage,
+        source: InputImage,
         params: EditParams,
         seed_explicit: bool,
-        *,
         parent_id: int | None,
         reply_to: discord.Message | None,
     ) -> None:
         """Run an edit for an interaction already acknowledged with a private defer."""
-        request = _flow.request_for_interaction(
+        request = request_for_interaction(
             interaction,
             source="button",
             image=source,
@@ -175,82 +129,41 @@ class ResultButtons(commands.Cog, name=BUTTONS_COG):
             self.bot, interaction, request, reply_to=reply_to, private=True
         )
 
-    @staticmethod
-    def _shown_image(message: discord.Message | None) -> images.InputImage | None:
-        if message is None or not message.attachments:
-            return None
-        return _flow.input_from_attachment(message.attachments[0])
-
-    # -- Undo ---------------------------------------------------------------------------
-
-    async def _undo(self, interaction: discord.Interaction, gen: db.Generation) -> None:
-        if gen.parent_id is None:
-            raise UserError(MSG_FIRST_STEP)
-        parent = await db.get_generation(self.bot.database, gen.parent_id)
-        if parent is None:
-            raise UserError(MSG_UNKNOWN)
+    async def _undo(self, interaction: discord.Interaction, gen: Generation) -> None:
+        parent = await self.core.chains.undo_target(gen)
         await interaction.response.defer(thinking=True, ephemeral=True)
-        source = await _flow.result_image(self.bot, parent)
-        data = await self._download(source.url)
-        step = await db.chain_step(self.bot.database, parent.id)
-        filename = source.filename
-        card = ResultCard.from_generation(
-            parent, step=step, filename=filename, note=f"undo: back to step {step}"
-        )
+        source = await self.core.chains.result_image(parent, self.reader)
+        data = await self.core.chains.download(source.url)
         assert isinstance(interaction.channel, discord.abc.Messageable)
-        message = await interaction.channel.send(
-            embed=result_embed(card),
-            file=image_file(data, filename),
-            view=result_view(parent.id),
-            reference=interaction.message.to_reference(fail_if_not_exists=False)
+        reference = (
+            interaction.message.to_reference(fail_if_not_exists=False)
             if interaction.message
-            else None,
-            allowed_mentions=discord.AllowedMentions.none(),
+            else None
         )
-        # The re-post stands for the parent: replies and buttons on it branch from there.
-        await _flow.remember(self.bot, parent.id, message, is_result=False)
-        await _flow.settle_placeholder(interaction, message, private=True)
+        posted = await self.core.delivery.repost(
+            parent,
+            data,
+            source.filename,
+            ChannelPoster(interaction.channel, reference),
+            note="undo: back to step {step}",
+        )
+        await settle_placeholder(interaction, posted.jump_url, private=True)
 
-    # -- Compare ------------------------------------------------------------------------
-
-    async def _compare(self, interaction: discord.Interaction, gen: db.Generation) -> None:
+    async def _compare(self, interaction: discord.Interaction, gen: Generation) -> None:
         await interaction.response.defer(thinking=True, ephemeral=True)
-        after = self._shown_image(interaction.message) or await _flow.result_image(self.bot, gen)
-        before = await _flow.input_of(self.bot, gen)
-        before_data, after_data = await asyncio.gather(
-            self._download(before.url), self._download(after.url)
-        )
-        try:
-            picture = await asyncio.to_thread(images.side_by_side, before_data, after_data)
-        except images.InvalidImage:
-            raise UserError("One of the two images can no longer be read.") from None
+        picture = await self.core.chains.compare(gen, shown_image(interaction.message), self.reader)
         await interaction.followup.send(
             file=image_file(picture, f"compare-{gen.id}.png"), ephemeral=True
         )
 
-    async def _download(self, url: str) -> bytes:
-        try:
-            return await images.download(
-                self.bot.downloads,
-                url,
-                max_bytes=self.bot.settings.max_input_bytes,
-                allowed_hosts=self.bot.settings.discord_cdn_hosts,
-            )
-        except UserError:
-            raise UserError(
-                "That image is no longer available on Discord, so I can't show it."
-            ) from None
-
-    # -- Delete -------------------------------------------------------------------------
-
-    async def _delete(self, interaction: discord.Interaction, gen: db.Generation) -> None:
-        if gen.user_id != interaction.user.id and not can_moderate(interaction, self.bot.settings):
-            raise UserError(MSG_NOT_AUTHOR)
+    async def _delete(self, interaction: discord.Interaction, gen: Generation) -> None:
+        staff = interaction.permissions.manage_messages or is_admin(interaction, self.core.settings)
+        self.core.chains.check_may_delete(gen, interaction.user.id, is_staff=staff)
         assert interaction.message is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
         with contextlib.suppress(discord.NotFound):
             await interaction.message.delete()
-        await db.mark_message_deleted(self.bot.database, interaction.message.id)
+        await self.core.delivery.message_gone(interaction.message.id)
         await interaction.followup.send("Deleted.", ephemeral=True)
 
 

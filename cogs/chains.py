@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
@@ -12,12 +11,13 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
-from bot import db
+from bot.chains import MSG_DELETED_PARENT
+from bot.db.messages import ResultMessage
 from bot.errors import UserError
 from bot.images import InputImage
-from bot.params import EditParams, build_params, next_step_params, split_inline_options
-from bot.pipeline import EditOutcome, EditRequest
+from bot.params import build_params, split_inline_options
 from cogs import _flow
+from cogs._adapter import Reader, images_in, input_from_attachment, request_for_message
 from cogs.errors import describe, incident_text
 
 if TYPE_CHECKING:
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WORKING = "\N{HOURGLASS WITH FLOWING SAND}"
-RECORD_WAIT_S = 2.0
-RECORD_WAIT_STEPS = 20
 HINT_HIDDEN_TEXT = (
     "I can't read replies that don't mention me. To keep editing, reply **with ping** "
     "(leave the @ on) and say what to change, or use the buttons under the result."
@@ -41,13 +39,14 @@ class Chains(commands.Cog):
 
     def __init__(self, bot: KontextBot) -> None:
         self.bot = bot
+        self.core = bot.core
+        self.reader = Reader(bot)
         self._hinted: set[tuple[int, int]] = set()  # (guild, member) told about hidden text
 
     def _prompt_text(self, message: discord.Message) -> str:
         """The message's text without the bot's own mention."""
         assert self.bot.user is not None
-        text = re.sub(rf"<@!?{self.bot.user.id}>", " ", message.content)
-        return text.strip()
+        return re.sub(rf"<@!?{self.bot.user.id}>", " ", message.content).strip()
 
     def _text_visible(self, message: discord.Message) -> bool:
         """Without the Message Content intent Discord blanks text that does not mention us."""
@@ -61,7 +60,9 @@ class Chains(commands.Cog):
         parent = None
         ref = message.reference
         if ref is not None and ref.message_id is not None:
-            parent = await self._result_replied_to(message, ref.message_id)
+            resolved = ref.resolved
+            ours = isinstance(resolved, discord.Message) and resolved.author == self.bot.user
+            parent = await self.core.delivery.recorded(ref.message_id, wait=ours)
         if parent is None and self.bot.user not in message.mentions:
             return
         try:
@@ -71,30 +72,15 @@ class Chains(commands.Cog):
                 else:
                     await self._edit_mentioned(message)
         except UserError as exc:
-            await self._answer(message, exc.message)
+            await self._answer(message, describe(exc) or exc.message)
         except Exception as exc:  # noqa: BLE001 - a listener must never die on one message
             await self._answer(message, describe(exc) or incident_text(exc, "reply edit"))
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
-        await db.mark_message_deleted(self.bot.database, payload.message_id)
+        await self.core.delivery.message_gone(payload.message_id)
 
-    async def _result_replied_to(
-        self, message: discord.Message, message_id: int
-    ) -> db.ResultMessage | None:
-        """The result a reply points at. A reply can beat the bot's own bookkeeping by a
-        few milliseconds, so a reply to one of the bot's messages waits a moment for it."""
-        parent = await db.result_message(self.bot.database, message_id)
-        resolved = message.reference.resolved if message.reference else None
-        ours = isinstance(resolved, discord.Message) and resolved.author == self.bot.user
-        for _ in range(RECORD_WAIT_STEPS if ours and parent is None else 0):
-            await asyncio.sleep(RECORD_WAIT_S / RECORD_WAIT_STEPS)
-            parent = await db.result_message(self.bot.database, message_id)
-            if parent is not None:
-                break
-        return parent
-
-    async def _continue_chain(self, message: discord.Message, parent: db.ResultMessage) -> None:
+    async def _continue_chain(self, message: discord.Message, parent: ResultMessage) -> None:
         text = self._prompt_text(message)
         if not text:
             if self._text_visible(message):
@@ -105,43 +91,39 @@ class Chains(commands.Cog):
                 self._hinted.add(key)
                 raise UserError(HINT_HIDDEN_TEXT)
             return
-        gen = await db.get_generation(self.bot.database, parent.generation_id)
-        if gen is None:
-            raise UserError(_flow.MSG_DELETED_PARENT)
-        await _flow.check_may_iterate(self.bot, gen, message.author.id)
+        gen = await self.core.chains.generation(parent.generation_id)
+        await self.core.chains.check_may_iterate(gen, message.author.id)
         source = await self._replied_image(message, parent)
-        prompt, changes = split_inline_options(text)
-        params, seed_explicit = next_step_params(
-            gen.params, bool(gen.seed_explicit), prompt, changes
+        params, seed_explicit = self.core.chains.next_step(gen, text)
+        request = request_for_message(
+            message, image=source, params=params, seed_explicit=seed_explicit, parent_id=gen.id
         )
-        await self._run(message, source, params, seed_explicit, parent_id=gen.id)
+        await _flow.run_for_message(self.bot, message, request)
 
-    async def _replied_image(
-        self, message: discord.Message, parent: db.ResultMessage
-    ) -> InputImage:
+    async def _replied_image(self, message: discord.Message, parent: ResultMessage) -> InputImage:
         """The image of the result being replied to, from Discord's freshest copy."""
         if parent.deleted_at is not None:
-            raise UserError(_flow.MSG_DELETED_PARENT)
+            raise UserError(MSG_DELETED_PARENT)
         resolved = message.reference.resolved if message.reference else None
         if isinstance(resolved, discord.Message) and resolved.attachments:
-            return _flow.input_from_attachment(resolved.attachments[0])
-        fetched = await _flow.fetch_message(self.bot, parent.channel_id, parent.message_id)
-        if fetched is None or not fetched.attachments:
-            raise UserError(_flow.MSG_DELETED_PARENT)
-        return _flow.input_from_attachment(fetched.attachments[0])
+            return input_from_attachment(resolved.attachments[0])
+        image = await self.reader.first_image(parent.channel_id, parent.message_id)
+        if image is None:
+            raise UserError(MSG_DELETED_PARENT)
+        return image
 
     async def _edit_mentioned(self, message: discord.Message) -> None:
         text = self._prompt_text(message)
-        found = _flow.images_in(message)
+        found = images_in(message)
         ref = message.reference
         if not found and ref is not None and ref.message_id is not None:
             target = ref.resolved
             if not isinstance(target, discord.Message):
-                target = await _flow.fetch_message(
-                    self.bot, ref.channel_id or message.channel.id, ref.message_id
+                target = await self.reader.fetch(
+                    ref.channel_id or message.channel.id, ref.message_id
                 )
             if target is not None:
-                found = _flow.images_in(target)
+                found = images_in(target)
         if not found:
             raise UserError(HINT_NO_IMAGE)
         if not text:
@@ -151,49 +133,10 @@ class Chains(commands.Cog):
         seed = changes.pop("seed", None)
         params = build_params(prompt, seed=seed, **changes)  # type: ignore[arg-type]
         note = f"used the first of {len(found)} images" if len(found) > 1 else None
-        await self._run(message, found[0], params, seed is not None, parent_id=None, note=note)
-
-    async def _run(
-        self,
-        message: discord.Message,
-        source: InputImage,
-        params: EditParams,
-        seed_explicit: bool,
-        *,
-        parent_id: int | None,
-        note: str | None = None,
-    ) -> None:
-        request = EditRequest(
-            user_id=message.author.id,
-            guild_id=message.guild.id if message.guild else None,
-            channel_id=message.channel.id,
-            source="reply" if parent_id is not None else "mention",
-            image=source,
-            params=params,
-            seed_explicit=seed_explicit,
-            upload_limit=_flow.upload_limit_of(message.guild),
-            parent_id=parent_id,
-            role_ids=_flow.role_ids_of(message.author),
+        request = request_for_message(
+            message, image=found[0], params=params, seed_explicit=seed is not None, parent_id=None
         )
-        status = _flow.MessageStatus(message)
-
-        async def deliver(outcome: EditOutcome) -> discord.Message:
-            await status.clear()
-            return await _flow.post_result(
-                self.bot,
-                message.channel,
-                outcome,
-                requester_id=message.author.id,
-                reply_to=message,
-                note=note,
-            )
-
-        try:
-            await self.bot.edits.run(
-                request, deliver=deliver, reply_to_message_id=message.id, on_progress=status.show
-            )
-        finally:
-            await status.clear()
+        await _flow.run_for_message(self.bot, message, request, note=note)
 
     @contextlib.asynccontextmanager
     async def _working(self, message: discord.Message) -> AsyncIterator[None]:

@@ -13,7 +13,8 @@ from bot.errors import UserError
 from bot.images import InputImage, check_input
 from bot.params import PROMPT_MAX_CHARS, build_params, split_inline_options
 from cogs import _flow
-from cogs.errors import report
+from cogs._adapter import images_in, request_for_interaction
+from cogs.errors import ReportingModal
 
 if TYPE_CHECKING:
     from bot.client import KontextBot
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 MSG_NO_IMAGE = "That message has no image I can edit (JPEG, PNG, GIF or WebP)."
 
 
-class InstructionModal(discord.ui.Modal, title="Edit image"):
+class InstructionModal(ReportingModal, title="Edit image"):
     instruction: discord.ui.TextInput[InstructionModal] = discord.ui.TextInput(
         label="What should change?",
         style=discord.TextStyle.paragraph,
@@ -38,23 +39,20 @@ class InstructionModal(discord.ui.Modal, title="Edit image"):
         self.bot, self.target, self.source, self.note = bot, target, source, note
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        try:
-            prompt, changes = split_inline_options(self.instruction.value)
-            seed = changes.pop("seed", None)
-            params = build_params(prompt, seed=seed, **changes)  # type: ignore[arg-type]
-            request = _flow.request_for_interaction(
-                interaction,
-                source="context",
-                image=self.source,
-                params=params,
-                seed_explicit=seed is not None,
-            )
-            await interaction.response.defer(thinking=True, ephemeral=True)
-            await _flow.run_for_interaction(
-                self.bot, interaction, request, reply_to=self.target, note=self.note, private=True
-            )
-        except Exception as exc:  # noqa: BLE001 - every failure is answered privately
-            await report(interaction, exc, "Edit image")
+        prompt, changes = split_inline_options(self.instruction.value)
+        seed = changes.pop("seed", None)
+        params = build_params(prompt, seed=seed, **changes)  # type: ignore[arg-type]
+        request = request_for_interaction(
+            interaction,
+            source="context",
+            image=self.source,
+            params=params,
+            seed_explicit=seed is not None,
+        )
+        await interaction.response.defer(thinking=True, ephemeral=True)
+        await _flow.run_for_interaction(
+            self.bot, interaction, request, reply_to=self.target, note=self.note, private=True
+        )
 
 
 class ContextMenu(commands.Cog):
@@ -70,11 +68,11 @@ class ContextMenu(commands.Cog):
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
 
     async def edit_image(self, interaction: discord.Interaction, message: discord.Message) -> None:
-        found = _flow.images_in(message)
+        found = images_in(message)
         if not found:
             raise UserError(MSG_NO_IMAGE)
         # Checked before the modal, so a bad image is refused before the member types.
-        check_input(found[0], self.bot.settings.max_input_bytes)
+        check_input(found[0], self.bot.core.settings.max_input_bytes)
         note = f"used the first of {len(found)} images" if len(found) > 1 else None
         await interaction.response.send_modal(InstructionModal(self.bot, message, found[0], note))
 

@@ -19,6 +19,7 @@ from bot.params import (
     build_params,
 )
 from cogs import _flow
+from cogs._adapter import input_from_attachment, request_for_interaction
 
 if TYPE_CHECKING:
     from bot.client import KontextBot
@@ -70,11 +71,11 @@ class Editing(commands.Cog):
             output_format=output_format,
             quality=quality,
         )
-        source_image = _flow.input_from_attachment(image)
+        source_image = input_from_attachment(image)
         # Checked again when the edit is queued; checking here too answers privately,
         # before the public "thinking..." placeholder appears.
-        check_input(source_image, self.bot.settings.max_input_bytes)
-        request = _flow.request_for_interaction(
+        check_input(source_image, self.bot.core.settings.max_input_bytes)
+        request = request_for_interaction(
             interaction,
             source="slash",
             image=source_image,

@@ -12,7 +12,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserError
-from cogs._flow import ping_only, token_expired
+from bot.ledger import QuotaExceeded
+from cogs._adapter import ping_only, token_expired
+from cogs._quota_render import out_of_edits_text
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,8 @@ async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
 def describe(error: BaseException) -> str | None:
     """A friendly text for errors the member caused; None for our own failures."""
     original = getattr(error, "original", error)
+    if isinstance(original, QuotaExceeded):
+        return out_of_edits_text(original)
     if isinstance(original, UserError):
         return original.message
     if isinstance(error, app_commands.CommandOnCooldown):
@@ -93,3 +97,19 @@ class ErrorHandler(commands.Cog):
 
 async def setup(bot: commands.Bot) -> None:
     await bot.add_cog(ErrorHandler(bot))
+
+
+class ReportingView(discord.ui.View):
+    """A view whose callbacks' errors reach the member through the one handler."""
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item, /
+    ) -> None:
+        await report(interaction, error, f"{type(self).__name__} {type(item).__name__}")
+
+
+class ReportingModal(discord.ui.Modal):
+    """A modal whose submit errors reach the member through the one handler."""
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:
+        await report(interaction, error, type(self).__name__)

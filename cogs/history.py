@@ -1,4 +1,5 @@
-"""`/history`: a member's recent edits in this server, newest first, paged."""
+"""`/history`: a member's recent edits in this server, newest first, paged, with a Deliver
+button for a paid-for result that Discord would not take."""
 
 from __future__ import annotations
 
@@ -9,20 +10,21 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import db
-from cogs import _flow
+from bot.history import HistoryEntry, HistoryPage
+from cogs._adapter import DiscordChannels
 from cogs._render import RESULT_COLOUR, format_credits, jump_url, safe_text
-from cogs.errors import report
+from cogs.errors import ReportingView
 
 if TYPE_CHECKING:
     from bot.client import KontextBot
 
-PAGE_SIZE = 5
 MSG_GONE = "That result is no longer kept (or was delivered already)."
+NOTE_DELIVERED = "delivered from /history"
 PROMPT_PREVIEW = 80
 
 
-def _line(gen: db.Generation, step: int) -> str:
+def _line(entry: HistoryEntry) -> str:
+    gen = entry.generation
     prompt = gen.prompt if len(gen.prompt) <= PROMPT_PREVIEW else gen.prompt[:PROMPT_PREVIEW] + "…"
     when = f"<t:{int(gen.created_at)}:R>"
     if gen.status == "succeeded":
@@ -37,101 +39,74 @@ def _line(gen: db.Generation, step: int) -> str:
         status = "failed, not charged"
     else:
         status = "running"
-    return f"**#{gen.id}** · step {step} · {when} · {status}\n> {safe_text(prompt)}"
+    return f"**#{gen.id}** · step {entry.step} · {when} · {status}\n> {safe_text(prompt)}"
 
 
-async def history_page(
-    bot: KontextBot, guild_id: int, user_id: int, page: int
-) -> tuple[discord.Embed, list[db.Generation]]:
-    """One page of history, and the paid-for results on it that never reached Discord."""
-    total = await db.history_count(bot.database, guild_id, user_id)
-    pages = max(1, -(-total // PAGE_SIZE))
-    page = min(max(page, 0), pages - 1)
-    rows = await db.history(
-        bot.database, guild_id, user_id, limit=PAGE_SIZE, offset=page * PAGE_SIZE
-    )
-    lines = [_line(g, await db.chain_step(bot.database, g.id)) for g in rows]
+def history_embed(page: HistoryPage) -> discord.Embed:
     embed = discord.Embed(
         title="Your edits here",
-        description="\n\n".join(lines) or "No edits yet: try `/edit`.",
+        description="\n\n".join(_line(e) for e in page.entries) or "No edits yet: try `/edit`.",
         colour=RESULT_COLOUR,
     )
-    embed.set_footer(text=f"Page {page + 1} of {pages} · {total} edit(s)")
-    undelivered = [
-        g for g in rows if g.status == "succeeded" and g.result_message_id is None and g.result_path
-    ]
-    return embed, undelivered
+    embed.set_footer(text=f"Page {page.page + 1} of {page.pages} · {page.total} edit(s)")
+    return embed
 
 
-async def deliver_kept(bot: KontextBot, generation_id: int) -> discord.Message | None:
-    """Post a paid-for result that never reached Discord, from the copy kept on disk."""
-    if not bot.results.claim(generation_id):
-        return None  # a second press while the first is still uploading
-    try:
-        gen = await db.get_generation(bot.database, generation_id)
-        kept = await bot.results.load(generation_id)
-        if gen is None or kept is None or gen.result_message_id is not None:
-            return None
-        return await _flow.post_kept_result(
-            bot, gen, *kept, reply_to_message_id=None, note="delivered from /history", claimed=True
-        )
-    finally:
-        bot.results.unclaim(generation_id)
+class HistoryPager(ReportingView):
+    """Previous/next for one member's private history message, and Deliver buttons."""
 
-
-class HistoryPager(discord.ui.View):
-    """Previous/next for one member's private history message."""
-
-    def __init__(self, bot: KontextBot, guild_id: int, user_id: int, total: int) -> None:
+    def __init__(self, bot: KontextBot, guild_id: int, user_id: int) -> None:
         super().__init__(timeout=10 * 60)
         self.bot, self.guild_id, self.user_id = bot, guild_id, user_id
         self.page = 0
-        self.pages = max(1, -(-total // PAGE_SIZE))
         self._deliver_buttons: list[discord.ui.Button[HistoryPager]] = []
 
-    def sync(self, undelivered: list[db.Generation]) -> None:
+    def sync(self, page: HistoryPage) -> None:
         """Paging buttons, plus a Deliver button for each undelivered result shown."""
-        self.previous.disabled = self.page == 0
-        self.next.disabled = self.page >= self.pages - 1
+        self.page = page.page
+        self.previous.disabled = page.page == 0
+        self.next.disabled = page.page >= page.pages - 1
         for button in self._deliver_buttons:
             self.remove_item(button)
         self._deliver_buttons = []
-        for gen in undelivered:
+        for entry in page.entries:
+            if not entry.undelivered:
+                continue
+            generation_id = entry.generation.id
             button: discord.ui.Button[HistoryPager] = discord.ui.Button(
-                label=f"Deliver #{gen.id}", style=discord.ButtonStyle.primary
+                label=f"Deliver #{generation_id}", style=discord.ButtonStyle.primary
             )
-            button.callback = self._deliverer(gen.id)  # type: ignore[method-assign]
+            button.callback = self._deliverer(generation_id)  # type: ignore[method-assign]
             self.add_item(button)
             self._deliver_buttons.append(button)
 
     def _deliverer(self, generation_id: int) -> Callable[[discord.Interaction], Awaitable[None]]:
         async def deliver(interaction: discord.Interaction) -> None:
             await interaction.response.defer(ephemeral=True, thinking=True)
-            try:
-                message = await deliver_kept(self.bot, generation_id)
-            except Exception as exc:  # noqa: BLE001 - e.g. Discord still refuses: say so
-                await report(interaction, exc, "history deliver")
-                return
+            channels = DiscordChannels(self.bot)
+            posted = await self.bot.core.delivery.deliver_kept(
+                generation_id,
+                lambda gen: channels.poster(gen.channel_id, gen.guild_id, reply_to_message_id=None),
+                NOTE_DELIVERED,
+            )
             await interaction.followup.send(
-                f"Delivered: {message.jump_url}" if message else MSG_GONE, ephemeral=True
+                f"Delivered: {posted.jump_url}" if posted else MSG_GONE, ephemeral=True
             )
 
         return deliver
 
-    async def _show(self, interaction: discord.Interaction) -> None:
-        embed, undelivered = await history_page(self.bot, self.guild_id, self.user_id, self.page)
-        self.sync(undelivered)
-        await interaction.response.edit_message(embed=embed, view=self)
+    async def load(self, page: int) -> discord.Embed:
+        found = await self.bot.core.history.page(self.guild_id, self.user_id, page)
+        self.sync(found)
+        return history_embed(found)
 
     @discord.ui.button(label="Newer", emoji="\N{BLACK LEFT-POINTING TRIANGLE}")
     async def previous(self, interaction: discord.Interaction, _: discord.ui.Button) -> None:
-        self.page = max(0, self.page - 1)
-        await self._show(interaction)
+        await interaction.response.edit_message(embed=await self.load(self.page - 1), view=self)
 
     @discord.ui.button(label="Older", emoji="\N{BLACK RIGHT-POINTING TRIANGLE}")
     async def next(self, interaction: discord.Interaction, _: discord.ui.Button) -> None:
-        self.page = min(self.pages - 1, self.page + 1)
-        await self._show(interaction)
+        await interaction.response.edit_message(embed=await self.load(self.page + 1), view=self)
 
 
 class History(commands.Cog):
@@ -142,12 +117,8 @@ class History(commands.Cog):
     @app_commands.guild_only()
     async def history(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
-        total = await db.history_count(self.bot.database, interaction.guild_id, interaction.user.id)
-        embed, undelivered = await history_page(
-            self.bot, interaction.guild_id, interaction.user.id, 0
-        )
-        view = HistoryPager(self.bot, interaction.guild_id, interaction.user.id, total)
-        view.sync(undelivered)
+        view = HistoryPager(self.bot, interaction.guild_id, interaction.user.id)
+        embed = await view.load(0)
         await interaction.response.send_message(embed=embed, view=view, ephemeral=True)
 
 

@@ -8,7 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs._flow import role_ids_of
+from cogs._adapter import role_ids_of
 from cogs._quota_render import quota_embed
 
 if TYPE_CHECKING:
@@ -24,16 +24,10 @@ class Quotas(commands.Cog):
     @app_commands.command(name="quota", description="How many credits you have left for edits")
     @app_commands.guild_only()
     async def quota(self, interaction: discord.Interaction) -> None:
-        guild_id = interaction.guild_id or 0
-        user_id = interaction.user.id
-        ledger = self.bot.ledger
-        status = await ledger.status(guild_id, user_id, role_ids_of(interaction.user))
-        embed = quota_embed(
-            status,
-            cost=await self.bot.pipeline.meter.expected_cost(),
-            block=await ledger.block_of(guild_id, user_id),
-            halted_reason=self.bot.health.halted_reason,
+        view = await self.bot.core.quota_view(
+            interaction.guild_id or 0, interaction.user.id, role_ids_of(interaction.user)
         )
+        embed = quota_embed(view)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
 

@@ -14,6 +14,7 @@ import pytest
 from bot import db
 from bot.client import KontextBot
 from bot.config import Settings
+from bot.db import messages
 from tests.fake_discord import FLAG_EPHEMERAL, FLAG_LOADING, FakeDiscord
 from tests.fake_segmind import FakeSegmind
 from tests.helpers import LocalServer, make_image
@@ -132,7 +133,7 @@ class Harness:
         in the channel, or a message sent through the interaction (an ephemeral error)."""
 
         async def final() -> dict[str, Any] | None:
-            row = await self.bot.database.fetchone(
+            row = await self.bot.core.database.fetchone(
                 "SELECT result_message_id FROM generations WHERE interaction_id = ?",
                 (interaction_id,),
             )
@@ -196,7 +197,7 @@ class Harness:
         ):
             return message
         await self.discord.wait_for(
-            lambda: db.result_message(self.bot.database, int(message["id"])),
+            lambda: messages.result_message(self.bot.core.database, int(message["id"])),
             message="the result to be recorded",
         )
         return message

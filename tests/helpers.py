@@ -15,10 +15,10 @@ from aiohttp import web
 from PIL import Image, PngImagePlugin
 
 from bot.credits import Cost
-from bot.db import NewGeneration
+from bot.db.generations import NewGeneration
 from bot.images import InputImage
 from bot.params import build_params
-from bot.pipeline import EditOutcome, EditRequest
+from bot.requests import EditOutcome, EditRequest
 
 
 def make_image(

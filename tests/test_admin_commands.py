@@ -61,7 +61,7 @@ async def private(answer: dict[str, Any]) -> dict[str, Any]:
 
 
 async def audit(h: Harness) -> list[tuple[Any, ...]]:
-    rows = await h.bot.database.fetchall(
+    rows = await h.bot.core.database.fetchall(
         "SELECT actor_id, action, target, before, after FROM audit_log ORDER BY id"
     )
     return [tuple(r) for r in rows]
@@ -94,16 +94,17 @@ EVERY_SUBCOMMAND: list[tuple[list[str], dict[str, Any]]] = [
 async def test_admin_commands_are_refused_to_members_even_when_invoked_directly(
     h: Harness, permissions: int | None
 ) -> None:
-    h.bot.health.halt(segmind.OUT_OF_CREDITS)  # so a wrongful /admin resume would show
+    # So that a wrongful /admin resume would show:
+    h.bot.core.health.api_failed(segmind.InsufficientCredits(segmind.OUT_OF_CREDITS, status=406))
     for subcommand, options in EVERY_SUBCOMMAND:
         answer = await admin(h, *subcommand, user_id=MEMBER_ID, permissions=permissions, **options)
         assert answer["flags"] & FLAG_EPHEMERAL, subcommand
         assert answer["content"] == NO_PERMISSION, subcommand
         assert not answer["embeds"] and not answer["attachments"], subcommand
     for table in ADMIN_TABLES:
-        assert await h.bot.database.fetchall(f"SELECT * FROM {table}") == [], table  # noqa: S608
+        assert await h.bot.core.database.fetchall(f"SELECT * FROM {table}") == [], table  # noqa: S608
     assert api_calls(h) == 0  # not even /admin check reached the API
-    assert h.bot.health.halted_reason == segmind.OUT_OF_CREDITS
+    assert h.bot.core.health.halted_reason == segmind.OUT_OF_CREDITS
 
 
 async def test_admin_commands_are_hidden_from_members_by_default(h: Harness) -> None:
@@ -161,9 +162,9 @@ async def test_quota_set_show_clear_and_default(h: Harness) -> None:
     shown = await admin(h, "quota", "show", member=user_opt(MEMBER_ID))
     assert fields(shown)["Used this week"] == "0.04 of 1.50 credits"
 
-    rows = await h.bot.database.fetchall("SELECT * FROM guild_quotas")
+    rows = await h.bot.core.database.fetchall("SELECT * FROM guild_quotas")
     assert [tuple(r) for r in rows] == [(GUILD_ID, 1.5, "week")]
-    assert await h.bot.database.fetchall("SELECT * FROM member_quotas") == []
+    assert await h.bot.core.database.fetchall("SELECT * FROM member_quotas") == []
     assert await audit(h) == [
         (ADMIN_ID, "quota.member", "member:5001", "none", "2.00"),
         (ADMIN_ID, "quota.member.clear", "member:5001", "2.00", "none"),
@@ -185,7 +186,7 @@ async def test_quota_role_and_reset(h: Harness) -> None:
         "Cleared <@5001>'s usage this period (used 0.08). They have 0.08 credits left."
     )
     assert "Cost" in fields(await h.answer(await h.edit("three")))  # editing again
-    resets = await h.bot.database.fetchall("SELECT guild_id, user_id FROM usage_resets")
+    resets = await h.bot.core.database.fetchall("SELECT guild_id, user_id FROM usage_resets")
     assert [tuple(r) for r in resets] == [(GUILD_ID, MEMBER_ID)]
     assert [a[1:] for a in await audit(h)] == [
         ("quota.role", "role:7001", "none", "0.08"),
@@ -200,7 +201,7 @@ async def test_block_and_unblock(h: Harness) -> None:
     assert answer["content"] == "<@5001> can't start edits now; they'll be told so if they try."
     refused = await h.answer(await h.edit("x"))
     assert "Reason: spamming edits" in refused["content"]
-    rows = await h.bot.database.fetchall("SELECT user_id, reason, blocked_by FROM blocks")
+    rows = await h.bot.core.database.fetchall("SELECT user_id, reason, blocked_by FROM blocks")
     assert [tuple(r) for r in rows] == [(MEMBER_ID, "spamming edits", ADMIN_ID)]
 
     answer = await private(await admin(h, "unblock", member=user_opt(MEMBER_ID)))
@@ -263,7 +264,7 @@ async def test_credits_shows_balance_spend_and_what_no_member_paid_for(h: Harnes
     )
     assert "0.16  ████████████████" in shown["Last 7 days (UTC)"]
     assert shown["At this rate"] == "about 624 days at 0.16 a day"
-    charged = await h.bot.database.fetchone(
+    charged = await h.bot.core.database.fetchone(
         "SELECT SUM(amount) FROM charges WHERE state = 'committed'"
     )
     assert charged[0] == pytest.approx(0.12)
@@ -281,7 +282,7 @@ async def test_alerts_channel_is_set_checked_and_audited(h: Harness) -> None:
     assert answer["content"].startswith("Alerts will go to <#4244>")
     off = await private(await admin(h, "alerts"))
     assert off["content"] == "Alerts are off for this server. (before: channel:4244)"
-    rows = await h.bot.database.fetchall("SELECT guild_id, alerts_channel_id FROM guild_settings")
+    rows = await h.bot.core.database.fetchall("SELECT guild_id, alerts_channel_id FROM guild_settings")
     assert [tuple(r) for r in rows] == [(GUILD_ID, None)]
     assert [a[3:] for a in await audit(h)] == [("off", "channel:4244"), ("channel:4244", "off")]
 
@@ -298,7 +299,7 @@ async def test_a_rejected_key_stops_all_calls_until_an_admin_check_succeeds(
     await admin(h, "alerts", channel=channel_opt(ALERTS_CHANNEL_ID))
     h.segmind.api_key = "revoked"
     await h.answer(await h.edit("one"))
-    h.bot.health._clock = lambda: float("inf")  # long past the probe interval
+    h.bot.core.health.clock = lambda: float("inf")  # long past the probe interval
     answer = await h.answer(await h.edit("two"))
     assert "can't edit images right now" in answer["content"]
     assert api_calls(h) == 1  # no probe: a rejected key does not fix itself
@@ -317,7 +318,7 @@ async def test_a_rejected_key_stops_all_calls_until_an_admin_check_succeeds(
     assert not check.json["input_image"].startswith("http")  # a tiny PNG, sent inline
     assert "Cost" in fields(await h.answer(await h.edit("three")))
 
-    await h.bot.alerts.drain()
+    await h.bot.core.alerts.drain()
     [alert] = h.channel_messages(ALERTS_CHANNEL_ID)
     assert "rejected the bot's API key" in alert["content"]
     assert [a[1:] for a in await audit(h)][1:] == [
@@ -335,7 +336,7 @@ async def test_resume_clears_the_halt_without_a_call(h: Harness) -> None:
     answer = await private(await admin(h, "resume"))
     assert answer["content"].startswith("Edits can run again. No request was sent")
     assert api_calls(h) == 1
-    assert h.bot.health.halted_reason is None
+    assert h.bot.core.health.halted_reason is None
     assert "Cost" in fields(await h.answer(await h.edit("two")))
     assert [a[1:] for a in await audit(h)] == [
         ("api.resume", "api", segmind.OUT_OF_CREDITS, "running"),
@@ -359,10 +360,10 @@ async def test_a_check_under_the_reserve_keeps_edits_paused_without_a_new_alert(
         "is still under the reserve of 99.95, so new edits stay paused. Top up, then run "
         "`/admin check` again."
     )
-    assert h.bot.health.halted_reason == "account balance 99.88 is under the reserve 99.95"
+    assert h.bot.core.health.halted_reason == "account balance 99.88 is under the reserve 99.95"
     assert "can't edit" in (await h.answer(await h.edit("four")))["content"]
     assert api_calls(h) == 3  # two edits and the check
-    await h.bot.alerts.drain()
+    await h.bot.core.alerts.drain()
     assert len(h.channel_messages(ALERTS_CHANNEL_ID)) == 1  # still the same incident
 
 
@@ -370,9 +371,9 @@ async def test_a_check_that_meets_an_empty_account_keeps_edits_paused(h: Harness
     h.segmind.credits = 0
     answer = await private(await admin(h, "check"))
     assert answer["content"].startswith("The key works, but Segmind says the account is out")
-    assert h.bot.health.halted_reason == segmind.OUT_OF_CREDITS
+    assert h.bot.core.health.halted_reason == segmind.OUT_OF_CREDITS
     assert "can't edit" in (await h.answer(await h.edit("one")))["content"]
-    readings = await h.bot.database.fetchall("SELECT * FROM credit_readings")
+    readings = await h.bot.core.database.fetchall("SELECT * FROM credit_readings")
     assert readings == [] and api_calls(h) == 1
     assert [a[1:] for a in await audit(h)] == [
         ("api.check", "api", "running", f"HTTP 406: {segmind.OUT_OF_CREDITS}"),

@@ -1,16 +1,14 @@
-"""Admin alerts: once per incident, a cooldown per kind, and the watchers that raise them."""
+"""Operator alerts: once per incident, a cooldown per kind, and the health rules that
+raise them (halts, a low balance, a run of failures at the API)."""
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 
-from bot import alerts, segmind
-from bot.alerts import Alert, Alerts, ApiWatch, BalanceWatch, halt_kind
-from bot.health import ServiceHealth
-from bot.keycheck import floor_reason
-from bot.params import build_params
+from bot import segmind
+from bot.alerts import Alerts
+from bot.health import Incident, IncidentKind, ServiceHealth
+from cogs._alert_text import alert_text
 
 
 class Clock:
@@ -27,146 +25,157 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def sent() -> list[Alert]:
+def sent() -> list[Incident]:
     return []
 
 
 @pytest.fixture
-def hub(clock: Clock, sent: list[Alert]) -> Alerts:
+def hub(clock: Clock, sent: list[Incident]) -> Alerts:
     hub = Alerts(cooldown_s=600, clock=clock)
 
-    async def sink(alert: Alert) -> None:
-        sent.append(alert)
+    async def sink(incident: Incident) -> None:
+        sent.append(incident)
 
     hub.sinks.append(sink)
     return hub
 
 
+def watched(hub: Alerts, clock: Clock, **options: float) -> ServiceHealth:
+    """A ServiceHealth whose incidents go to `hub`, as the core wires them."""
+    health = ServiceHealth(probe_interval_s=300, clock=clock, **options)  # type: ignore[arg-type]
+    health.incident_hooks.append(hub.notify)
+    return health
+
+
+LOW = IncidentKind.LOW_BALANCE
+KEY = IncidentKind.KEY_REJECTED
+
+
 async def test_an_alert_kind_is_sent_once_per_cooldown(
-    hub: Alerts, clock: Clock, sent: list[Alert]
+    hub: Alerts, clock: Clock, sent: list[Incident]
 ) -> None:
-    assert hub.notify("low_balance", "low") is True
-    assert hub.notify("low_balance", "still low") is False
-    assert hub.notify("key_rejected", "key") is True  # another kind is not held back
+    assert hub.notify(Incident(LOW, "low")) is True
+    assert hub.notify(Incident(LOW, "still low")) is False
+    assert hub.notify(Incident(KEY, "key")) is True  # another kind is not held back
     clock.now += 599
-    assert hub.notify("low_balance", "low again") is False
+    assert hub.notify(Incident(LOW, "low again")) is False
     clock.now += 1
-    assert hub.notify("low_balance", "low again") is True
+    assert hub.notify(Incident(LOW, "low again")) is True
     await hub.drain()
-    assert [(a.kind, a.text) for a in sent] == [
-        ("low_balance", "low"),
-        ("key_rejected", "key"),
-        ("low_balance", "low again"),
+    assert [(a.kind, a.detail) for a in sent] == [
+        (LOW, "low"),
+        (KEY, "key"),
+        (LOW, "low again"),
     ]
 
 
 async def test_a_failing_sink_never_breaks_the_caller(
-    hub: Alerts, sent: list[Alert], caplog: pytest.LogCaptureFixture
+    hub: Alerts, sent: list[Incident], caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def broken(alert: Alert) -> None:
+    async def broken(incident: Incident) -> None:
         raise RuntimeError("channel gone")
 
     hub.sinks.insert(0, broken)
-    hub.notify("halted", "paused")
+    hub.notify(Incident(IncidentKind.OUT_OF_CREDITS, "paused"))
     await hub.drain()
-    assert [a.kind for a in sent] == ["halted"]
-    assert "Could not deliver alert halted" in caplog.text
+    assert [a.kind for a in sent] == [IncidentKind.OUT_OF_CREDITS]
+    assert "Could not deliver alert out_of_credits" in caplog.text
 
 
 @pytest.mark.parametrize(
-    ("reason", "kind", "words"),
+    ("cause", "kind", "words"),
     [
-        (segmind.KEY_REJECTED, alerts.KEY_REJECTED, "rejected the bot's API key"),
-        (segmind.OUT_OF_CREDITS, alerts.OUT_OF_CREDITS, "out of credits"),
-        (floor_reason(1.5, 2.0), alerts.ACCOUNT_FLOOR, "account balance 1.50 is under the"),
-        ("something new", alerts.HALTED, "Edits are paused: something new."),
+        (segmind.AuthError(segmind.KEY_REJECTED, status=401), KEY, "rejected the bot's API key"),
+        (
+            segmind.InsufficientCredits(segmind.OUT_OF_CREDITS, status=406),
+            IncidentKind.OUT_OF_CREDITS,
+            "out of credits",
+        ),
+        (1.5, IncidentKind.ACCOUNT_FLOOR, "account balance 1.50 is under the reserve 2.00"),
     ],
 )
-async def test_each_halt_reason_names_its_incident(
-    hub: Alerts, sent: list[Alert], reason: str, kind: str, words: str
+async def test_each_halt_names_its_incident(
+    hub: Alerts, clock: Clock, sent: list[Incident], cause: object, kind: str, words: str
 ) -> None:
-    assert halt_kind(reason) == kind
-    hub.on_halt(reason)
+    health = watched(hub, clock, reserve=2.0)
+    if isinstance(cause, segmind.SegmindError):
+        health.api_failed(cause)
+    else:
+        health.check_floor(cause)  # type: ignore[arg-type]
     await hub.drain()
-    [alert] = sent
-    assert alert.kind == kind
-    assert words in alert.text
+    [incident] = sent
+    assert incident.kind == kind and health.halted == incident
+    assert words in alert_text(incident)
 
 
-async def test_low_balance_alerts_once_until_a_top_up(sent: list[Alert]) -> None:
-    hub = Alerts(cooldown_s=0)
+async def test_low_balance_alerts_once_until_a_top_up(clock: Clock, sent: list[Incident]) -> None:
+    hub = Alerts(cooldown_s=0, clock=clock)
 
-    async def sink(alert: Alert) -> None:
-        sent.append(alert)
+    async def sink(incident: Incident) -> None:
+        sent.append(incident)
 
     hub.sinks.append(sink)
-    watch = BalanceWatch(hub, threshold=5.0)
+    health = watched(hub, clock, low_balance=5.0)
     for balance in (6.0, 4.96, 4.92, 4.88):
-        watch.seen(balance)
-    watch.seen(20.0)  # topped up: the incident is over
-    watch.seen(4.5)  # a new one
+        health.balance_seen(balance)
+    health.balance_seen(20.0)  # topped up: the incident is over
+    health.balance_seen(4.5)  # a new one
     await hub.drain()
-    assert [a.text.split(" credits")[0] for a in sent] == [
+    assert [alert_text(a).split(" credits")[0] for a in sent] == [
         "The Segmind balance is down to 4.96",
         "The Segmind balance is down to 4.50",
     ]
-    BalanceWatch(hub, threshold=0).seen(0.01)  # 0 turns the alert off
+    watched(hub, clock, low_balance=0).balance_seen(0.01)  # 0 turns the alert off
     await hub.drain()
     assert len(sent) == 2
 
 
-class ScriptedApi:
-    model = "flux-kontext-dev"
-
-    def __init__(self, *outcomes: BaseException | None) -> None:
-        self.outcomes = list(outcomes)
-
-    async def edit(self, input_image: str, params: object) -> segmind.EditResult:
-        outcome = self.outcomes.pop(0)
-        if outcome is not None:
-            raise outcome
-        return object()  # type: ignore[return-value]
-
-
-async def run(watch: ApiWatch, times: int) -> None:
-    for _ in range(times):
-        with contextlib.suppress(segmind.SegmindError):
-            await watch.edit("x", build_params("p", seed=1))
-
-
 async def test_repeated_api_failures_alert_once_per_streak(
-    hub: Alerts, clock: Clock, sent: list[Alert]
+    hub: Alerts, clock: Clock, sent: list[Incident]
 ) -> None:
+    health = watched(hub, clock, streak=3)
     down = segmind.ServerError("the API failed with status 500", status=500)
-    api = ScriptedApi(down, down, None, down, down, down, down, down)
-    watch = ApiWatch(api, hub, ServiceHealth(), streak=3)
-    await run(watch, 3)  # two failures, then a success resets the count
-    assert watch.failures == 0
-    await run(watch, 5)
+    health.api_failed(down)
+    health.api_failed(down)
+    health.call_succeeded()  # a success resets the count
+    for _ in range(5):
+        health.api_failed(down)
     await hub.drain()
     [alert] = sent
-    assert alert.kind == alerts.API_FAILURES
+    assert alert.kind == IncidentKind.API_FAILURES
     assert "The last 3 edits failed at Segmind (latest: the API failed with status 500)" in (
-        alert.text
+        alert_text(alert)
     )
-    assert watch.model == "flux-kontext-dev"
+    assert health.halted is None  # an outage is reported, not a halt
+
+
+async def test_a_refused_request_breaks_the_streak(
+    hub: Alerts, clock: Clock, sent: list[Incident]
+) -> None:
+    health = watched(hub, clock, streak=3)
+    down = segmind.ServerError("the API failed with status 500", status=500)
+    health.api_failed(down)
+    health.api_failed(down)
+    health.api_failed(segmind.BadRequest("bad prompt", status=422))  # the API itself is up
+    health.api_failed(down)
+    await hub.drain()
+    assert sent == []
 
 
 async def test_a_rejected_key_stops_every_call_including_probes_until_an_admin_acts(
     hub: Alerts, clock: Clock
 ) -> None:
-    health = ServiceHealth(probe_interval_s=300, clock=clock)
-    watch = ApiWatch(ScriptedApi(segmind.AuthError(segmind.KEY_REJECTED, status=401)), hub, health)
-    await run(watch, 1)
-    health.halt(segmind.KEY_REJECTED)  # what the pipeline does next
+    health = watched(hub, clock)
+    health.api_failed(segmind.AuthError(segmind.KEY_REJECTED, status=401))
     clock.now += 3600
     assert health.allow_call() is False  # no probe for a key that will not fix itself
     health.resume()
     assert health.allow_call() is True and health.needs_admin is False
 
 
-async def test_other_halts_still_probe(clock: Clock) -> None:
-    health = ServiceHealth(probe_interval_s=300, clock=clock)
-    health.halt(segmind.OUT_OF_CREDITS)
+async def test_other_halts_still_probe(hub: Alerts, clock: Clock) -> None:
+    health = watched(hub, clock)
+    health.api_failed(segmind.InsufficientCredits(segmind.OUT_OF_CREDITS, status=406))
+    assert health.allow_call() is False
     clock.now += 300
     assert health.allow_call() is True

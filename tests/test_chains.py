@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from bot import db
+from bot.db import generations, messages
 from tests.conftest import CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
 from tests.fake_discord import FLAG_EPHEMERAL
 from tests.helpers import make_image, open_image
@@ -31,7 +31,7 @@ def image_of(h: Harness, message: dict) -> bytes:
 
 
 async def rows(h: Harness) -> list[dict]:
-    return [dict(r) for r in await h.bot.database.fetchall("SELECT * FROM generations ORDER BY id")]
+    return [dict(r) for r in await h.bot.core.database.fetchall("SELECT * FROM generations ORDER BY id")]
 
 
 async def first_result(h: Harness, prompt: str = "make it night", **options: object) -> dict:
@@ -66,7 +66,7 @@ async def test_a_three_step_chain_of_replies_links_every_step(h: Harness) -> Non
     g1, g2, g3 = await rows(h)
     assert (g1["parent_id"], g2["parent_id"], g3["parent_id"]) == (None, g1["id"], g2["id"])
     assert g2["source"] == g3["source"] == "reply"
-    assert await db.chain_step(h.bot.database, g3["id"]) == 3
+    assert await generations.chain_step(h.bot.core.database, g3["id"]) == 3
     # Twice inverted by the stand-in: step 3 is the inverse of step 2.
     assert open_image(image_of(h, step3)).convert("RGB").getpixel((10, 10)) == tuple(
         255 - c for c in open_image(image_of(h, step2)).convert("RGB").getpixel((10, 10))
@@ -168,7 +168,7 @@ async def test_a_reply_to_a_deleted_result_gets_a_clear_answer(h: Harness) -> No
         {"id": step1["id"], "channel_id": str(CHANNEL_ID), "guild_id": str(GUILD_ID)},
     )
     await h.discord.wait_for(
-        lambda: h.bot.database.fetchone(
+        lambda: h.bot.core.database.fetchone(
             "SELECT deleted_at FROM result_messages WHERE message_id = ?", (message_id,)
         )
     )
@@ -273,7 +273,7 @@ async def test_edit_again_asks_for_the_next_instruction_in_a_modal(h: Harness) -
 async def test_buttons_work_after_a_restart_on_the_same_database(h: Harness) -> None:
     step1 = await first_result(h)
     step2 = await h.reply_answer(await h.reply(step1, "add snow"))
-    await h.discord.wait_for(lambda: db.result_message(h.bot.database, int(step2["id"])))
+    await h.discord.wait_for(lambda: messages.result_message(h.bot.core.database, int(step2["id"])))
     await h.restart()
     await h.click(step2, "undo")
     await h.discord.wait_for(
@@ -371,13 +371,11 @@ async def test_a_result_after_the_token_expired_is_posted_with_a_ping(h: Harness
 
 
 async def test_a_result_discord_would_not_take_is_kept_and_history_delivers_it(
-    h: Harness, monkeypatch: pytest.MonkeyPatch
+    h: Harness,
 ) -> None:
-    from cogs import _flow
-
-    monkeypatch.setattr(_flow, "DELIVERY_BACKOFF_S", 0.01)
+    h.bot.core.delivery.backoff_s = 0.01
     h.discord.fail_next(
-        "POST", rf"^/channels/{CHANNEL_ID}/messages$", 503, times=_flow.DELIVERY_ATTEMPTS
+        "POST", rf"^/channels/{CHANNEL_ID}/messages$", 503, times=h.bot.core.delivery.attempts
     )
     told = await h.answer(await h.edit("upload fails", h.upload(make_image(300, 200))))
     assert told["flags"] & FLAG_EPHEMERAL and "/history" in told["content"]
@@ -427,7 +425,7 @@ async def test_a_server_can_keep_iteration_to_each_results_author(h: Harness) ->
     assert len(api_calls(h)) == 1
     # The author still can; and the change is audited.
     assert (await h.reply_answer(await h.reply(step1, "still mine")))["attachments"]
-    [audit] = await h.bot.database.fetchall("SELECT action, before, after FROM audit_log")
+    [audit] = await h.bot.core.database.fetchall("SELECT action, before, after FROM audit_log")
     assert tuple(audit) == ("iteration", "default", "only the author")
 
 
@@ -447,17 +445,15 @@ async def test_a_failure_after_the_token_expired_is_told_in_the_channel(h: Harne
 
 
 async def test_a_result_paid_for_but_not_posted_before_a_crash_is_delivered_at_start_up(
-    h: Harness, monkeypatch: pytest.MonkeyPatch
+    h: Harness,
 ) -> None:
-    from cogs import _flow
-
-    monkeypatch.setattr(_flow, "DELIVERY_BACKOFF_S", 0.01)
+    h.bot.core.delivery.backoff_s = 0.01
     h.discord.fail_next(
-        "POST", rf"^/channels/{CHANNEL_ID}/messages$", 503, times=_flow.DELIVERY_ATTEMPTS
+        "POST", rf"^/channels/{CHANNEL_ID}/messages$", 503, times=h.bot.core.delivery.attempts
     )
     await h.answer(await h.edit("crash before posting"))
     # As if the process had died during the upload: the job is still 'running'.
-    await h.bot.database.write("UPDATE jobs SET state = 'running', finished_at = NULL")
+    await h.bot.core.database.write("UPDATE jobs SET state = 'running', finished_at = NULL")
     await h.restart()
     delivered = await h.discord.wait_for(
         lambda: [
@@ -467,10 +463,10 @@ async def test_a_result_paid_for_but_not_posted_before_a_crash_is_delivered_at_s
     )  # fmt: skip
     assert len(delivered) == 1
     await h.discord.wait_for(
-        lambda: h.bot.database.fetchone("SELECT 1 FROM jobs WHERE state = 'done'")
+        lambda: h.bot.core.database.fetchone("SELECT 1 FROM jobs WHERE state = 'done'")
     )
     [row] = await rows(h)
     assert row["result_message_id"] == int(delivered[0]["id"]) and row["result_path"] is None
-    [charge] = await h.bot.database.fetchall("SELECT state FROM charges")
+    [charge] = await h.bot.core.database.fetchall("SELECT state FROM charges")
     assert charge[0] == "committed"
     assert len(api_calls(h)) == 1

@@ -9,6 +9,8 @@ import pytest
 
 from bot import db
 from bot.credits import Cost, CreditMeter
+from bot.db import credits as credit_readings
+from bot.db import generations
 from bot.params import build_params
 from bot.segmind import InvalidResponse, SegmindClient
 from tests.conftest import API_KEY
@@ -24,12 +26,12 @@ def meter_for(conn: db.Database, fallback: float = FALLBACK) -> CreditMeter:
 
 
 async def new_generation(conn: db.Database, model: str = MODEL) -> int:
-    return await db.insert_generation(conn, make_new_generation(model=model))
+    return await generations.insert(conn, make_new_generation(model=model))
 
 
 async def succeeded(conn: db.Database, cost: float, source: str, model: str = MODEL) -> int:
     gen_id = await new_generation(conn, model)
-    await db.mark_succeeded(
+    await generations.mark_succeeded(
         conn,
         gen_id,
         api_seed=None,
@@ -70,7 +72,7 @@ async def test_a_stored_reading_is_the_known_balance_but_not_a_baseline_for_cost
     conn: db.Database,
 ) -> None:
     # Left by an earlier run: calls that run stopped may have been billed since.
-    await db.add_credit_reading(conn, 100.0, None)
+    await credit_readings.add_credit_reading(conn, 100.0, None)
     meter = meter_for(conn)
     await meter.load()
     assert meter.last_balance == 100.0  # the account floor holds from start-up
@@ -281,7 +283,7 @@ async def test_readings_are_stored_with_their_generation_ids(conn: db.Database) 
             meter.start(), generation_id=gen_id, remaining=remaining, header_cost=None
         )
     assert await readings(conn) == [(100.0, g1), (99.92, g3)]
-    assert await db.last_credit_reading(conn) == 99.92
+    assert await credit_readings.last_credit_reading(conn) == 99.92
 
 
 async def test_a_new_meter_measures_drops_from_its_own_first_reading(conn: db.Database) -> None:

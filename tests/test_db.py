@@ -12,6 +12,8 @@ import aiosqlite
 import pytest
 
 from bot import db
+from bot.db import connection, generations, messages
+from bot.db import credits as credit_readings
 from bot.params import build_params
 from tests.helpers import make_new_generation
 
@@ -50,19 +52,19 @@ async def test_connect_applies_every_migration(conn: db.Database) -> None:
 async def test_connect_turns_on_wal_foreign_keys_and_busy_timeout(conn: db.Database) -> None:
     assert await scalar(conn.conn, "PRAGMA journal_mode") == "wal"
     assert await scalar(conn.conn, "PRAGMA foreign_keys") == 1
-    assert await scalar(conn.conn, "PRAGMA busy_timeout") == db.BUSY_TIMEOUT_MS
+    assert await scalar(conn.conn, "PRAGMA busy_timeout") == connection.BUSY_TIMEOUT_MS
 
 
 async def test_foreign_keys_are_enforced(conn: db.Database) -> None:
     with pytest.raises(sqlite3.IntegrityError):
-        await db.add_credit_reading(conn, 10.0, generation_id=999)
+        await credit_readings.add_credit_reading(conn, 10.0, generation_id=999)
     with pytest.raises(sqlite3.IntegrityError):
-        await db.insert_generation(conn, make_new_generation(parent_id=999))
+        await generations.insert(conn, make_new_generation(parent_id=999))
 
 
 async def test_reconnect_is_idempotent_and_keeps_data(db_path: Path) -> None:
     first = await db.connect(db_path)
-    gen_id = await db.insert_generation(first, make_new_generation())
+    gen_id = await generations.insert(first, make_new_generation())
     version = await scalar(first.conn, "PRAGMA user_version")
     await first.close()
 
@@ -70,7 +72,7 @@ async def test_reconnect_is_idempotent_and_keeps_data(db_path: Path) -> None:
     try:
         assert await scalar(second.conn, "PRAGMA user_version") == version
         assert await db.migrate(second.conn) == version
-        row = await db.get_generation(second, gen_id)
+        row = await generations.get(second, gen_id)
         assert row is not None
         assert row.prompt == "make it night"
     finally:
@@ -195,8 +197,8 @@ async def test_migration_name_without_a_number_is_refused(
 
 async def test_insert_then_get_round_trips_a_pending_generation(conn: db.Database) -> None:
     before = time.time()
-    gen_id = await db.insert_generation(conn, make_new_generation(guild_id=None))
-    row = await db.get_generation(conn, gen_id)
+    gen_id = await generations.insert(conn, make_new_generation(guild_id=None))
+    row = await generations.get(conn, gen_id)
     assert row is not None
     assert row.id == gen_id
     assert row.guild_id is None  # a DM
@@ -227,21 +229,21 @@ async def test_insert_then_get_round_trips_a_pending_generation(conn: db.Databas
 
 
 async def test_get_generation_of_an_unknown_id_is_none(conn: db.Database) -> None:
-    assert await db.get_generation(conn, 12345) is None
+    assert await generations.get(conn, 12345) is None
 
 
 async def test_parent_link_is_stored(conn: db.Database) -> None:
-    parent = await db.insert_generation(conn, make_new_generation())
-    child = await db.insert_generation(conn, make_new_generation(parent_id=parent, source="reply"))
-    row = await db.get_generation(conn, child)
+    parent = await generations.insert(conn, make_new_generation())
+    child = await generations.insert(conn, make_new_generation(parent_id=parent, source="reply"))
+    row = await generations.get(conn, child)
     assert row is not None
     assert row.parent_id == parent
     assert row.source == "reply"
 
 
 async def test_mark_succeeded_records_the_outcome(conn: db.Database) -> None:
-    gen_id = await db.insert_generation(conn, make_new_generation())
-    await db.mark_succeeded(
+    gen_id = await generations.insert(conn, make_new_generation())
+    await generations.mark_succeeded(
         conn,
         gen_id,
         api_seed=1234,
@@ -252,7 +254,7 @@ async def test_mark_succeeded_records_the_outcome(conn: db.Database) -> None:
         remaining_credits=99.96,
         reencoded=True,
     )
-    row = await db.get_generation(conn, gen_id)
+    row = await generations.get(conn, gen_id)
     assert row is not None
     assert row.status == "succeeded"
     assert (row.api_time_s, row.cost, row.cost_source) == (11.5, 0.04, "balance_drop")
@@ -267,9 +269,9 @@ async def test_mark_succeeded_records_the_outcome(conn: db.Database) -> None:
 
 
 async def test_unknown_cost_source_is_refused_by_the_schema(conn: db.Database) -> None:
-    gen_id = await db.insert_generation(conn, make_new_generation())
+    gen_id = await generations.insert(conn, make_new_generation())
     with pytest.raises(sqlite3.IntegrityError):
-        await db.mark_succeeded(
+        await generations.mark_succeeded(
             conn,
             gen_id,
             api_seed=None,
@@ -283,9 +285,9 @@ async def test_unknown_cost_source_is_refused_by_the_schema(conn: db.Database) -
 
 
 async def test_mark_failed_records_a_truncated_reason(conn: db.Database) -> None:
-    gen_id = await db.insert_generation(conn, make_new_generation())
-    await db.mark_failed(conn, gen_id, "ServerError: " + "x" * 1000)
-    row = await db.get_generation(conn, gen_id)
+    gen_id = await generations.insert(conn, make_new_generation())
+    await generations.mark_failed(conn, gen_id, "ServerError: " + "x" * 1000)
+    row = await generations.get(conn, gen_id)
     assert row is not None
     assert row.status == "failed"
     assert row.failure_reason is not None
@@ -295,8 +297,8 @@ async def test_mark_failed_records_a_truncated_reason(conn: db.Database) -> None
 
 
 async def test_mark_failed_never_overwrites_a_finished_generation(conn: db.Database) -> None:
-    gen_id = await db.insert_generation(conn, make_new_generation())
-    await db.mark_succeeded(
+    gen_id = await generations.insert(conn, make_new_generation())
+    await generations.mark_succeeded(
         conn,
         gen_id,
         api_seed=1,
@@ -307,20 +309,20 @@ async def test_mark_failed_never_overwrites_a_finished_generation(conn: db.Datab
         remaining_credits=None,
         reencoded=False,
     )
-    await db.mark_failed(conn, gen_id, "late error")
-    row = await db.get_generation(conn, gen_id)
+    await generations.mark_failed(conn, gen_id, "late error")
+    row = await generations.get(conn, gen_id)
     assert row is not None
     assert row.status == "succeeded"
     assert row.failure_reason is None
 
 
 async def test_record_delivery_stores_where_the_result_was_posted(conn: db.Database) -> None:
-    gen_id = await db.insert_generation(conn, make_new_generation())
+    gen_id = await generations.insert(conn, make_new_generation())
     url = "https://cdn.discordapp.com/attachments/4243/777/kontext-1.png"
-    await db.record_delivery(
+    await messages.record_delivery(
         conn, gen_id, channel_id=4243, message_id=777, attachment_id=778, url=url
     )
-    row = await db.get_generation(conn, gen_id)
+    row = await generations.get(conn, gen_id)
     assert row is not None
     assert (row.result_message_id, row.result_url) == (777, url)
     cur = await conn.execute(
@@ -330,9 +332,9 @@ async def test_record_delivery_stores_where_the_result_was_posted(conn: db.Datab
 
 
 async def test_fail_interrupted_fails_only_pending_rows(conn: db.Database) -> None:
-    pending = [await db.insert_generation(conn, make_new_generation()) for _ in range(2)]
-    done = await db.insert_generation(conn, make_new_generation())
-    await db.mark_succeeded(
+    pending = [await generations.insert(conn, make_new_generation()) for _ in range(2)]
+    done = await generations.insert(conn, make_new_generation())
+    await generations.mark_succeeded(
         conn,
         done,
         api_seed=1,
@@ -343,31 +345,31 @@ async def test_fail_interrupted_fails_only_pending_rows(conn: db.Database) -> No
         remaining_credits=None,
         reencoded=False,
     )
-    failed = await db.insert_generation(conn, make_new_generation())
-    await db.mark_failed(conn, failed, "BadRequest: nope")
+    failed = await generations.insert(conn, make_new_generation())
+    await generations.mark_failed(conn, failed, "BadRequest: nope")
 
-    assert await db.fail_interrupted(conn) == 2
+    assert await generations.fail_interrupted(conn) == 2
 
     for gen_id in pending:
-        row = await db.get_generation(conn, gen_id)
+        row = await generations.get(conn, gen_id)
         assert row is not None
         assert (row.status, row.failure_reason) == ("failed", "interrupted")
         assert row.finished_at is not None
-    done_row = await db.get_generation(conn, done)
-    failed_row = await db.get_generation(conn, failed)
+    done_row = await generations.get(conn, done)
+    failed_row = await generations.get(conn, failed)
     assert done_row is not None and failed_row is not None
     assert done_row.status == "succeeded"
     assert (failed_row.status, failed_row.failure_reason) == ("failed", "BadRequest: nope")
-    assert await db.count_by_status(conn) == {"failed": 3, "succeeded": 1}
-    assert await db.fail_interrupted(conn) == 0
+    assert await generations.count_by_status(conn) == {"failed": 3, "succeeded": 1}
+    assert await generations.fail_interrupted(conn) == 0
 
 
 async def test_credit_readings_round_trip(conn: db.Database) -> None:
-    assert await db.last_credit_reading(conn) is None
-    gen_id = await db.insert_generation(conn, make_new_generation())
-    await db.add_credit_reading(conn, 100.0, None)
-    await db.add_credit_reading(conn, 99.96, gen_id)
-    assert await db.last_credit_reading(conn) == 99.96
+    assert await credit_readings.last_credit_reading(conn) is None
+    gen_id = await generations.insert(conn, make_new_generation())
+    await credit_readings.add_credit_reading(conn, 100.0, None)
+    await credit_readings.add_credit_reading(conn, 99.96, gen_id)
+    assert await credit_readings.last_credit_reading(conn) == 99.96
 
 
 # ---------------------------------------------------------------------- the write lock
@@ -387,7 +389,7 @@ async def test_a_write_from_another_task_never_lands_in_an_open_transaction(
 
     async def other_write() -> None:
         await opened.wait()
-        await db.add_credit_reading(conn, 2.0, None)
+        await credit_readings.add_credit_reading(conn, 2.0, None)
 
     results = await asyncio.gather(failing_transaction(), other_write(), return_exceptions=True)
     assert isinstance(results[0], RuntimeError)

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from bot import db
+from bot.db import generations
 from tests.conftest import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID, MEMBER_ID, Harness
 from tests.fake_discord import FLAG_EPHEMERAL
 from tests.helpers import make_image, make_noise_image, open_image
@@ -22,7 +22,7 @@ def edit_requests(h: Harness) -> list:
 
 
 async def generation_rows(h: Harness) -> list[dict]:
-    rows = await h.bot.database.fetchall("SELECT * FROM generations ORDER BY id")
+    rows = await h.bot.core.database.fetchall("SELECT * FROM generations ORDER BY id")
     return [dict(r) for r in rows]
 
 
@@ -163,7 +163,7 @@ async def test_api_faults_are_explained_and_leave_no_pending_row(
     assert len(edit_requests(h)) == calls
     [row] = await generation_rows(h)
     assert row["status"] == "failed" and row["failure_reason"]
-    assert await db.count_by_status(h.bot.database) == {"failed": 1}
+    assert await generations.count_by_status(h.bot.core.database) == {"failed": 1}
 
 
 async def test_a_retried_server_error_then_success_delivers_the_image(h: Harness) -> None:
@@ -207,7 +207,7 @@ async def test_the_key_and_token_never_reach_logs_or_messages(
     h.segmind.fail_next(401, body={"error": f"bad key {API_KEY}"})
     await h.answer(await h.edit("one"))
     h.segmind.fail_next(422, body={"error": f"echo {API_KEY}"})
-    h.bot.health.resume()
+    h.bot.core.health.resume()
     await h.answer(await h.edit("two"))
     await h.answer(await h.edit("three"))
     assert API_KEY not in caplog.text and BOT_TOKEN not in caplog.text

@@ -6,9 +6,11 @@ import logging
 
 import pytest
 
-from bot.health import PROBE_INTERVAL_S, ServiceHealth
+from bot.health import PROBE_INTERVAL_S, Incident, IncidentKind, ServiceHealth
 
 INTERVAL = 300.0
+KEY = Incident(IncidentKind.KEY_REJECTED, "the API key was rejected")
+CREDITS = Incident(IncidentKind.OUT_OF_CREDITS, "out of credits")
 
 
 class Clock:
@@ -37,7 +39,7 @@ def incidents() -> list[str]:
 @pytest.fixture
 def health(clock: Clock, incidents: list[str]) -> ServiceHealth:
     h = ServiceHealth(probe_interval_s=INTERVAL, clock=clock)
-    h.incident_hooks.append(incidents.append)
+    h.incident_hooks.append(lambda incident: incidents.append(incident.detail))
     return h
 
 
@@ -51,7 +53,7 @@ def test_default_probe_interval_is_five_minutes() -> None:
 
 
 def test_halt_refuses_calls(health: ServiceHealth, clock: Clock) -> None:
-    health.halt("the API key was rejected")
+    health.halt(KEY)
     assert health.halted_reason == "the API key was rejected"
     assert health.allow_call() is False
     clock.advance(INTERVAL - 0.001)
@@ -62,7 +64,7 @@ def test_after_the_probe_interval_exactly_one_probe_is_allowed(
     health: ServiceHealth, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="bot.health")
-    health.halt("out of credits")
+    health.halt(CREDITS)
     clock.advance(INTERVAL)
     allowed = [health.allow_call() for _ in range(5)]
     assert allowed == [True, False, False, False, False]
@@ -73,7 +75,7 @@ def test_after_the_probe_interval_exactly_one_probe_is_allowed(
 
 
 def test_probe_success_clears_the_halt(health: ServiceHealth, clock: Clock) -> None:
-    health.halt("out of credits")
+    health.halt(CREDITS)
     clock.advance(INTERVAL)
     assert health.allow_call() is True
     health.call_succeeded()
@@ -82,10 +84,10 @@ def test_probe_success_clears_the_halt(health: ServiceHealth, clock: Clock) -> N
 
 
 def test_probe_failing_the_same_way_restarts_the_wait(health: ServiceHealth, clock: Clock) -> None:
-    health.halt("out of credits")
+    health.halt(CREDITS)
     clock.advance(INTERVAL)
     assert health.allow_call() is True
-    health.halt("out of credits")  # the probe got 406 again
+    health.halt(CREDITS)  # the probe got 406 again
     assert health.allow_call() is False
     clock.advance(INTERVAL - 1)
     assert health.allow_call() is False
@@ -96,7 +98,7 @@ def test_probe_failing_the_same_way_restarts_the_wait(health: ServiceHealth, clo
 def test_probe_failing_for_another_reason_frees_the_probe_slot(
     health: ServiceHealth, clock: Clock
 ) -> None:
-    health.halt("the API key was rejected")
+    health.halt(KEY)
     clock.advance(INTERVAL)
     assert health.allow_call() is True
     health.call_failed_otherwise()  # e.g. a 500: says nothing about the key
@@ -106,7 +108,7 @@ def test_probe_failing_for_another_reason_frees_the_probe_slot(
 
 
 def test_admin_resume_clears_the_halt_at_once(health: ServiceHealth) -> None:
-    health.halt("out of credits")
+    health.halt(CREDITS)
     health.resume()
     assert health.halted_reason is None
     assert health.allow_call() is True
@@ -117,31 +119,31 @@ def test_incident_hook_runs_once_per_incident_not_per_failure(
 ) -> None:
     caplog.set_level(logging.ERROR, logger="bot.health")
     for _ in range(5):
-        health.halt("the API key was rejected")
+        health.halt(KEY)
     clock.advance(INTERVAL)
     health.allow_call()
-    health.halt("the API key was rejected")  # the probe failed too: same incident
+    health.halt(KEY)  # the probe failed too: same incident
     assert incidents == ["the API key was rejected"]
     assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
 
     health.call_succeeded()
-    health.halt("out of credits")  # a new incident after recovery
+    health.halt(CREDITS)  # a new incident after recovery
     assert incidents == ["the API key was rejected", "out of credits"]
 
 
 def test_every_incident_hook_is_called(clock: Clock) -> None:
     health = ServiceHealth(probe_interval_s=INTERVAL, clock=clock)
-    first: list[str] = []
-    second: list[str] = []
+    first: list[Incident] = []
+    second: list[Incident] = []
     health.incident_hooks.extend([first.append, second.append])
-    health.halt("out of credits")
-    assert first == second == ["out of credits"]
+    health.halt(CREDITS)
+    assert first == second == [CREDITS]
 
 
 def test_a_new_reason_during_a_halt_is_recorded_without_a_new_incident(
     health: ServiceHealth, incidents: list[str]
 ) -> None:
-    health.halt("the API key was rejected")
-    health.halt("out of credits")
+    health.halt(KEY)
+    health.halt(CREDITS)
     assert health.halted_reason == "out of credits"
     assert incidents == ["the API key was rejected"]

@@ -36,7 +36,7 @@ def api_calls(h: Harness) -> list:
 
 
 async def table(h: Harness, name: str) -> list[dict[str, Any]]:
-    return [dict(r) for r in await h.bot.database.fetchall(f"SELECT * FROM {name}")]  # noqa: S608
+    return [dict(r) for r in await h.bot.core.database.fetchall(f"SELECT * FROM {name}")]  # noqa: S608
 
 
 async def assert_refused_at_no_cost(
@@ -173,7 +173,7 @@ async def assert_failed_and_released(h: Harness, answer: dict[str, Any], expecte
     [gen] = await table(h, "generations")
     assert gen["status"] == "failed" and gen["failure_reason"]
     assert [c["state"] for c in await table(h, "charges")] == ["released"]
-    quota = await h.bot.ledger.status(GUILD_ID, MEMBER_ID, ())
+    quota = await h.bot.core.ledger.status(GUILD_ID, MEMBER_ID, ())
     assert quota.used == quota.held == 0  # the member's allowance is untouched
 
 

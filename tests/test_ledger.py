@@ -13,10 +13,14 @@ import pytest
 
 from bot import db, reports
 from bot.credits import CreditMeter
+from bot.db import generations
 from bot.health import ServiceHealth
-from bot.ledger import Ledger, MemberBlocked, QuotaExceeded, period_window
+from bot.administration import MemberBlocked, ServerAdmin
+from bot.ledger import Ledger, QuotaExceeded
+from bot.periods import period_window
 from bot.params import build_params
-from bot.pipeline import EditPipeline, EditRequest
+from bot.pipeline import EditPipeline
+from bot.requests import EditRequest
 from bot.results import ResultStore
 from bot.segmind import SegmindClient
 from tests.conftest import API_KEY, make_settings
@@ -49,6 +53,11 @@ def clock() -> Clock:
 @pytest.fixture
 def ledger(conn: db.Database, clock: Clock) -> Ledger:
     return Ledger(conn, default_credits=0.40, default_period="day", clock=clock)
+
+
+@pytest.fixture
+def admin(conn: db.Database, ledger: Ledger) -> ServerAdmin:
+    return ServerAdmin(conn, ledger, iterate_author_only_default=False)
 
 
 async def charges(conn: db.Database) -> list[dict]:
@@ -105,6 +114,7 @@ async def pipeline(
                 meter=meter,
                 health=ServiceHealth(),
                 ledger=ledger,
+                admin=ServerAdmin(conn, ledger, iterate_author_only_default=False),
                 results=ResultStore(conn, tmp_path / "results", retention_s=3600),
             ),
             fake,
@@ -137,34 +147,37 @@ async def test_200_concurrent_edits_against_10_edits_of_allowance_send_exactly_1
     rows = await charges(conn)
     assert [r["state"] for r in rows] == ["committed"] * 10  # refusals never held money
     assert all(r["amount"] >= 0 for r in rows)
-    assert await db.count_by_status(conn) == {"succeeded": 10}
+    assert await generations.count_by_status(conn) == {"succeeded": 10}
     assert min(o.quota_left for o in done) == pytest.approx(0.0, abs=1e-9)
 
 
 # -- allowances -------------------------------------------------------------------------
 
 
-async def test_member_override_beats_roles_and_the_highest_role_wins(ledger: Ledger) -> None:
+async def test_member_override_beats_roles_and_the_highest_role_wins(
+    admin: ServerAdmin, ledger: Ledger
+) -> None:
     assert (await ledger.allowance(GUILD, MEMBER, ())).source == "default"
-    await ledger.set_guild_default(GUILD, ADMIN, 1.0, "week")
-    await ledger.set_role_quota(GUILD, ADMIN, 71, 2.0)
-    await ledger.set_role_quota(GUILD, ADMIN, 72, 3.0)
+    await admin.set_guild_default(GUILD, ADMIN, 1.0, "week")
+    await admin.set_role_quota(GUILD, ADMIN, 71, 2.0)
+    await admin.set_role_quota(GUILD, ADMIN, 72, 3.0)
     allowance = await ledger.allowance(GUILD, MEMBER, (71, 72))
     assert (allowance.credits, allowance.period, allowance.source) == (3.0, "week", "role")
-    await ledger.set_member_quota(GUILD, ADMIN, MEMBER, 0.5)
+    await admin.set_member_quota(GUILD, ADMIN, MEMBER, 0.5)
     allowance = await ledger.allowance(GUILD, MEMBER, (71, 72))
     assert (allowance.credits, allowance.period, allowance.source) == (0.5, "week", "member")
-    await ledger.set_member_quota(GUILD, ADMIN, MEMBER, None)
+    await admin.set_member_quota(GUILD, ADMIN, MEMBER, None)
     assert (await ledger.allowance(GUILD, MEMBER, (71,))).credits == 2.0
-    await ledger.set_role_quota(GUILD, ADMIN, 71, None)
+    await admin.set_role_quota(GUILD, ADMIN, 71, None)
     assert (await ledger.allowance(GUILD, MEMBER, (71,))).source == "server"
     assert (await ledger.allowance(9999, MEMBER, ())).source == "default"  # other servers
 
 
 async def test_usage_starts_again_when_the_period_rolls_over(ledger: Ledger, clock: Clock) -> None:
     await spend_committed(ledger, 0.40)
-    with pytest.raises(QuotaExceeded, match="resets <t:"):
+    with pytest.raises(QuotaExceeded) as refused:
         await ledger.reserve(GUILD, MEMBER, (), COST)
+    assert refused.value.resets_at == ts("2030-03-16 00:00:00")
     clock.now = ts("2030-03-15 23:59:59")
     assert (await ledger.status(GUILD, MEMBER, ())).left == 0
     clock.now = ts("2030-03-16 00:00:00")
@@ -195,17 +208,17 @@ def test_period_windows_follow_the_utc_calendar(
 
 
 async def test_every_admin_change_is_audited_with_before_and_after(
-    ledger: Ledger, conn: db.Database, clock: Clock
+    admin: ServerAdmin, ledger: Ledger, conn: db.Database, clock: Clock
 ) -> None:
-    await ledger.set_member_quota(GUILD, ADMIN, MEMBER, 2.0)
-    await ledger.set_member_quota(GUILD, ADMIN, MEMBER, 3.0)
-    await ledger.set_role_quota(GUILD, ADMIN, 71, 1.5)
-    await ledger.set_guild_default(GUILD, ADMIN, 0.8, "month")
+    await admin.set_member_quota(GUILD, ADMIN, MEMBER, 2.0)
+    await admin.set_member_quota(GUILD, ADMIN, MEMBER, 3.0)
+    await admin.set_role_quota(GUILD, ADMIN, 71, 1.5)
+    await admin.set_guild_default(GUILD, ADMIN, 0.8, "month")
     await spend_committed(ledger, 0.12)
-    await ledger.reset_usage(GUILD, ADMIN, MEMBER)
-    await ledger.block(GUILD, ADMIN, MEMBER, "spam")
-    await ledger.unblock(GUILD, ADMIN, MEMBER)
-    await ledger.set_alerts_channel(GUILD, ADMIN, 4244)
+    await admin.reset_usage(GUILD, ADMIN, MEMBER)
+    await admin.block(GUILD, ADMIN, MEMBER, "spam")
+    await admin.unblock(GUILD, ADMIN, MEMBER)
+    await admin.set_alerts_channel(GUILD, ADMIN, 4244)
     rows = await audit_rows(conn)
     assert [(r["action"], r["target"], r["before"], r["after"]) for r in rows] == [
         ("quota.member", "member:5001", "none", "2.00"),
@@ -218,26 +231,26 @@ async def test_every_admin_change_is_audited_with_before_and_after(
         ("alerts.channel", "server", "off", "channel:4244"),
     ]
     assert {(r["guild_id"], r["actor_id"], r["at"]) for r in rows} == {(GUILD, ADMIN, clock.now)}
-    entries = await reports.audit_entries(conn, GUILD, limit=3)
+    entries = await admin.audit_log(GUILD, limit=3)
     assert [e.action for e in entries] == ["alerts.channel", "unblock", "block"]
 
 
 async def test_a_change_whose_audit_row_fails_is_rolled_back(
-    ledger: Ledger, conn: db.Database
+    admin: ServerAdmin, ledger: Ledger, conn: db.Database
 ) -> None:
     await conn.write("DROP TABLE audit_log")
     with pytest.raises(Exception, match="audit_log"):
-        await ledger.set_member_quota(GUILD, ADMIN, MEMBER, 5.0)
+        await admin.set_member_quota(GUILD, ADMIN, MEMBER, 5.0)
     assert await conn.fetchall("SELECT * FROM member_quotas") == []
     assert (await ledger.allowance(GUILD, MEMBER, ())).credits == 0.40
 
 
 async def test_reset_clears_this_periods_usage_but_keeps_the_charges(
-    ledger: Ledger, conn: db.Database, clock: Clock
+    admin: ServerAdmin, ledger: Ledger, conn: db.Database, clock: Clock
 ) -> None:
     await spend_committed(ledger, 0.36)
     clock.now += 60
-    change = await ledger.reset_usage(GUILD, ADMIN, MEMBER)
+    change = await admin.reset_usage(GUILD, ADMIN, MEMBER)
     assert change.before == "used 0.36"
     status = await ledger.status(GUILD, MEMBER, ())
     assert (status.used, status.left) == (0, 0.40)
@@ -245,15 +258,15 @@ async def test_reset_clears_this_periods_usage_but_keeps_the_charges(
 
 
 async def test_a_blocked_member_is_refused_with_the_reason_until_unblocked(
-    ledger: Ledger, conn: db.Database
+    admin: ServerAdmin, ledger: Ledger, conn: db.Database
 ) -> None:
-    assert await ledger.unblock(GUILD, ADMIN, MEMBER) is None  # nothing to undo
-    await ledger.block(GUILD, ADMIN, MEMBER, "spamming the channel")
+    assert await admin.unblock(GUILD, ADMIN, MEMBER) is None  # nothing to undo
+    await admin.block(GUILD, ADMIN, MEMBER, "spamming the channel")
     with pytest.raises(MemberBlocked, match="Reason: spamming the channel"):
-        await ledger.check_not_blocked(GUILD, MEMBER)
-    await ledger.check_not_blocked(9999, MEMBER)  # a block is per server
-    await ledger.unblock(GUILD, ADMIN, MEMBER)
-    await ledger.check_not_blocked(GUILD, MEMBER)
+        await admin.check_not_blocked(GUILD, MEMBER)
+    await admin.check_not_blocked(9999, MEMBER)  # a block is per server
+    await admin.unblock(GUILD, ADMIN, MEMBER)
+    await admin.check_not_blocked(GUILD, MEMBER)
     assert await conn.fetchall("SELECT * FROM blocks") == []
     assert [r["action"] for r in await audit_rows(conn)] == ["block", "unblock"]
 
@@ -271,8 +284,8 @@ async def add_reading(conn: db.Database, at: str, remaining: float, gen: int | N
 async def test_spend_comes_from_balance_drops_and_top_ups_are_not_negative_spend(
     ledger: Ledger, conn: db.Database, clock: Clock
 ) -> None:
-    gen = await db.insert_generation(conn, make_new_generation())
-    await db.mark_succeeded(
+    gen = await generations.insert(conn, make_new_generation())
+    await generations.mark_succeeded(
         conn, gen, api_seed=1, api_time_s=1.0, request_id=None, cost=0.04,
         cost_source="estimate", remaining_credits=59.76, reencoded=False,
     )  # fmt: skip
@@ -309,7 +322,7 @@ async def test_usage_csv_lists_every_member_and_defuses_formulas(
     ledger: Ledger, conn: db.Database
 ) -> None:
     for status in ("succeeded", "succeeded", "failed"):
-        gen = await db.insert_generation(conn, make_new_generation(user_id=MEMBER))
+        gen = await generations.insert(conn, make_new_generation(user_id=MEMBER))
         await conn.write("UPDATE generations SET status = ? WHERE id = ?", (status, gen))
     await spend_committed(ledger, 0.08)
     ledger.clock = lambda: 0.0  # charges made "long ago" still count for all time

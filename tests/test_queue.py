@@ -16,8 +16,8 @@ import pytest
 
 from bot import db, jobs
 from bot.errors import BadInput
-from bot.pipeline import EditOutcome, EditRequest
 from bot.queue import INITIAL_DURATION_S, FairQueue, Job, JobCancelled, Progress, QueueFull
+from bot.requests import EditOutcome, EditRequest
 from bot.service import EditService
 from tests.helpers import make_edit_outcome, make_edit_request
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from cogs import _flow
 from tests.conftest import ADMIN_ID, CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
 from tests.fake_discord import FLAG_EPHEMERAL, FakeDiscord
 
@@ -89,7 +88,7 @@ async def result_of(h: Harness, interaction_id: int) -> dict[str, Any]:
     """The result message posted for an interaction (not its status placeholder)."""
 
     async def find() -> dict[str, Any] | None:
-        row = await h.bot.database.fetchone(
+        row = await h.bot.core.database.fetchone(
             "SELECT result_message_id FROM generations WHERE interaction_id = ?",
             (interaction_id,),
         )
@@ -107,7 +106,7 @@ async def press(h: Harness, custom_id: str, message: dict[str, Any], *, user_id:
 
 
 async def job_rows(h: Harness) -> list[dict[str, Any]]:
-    rows = await h.bot.database.fetchall("SELECT id, user_id, state FROM jobs ORDER BY id")
+    rows = await h.bot.core.database.fetchall("SELECT id, user_id, state FROM jobs ORDER BY id")
     return [dict(r) for r in rows]
 
 
@@ -120,7 +119,7 @@ async def wait_jobs(h: Harness, count: int) -> list[dict[str, Any]]:
 
 
 async def rows_of(h: Harness, table: str, user_id: int) -> list[dict[str, Any]]:
-    rows = await h.bot.database.fetchall(f"SELECT * FROM {table} WHERE user_id = ?", (user_id,))  # noqa: S608
+    rows = await h.bot.core.database.fetchall(f"SELECT * FROM {table} WHERE user_id = ?", (user_id,))  # noqa: S608
     return [dict(r) for r in rows]
 
 
@@ -243,8 +242,8 @@ async def test_a_fifth_edit_while_three_wait_is_refused_and_costs_nothing(h: Har
 
 
 @pytest.fixture
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_flow, "DELIVERY_BACKOFF_S", 0.01)
+def quick_retries(h: Harness) -> None:
+    h.bot.core.delivery.backoff_s = 0.01
 
 
 @pytest.mark.usefixtures("quick_retries")
@@ -261,13 +260,13 @@ async def test_a_result_upload_that_discord_refuses_twice_is_retried_and_then_re
     assert [r.status for r in posts] == [503, 503, 200]
     assert len([m for m in h.channel_messages() if m.get("attachments")]) == 1
     await h.discord.wait_for(
-        lambda: h.bot.database.fetchone(
+        lambda: h.bot.core.database.fetchone(
             "SELECT 1 FROM generations WHERE result_path IS NULL AND result_message_id = ?",
             (int(result["id"]),),
         ),
         message="the kept copy to be forgotten",
     )
-    assert list(h.bot.results.directory.iterdir()) == []  # delivered: the kept copy is gone
+    assert list(h.bot.core.results.directory.iterdir()) == []  # delivered: the kept copy is gone
     [charge] = await rows_of(h, "charges", MEMBER_ID)
     assert charge["state"] == "committed"
 
@@ -283,7 +282,7 @@ async def test_a_discord_500_on_the_result_upload_is_retried_then_succeeds(h: Ha
 async def fail_every_upload(h: Harness) -> dict[str, Any]:
     """An edit whose result Discord refuses to take, every time; its generation row and
     the answer the member got."""
-    h.discord.fail_next("POST", CHANNEL_POST, 503, times=_flow.DELIVERY_ATTEMPTS)
+    h.discord.fail_next("POST", CHANNEL_POST, 503, times=h.bot.core.delivery.attempts)
     answer = await h.answer(await h.edit("make it night"))
     [gen] = await rows_of(h, "generations", MEMBER_ID)
     return gen | {"answer": answer}
@@ -314,10 +313,10 @@ async def test_when_uploads_keep_failing_the_member_is_told_and_the_paid_result_
     answer = gen["answer"]
     assert answer["flags"] & FLAG_EPHEMERAL and not answer.get("attachments")
     assert "kept for you" in answer["content"] and "/history" in answer["content"]
-    assert len(h.discord.requests_to("POST", CHANNEL_POST)) == _flow.DELIVERY_ATTEMPTS
+    assert len(h.discord.requests_to("POST", CHANNEL_POST)) == h.bot.core.delivery.attempts
     assert gen["status"] == "succeeded" and gen["result_message_id"] is None
     kept = Path(gen["result_path"] or "")
-    assert kept.parent == h.bot.results.directory
+    assert kept.parent == h.bot.core.results.directory
     assert await asyncio.to_thread(kept.is_file)
 
 
@@ -339,14 +338,14 @@ async def test_a_kept_result_is_delivered_from_history_once_discord_takes_it(
     assert result["content"] == f"<@{MEMBER_ID}> your edit is ready."
     assert h.discord.attachment_bytes(result["attachments"][0]) == kept
     await h.discord.wait_for(
-        lambda: h.bot.database.fetchone(
+        lambda: h.bot.core.database.fetchone(
             "SELECT 1 FROM generations WHERE id = ? AND result_path IS NULL "
             "AND result_message_id = ?",
             (gen["id"], int(result["id"])),
         ),
         message="the delivery to be recorded",
     )
-    assert list(h.bot.results.directory.iterdir()) == []
+    assert list(h.bot.core.results.directory.iterdir()) == []
     assert len(api_calls(h)) == 1  # delivered from disk, not edited again
     # Delivered once: the button is gone from a fresh /history.
     assert deliver_buttons(await open_history(h)) == []
@@ -376,7 +375,7 @@ async def test_deliver_while_discord_still_refuses_tells_the_member(h: Harness) 
     gen = await fail_every_upload(h)
     history = await open_history(h)
     [button] = deliver_buttons(history)
-    h.discord.fail_next("POST", CHANNEL_POST, 503, times=_flow.DELIVERY_ATTEMPTS)
+    h.discord.fail_next("POST", CHANNEL_POST, 503, times=h.bot.core.delivery.attempts)
 
     click = await press(h, button["custom_id"], history, user_id=MEMBER_ID)
 

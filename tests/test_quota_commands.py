@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from bot import db
+from bot.db import credits as credit_readings
+from bot.db import generations
 from bot.ledger import Ledger
 from tests.conftest import (
     ALERTS_CHANNEL_ID,
@@ -54,7 +56,7 @@ def api_calls(h: Harness) -> int:
 
 
 async def charge_rows(h: Harness) -> list[dict[str, Any]]:
-    rows = await h.bot.database.fetchall("SELECT * FROM charges ORDER BY id")
+    rows = await h.bot.core.database.fetchall("SELECT * FROM charges ORDER BY id")
     return [dict(r) for r in rows]
 
 
@@ -64,7 +66,7 @@ async def alerts_channel(h: Harness) -> None:
 
 
 async def alert_messages(h: Harness) -> list[dict[str, Any]]:
-    await h.bot.alerts.drain()
+    await h.bot.core.alerts.drain()
     return h.channel_messages(ALERTS_CHANNEL_ID)
 
 
@@ -101,7 +103,7 @@ async def test_a_member_who_is_out_is_told_before_anything_is_spent(h: Harness) 
     assert "It resets <t:" in answer["content"]
     assert api_calls(h) == 1
     assert len(await charge_rows(h)) == 1  # the refused edit never reserved anything
-    assert await db.count_by_status(h.bot.database) == {"succeeded": 1}
+    assert await generations.count_by_status(h.bot.core.database) == {"succeeded": 1}
 
 
 async def test_cost_is_the_header_drop_and_overlapping_calls_use_the_estimate(
@@ -129,7 +131,7 @@ async def test_cost_is_the_header_drop_and_overlapping_calls_use_the_estimate(
         (OTHER_MEMBER_ID, "estimate", 0.05),
     ]
     assert summary[4:] == [(MEMBER_ID, "header", 0.05)]
-    generations = await h.bot.database.fetchall(
+    generations = await h.bot.core.database.fetchall(
         "SELECT id, cost, cost_source FROM generations ORDER BY id"
     )
     by_generation = {r["generation_id"]: (r["amount"], r["cost_source"]) for r in rows}
@@ -174,11 +176,11 @@ async def test_every_failure_is_refunded(h: Harness, fault: dict, expected: str)
 
 
 async def test_usage_starts_again_when_the_period_rolls_over(h: Harness) -> None:
-    clock = h.bot.ledger.clock
-    h.bot.ledger.clock = lambda: clock() - 86400  # yesterday
+    clock = h.bot.core.ledger.clock
+    h.bot.core.ledger.clock = lambda: clock() - 86400  # yesterday
     await h.answer(await h.edit("yesterday's edit"))
     assert (await quota(h))["Used today"] == "0.04 of 0.40 credits"
-    h.bot.ledger.clock = clock  # midnight has passed
+    h.bot.core.ledger.clock = clock  # midnight has passed
     today = await quota(h)
     assert today["Used today"] == "0.00 of 0.40 credits"
     assert today["Left"] == "0.40 credits\nabout 10 edits"
@@ -201,9 +203,9 @@ async def test_role_and_member_overrides_decide_the_allowance(h: Harness) -> Non
     assert fields(answer)["Used today"] == "0.00 of 0.08 credits"  # their own beats roles
     assert "an admin set for you" in answer["embeds"][0]["footer"]["text"]
 
-    rows = await h.bot.database.fetchall("SELECT role_id, credits FROM role_quotas")
+    rows = await h.bot.core.database.fetchall("SELECT role_id, credits FROM role_quotas")
     assert sorted(tuple(r) for r in rows) == [(7001, 0.20), (7002, 0.12)]
-    rows = await h.bot.database.fetchall("SELECT user_id, credits FROM member_quotas")
+    rows = await h.bot.core.database.fetchall("SELECT user_id, credits FROM member_quotas")
     assert [tuple(r) for r in rows] == [(MEMBER_ID, 0.08)]
 
 
@@ -258,7 +260,7 @@ async def test_a_top_up_and_a_check_let_edits_run_again(h: Harness) -> None:
     assert "Balance: 9.98" in answer["content"]
     result = fields(await h.answer(await h.edit("three")))
     assert result["Cost"] == "0.04 credits"
-    readings = await h.bot.database.fetchall("SELECT remaining FROM credit_readings ORDER BY id")
+    readings = await h.bot.core.database.fetchall("SELECT remaining FROM credit_readings ORDER BY id")
     assert [r[0] for r in readings] == [0.02, 9.98, 9.94]
     credits = fields(await admin(h, "credits"))
     assert credits["Balance"].startswith("9.94 credits")
@@ -294,10 +296,10 @@ async def crash_leftovers(db_path: Path) -> dict[str, int]:
     ids = {}
     for name in ("succeeded", "pending"):
         reservation = await ledger.reserve(GUILD_ID, MEMBER_ID, (), 0.04)
-        generation = await db.insert_generation(database, make_new_generation())
+        generation = await generations.insert(database, make_new_generation())
         await ledger.attach(reservation, generation)
         ids[name] = reservation.id
-    await db.mark_succeeded(
+    await generations.mark_succeeded(
         database, 1, api_seed=1, api_time_s=1.0, request_id=None, cost=0.05,
         cost_source="balance_drop", remaining_credits=40.0, reencoded=False,
     )  # fmt: skip
@@ -315,14 +317,14 @@ async def test_a_crash_between_reserve_and_commit_is_settled_at_start_up(
     assert succeeded["cost_source"] == "balance_drop"
     pending = rows[crash_leftovers["pending"]]
     assert (pending["state"], pending["amount"]) == ("released", 0)
-    assert await db.count_by_status(h.bot.database) == {"succeeded": 1, "failed": 1}
+    assert await generations.count_by_status(h.bot.core.database) == {"succeeded": 1, "failed": 1}
     assert (await quota(h))["Used today"] == "0.05 of 0.40 credits"
 
 
 @pytest.fixture
 async def low_reading(db_path: Path) -> None:
     database = await db.connect(db_path)
-    await db.add_credit_reading(database, 3.0, None)
+    await credit_readings.add_credit_reading(database, 3.0, None)
     await database.close()
 
 

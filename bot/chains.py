@@ -1,0 +1,144 @@
+"""The rules of edit chains: who may continue or delete a result, what the next step,
+a Reroll and an Undo start from, and the images they use."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import httpx
+
+from bot import images
+from bot.administration import ServerAdmin
+from bot.db import generations
+from bot.db.connection import Database
+from bot.db.generations import Generation
+from bot.errors import UserError
+from bot.images import InputImage
+from bot.params import EditParams, build_params, next_step_params, split_inline_options
+from bot.ports import MessageReader
+
+MSG_AUTHOR_ONLY = "On this server only the member who made a result can continue it."
+MSG_DELETED_PARENT = (
+    "That result was deleted, so I can't edit it any further. "
+    "Reply to another result, or start again with /edit."
+)
+MSG_NOT_AUTHOR = "Only the member who made this edit (or an admin) can delete it."
+MSG_FIRST_STEP = (
+    "This is the first edit of its chain, so there is no earlier result to go back to. "
+    "Use **Reroll** to try the original again, or **Edit again** to change this one."
+)
+MSG_UNKNOWN = "I have no record of that edit any more."
+MSG_NO_RESULT = "That edit has no result image to work from."
+MSG_IMAGE_GONE = "That image is no longer available on Discord, so I can't show it."
+MSG_UNREADABLE = "One of the two images can no longer be read."
+
+
+class Chains:
+    def __init__(
+        self,
+        database: Database,
+        admin: ServerAdmin,
+        http: httpx.AsyncClient,
+        *,
+        max_input_bytes: int,
+        cdn_hosts: tuple[str, ...],
+    ) -> None:
+        self._db = database
+        self._admin = admin
+        self._http = http
+        self._max_bytes = max_input_bytes
+        self._cdn_hosts = cdn_hosts
+
+    async def generation(self, generation_id: int) -> Generation:
+        gen = await generations.get(self._db, generation_id)
+        if gen is None:
+            raise UserError(MSG_UNKNOWN)
+        return gen
+
+    # -- permissions --------------------------------------------------------------------
+
+    async def check_may_iterate(self, gen: Generation, user_id: int) -> None:
+        """Anyone who sees a result may continue it (and pays), unless the server (or the
+        operator's ITERATE_AUTHOR_ONLY default) keeps that to its author."""
+        if gen.user_id == user_id or gen.guild_id is None:
+            return
+        if await self._admin.iterate_author_only(gen.guild_id):
+            raise UserError(MSG_AUTHOR_ONLY)
+
+    @staticmethod
+    def check_may_delete(gen: Generation, user_id: int, *, is_staff: bool) -> None:
+        """Its author, or server staff (message moderators and bot admins)."""
+        if gen.user_id != user_id and not is_staff:
+            raise UserError(MSG_NOT_AUTHOR)
+
+    # -- what the next edit starts from -------------------------------------------------
+
+    @staticmethod
+    def next_step(gen: Generation, text: str) -> tuple[EditParams, bool]:
+        """The next step's options: the parent's, with the member's inline changes; a new
+        random seed unless the parent's was chosen on purpose. Returns (params, explicit)."""
+        prompt, changes = split_inline_options(text)
+        return next_step_params(gen.params, bool(gen.seed_explicit), prompt, changes)
+
+    @staticmethod
+    def reroll(gen: Generation) -> EditParams:
+        """Same input, prompt and options, a new random seed; a sibling of `gen` (it costs
+        what any edit costs)."""
+        p = gen.params
+        return build_params(
+            p.prompt,
+            guidance=p.guidance,
+            steps=p.steps,
+            aspect_ratio=p.aspect_ratio,
+            output_format=p.output_format,
+            quality=p.quality,
+        )
+
+    async def undo_target(self, gen: Generation) -> Generation:
+        """The previous step, which Undo shows again (free)."""
+        if gen.parent_id is None:
+            raise UserError(MSG_FIRST_STEP)
+        return await self.generation(gen.parent_id)
+
+    # -- images -------------------------------------------------------------------------
+
+    async def result_image(self, gen: Generation, reader: MessageReader) -> InputImage:
+        """A generation's result as a fresh input (Discord re-signs attachment URLs)."""
+        if gen.result_message_id is None or gen.result_channel_id is None:
+            raise UserError(MSG_NO_RESULT)
+        image = await reader.first_image(gen.result_channel_id, gen.result_message_id)
+        if image is None:
+            raise UserError(MSG_DELETED_PARENT)
+        return image
+
+    async def input_of(self, gen: Generation, reader: MessageReader) -> InputImage:
+        """The image a generation started from, as fresh as it can be had."""
+        if gen.parent_id is not None:
+            parent = await generations.get(self._db, gen.parent_id)
+            if parent is not None:
+                with contextlib.suppress(UserError):
+                    return await self.result_image(parent, reader)
+        return gen.input
+
+    async def download(self, url: str) -> bytes:
+        try:
+            return await images.download(
+                self._http, url, max_bytes=self._max_bytes, allowed_hosts=self._cdn_hosts
+            )
+        except UserError:
+            raise UserError(MSG_IMAGE_GONE) from None
+
+    async def compare(
+        self, gen: Generation, shown: InputImage | None, reader: MessageReader
+    ) -> bytes:
+        """A labelled before/after picture of one step (free, no API call)."""
+        after = shown or await self.result_image(gen, reader)
+        before = await self.input_of(gen, reader)
+        before_data, after_data = await asyncio.gather(
+            self.download(before.url), self.download(after.url)
+        )
+        try:
+            return await asyncio.to_thread(images.side_by_side, before_data, after_data)
+        except images.InvalidImage:
+            raise UserError(MSG_UNREADABLE) from None

@@ -1,0 +1,180 @@
+"""The composition root: the one place that builds every long-lived object from the
+settings, and closes them in reverse order. The Discord client, `kontext-bot edit` and the
+benchmark all use it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from bot import db
+from bot.administration import ServerAdmin
+from bot.alerts import Alerts
+from bot.chains import Chains
+from bot.config import Settings
+from bot.credits import CreditMeter
+from bot.delivery import Delivery
+from bot.health import ServiceHealth
+from bot.history import History
+from bot.ledger import Ledger, QuotaStatus
+from bot.operator import OperatorDesk
+from bot.pipeline import EditPipeline
+from bot.queue import QueueLimits
+from bot.recovery import Recovery
+from bot.reports import Reports
+from bot.results import ResultStore
+from bot.segmind import SegmindClient
+from bot.service import EditService
+
+log = logging.getLogger(__name__)
+
+DOWNLOAD_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+def queue_limits(settings: Settings) -> QueueLimits:
+    return QueueLimits(
+        max_concurrency=settings.segmind_max_concurrency,
+        rpm=settings.segmind_rpm,
+        per_member_running=settings.max_inflight_per_user,
+        per_member_queued=settings.max_queued_per_user,
+        status_interval_s=settings.status_update_interval_s,
+    )
+
+
+@dataclass(frozen=True)
+class QuotaView:
+    """What a member (or an admin looking at them) is shown about their allowance."""
+
+    status: QuotaStatus
+    cost: float  # what an edit is expected to cost now
+    blocked_reason: str | None
+    blocked: bool
+    halted_reason: str | None
+
+
+@dataclass
+class Core:
+    settings: Settings
+    database: db.Database
+    downloads: httpx.AsyncClient
+    api: SegmindClient
+    meter: CreditMeter
+    health: ServiceHealth
+    alerts: Alerts
+    ledger: Ledger
+    admin: ServerAdmin
+    results: ResultStore
+    pipeline: EditPipeline
+    delivery: Delivery
+    edits: EditService
+    chains: Chains
+    history: History
+    reports: Reports
+    operator: OperatorDesk
+    recovery: Recovery
+
+    async def quota_view(self, guild_id: int, user_id: int, role_ids: tuple[int, ...]) -> QuotaView:
+        block = await self.admin.block_of(guild_id, user_id)
+        return QuotaView(
+            status=await self.ledger.status(guild_id, user_id, role_ids),
+            cost=await self.meter.expected_cost(),
+            blocked_reason=block.reason if block else None,
+            blocked=block is not None,
+            halted_reason=self.health.halted_reason,
+        )
+
+    async def aclose(self) -> None:
+        """Stop the edits, then close what was opened, in reverse order."""
+        try:
+            await self.edits.shutdown(0)  # a no-op after a graceful shutdown
+            await self.recovery.aclose()
+            await self.alerts.drain()
+        finally:
+            await self.api.aclose()
+            await self.downloads.aclose()
+            # aiosqlite's worker thread is not a daemon: an unclosed database hangs the exit.
+            await self.database.close()
+
+
+async def build(settings: Settings, *, clock: Callable[[], float] = time.time) -> Core:
+    """Open the database (migrated), settle what a crash left, and wire every service.
+    Nothing is sent anywhere until the edit queue is started."""
+    database = await db.connect(settings.database_path)
+    stack = contextlib.AsyncExitStack()
+    stack.push_async_callback(database.close)
+    async with stack:
+        downloads = httpx.AsyncClient(timeout=DOWNLOAD_TIMEOUT, follow_redirects=False)
+        stack.push_async_callback(downloads.aclose)
+        api = SegmindClient.from_settings(settings)
+        stack.push_async_callback(api.aclose)
+        ledger = Ledger(
+            database,
+            default_credits=settings.quota_default_credits,
+            default_period=settings.quota_period,
+            clock=clock,
+        )
+        admin = ServerAdmin(
+            database, ledger, iterate_author_only_default=settings.iterate_author_only
+        )
+        results = ResultStore(
+            database, settings.results_dir, retention_s=settings.result_retention_hours * 3600
+        )
+        meter = CreditMeter(
+            database, model=settings.segmind_model, fallback_estimate=settings.segmind_cost_estimate
+        )
+        await meter.load()  # the account floor holds from the first edit after a restart
+        health = ServiceHealth(
+            reserve=settings.account_reserve_credits, low_balance=settings.alert_below_credits
+        )
+        meter.reading_hooks.append(health.balance_seen)
+        alerts = Alerts(cooldown_s=settings.alert_cooldown_minutes * 60)
+        health.incident_hooks.append(alerts.notify)
+        pipeline = EditPipeline(
+            settings=settings,
+            database=database,
+            api=api,
+            http=downloads,
+            meter=meter,
+            health=health,
+            ledger=ledger,
+            admin=admin,
+            results=results,
+        )
+        delivery = Delivery(database, results)
+        edits = EditService(database, pipeline, delivery, queue_limits(settings))
+        recovery = Recovery(database, ledger, results, delivery, edits)
+        # Before Discord connects: jobs this run creates must never be "recovered".
+        await recovery.settle()
+        core = Core(
+            settings=settings,
+            database=database,
+            downloads=downloads,
+            api=api,
+            meter=meter,
+            health=health,
+            alerts=alerts,
+            ledger=ledger,
+            admin=admin,
+            results=results,
+            pipeline=pipeline,
+            delivery=delivery,
+            edits=edits,
+            chains=Chains(
+                database,
+                admin,
+                downloads,
+                max_input_bytes=settings.max_input_bytes,
+                cdn_hosts=settings.discord_cdn_hosts,
+            ),
+            history=History(database),
+            reports=Reports(database, ledger, reserve=settings.account_reserve_credits),
+            operator=OperatorDesk(api, meter, health, admin),
+            recovery=recovery,
+        )
+        stack.pop_all()  # built: the Core closes them from now on
+    return core

@@ -1,0 +1,130 @@
+"""Queries on allowances (server default, role and member overrides), usage resets and
+blocks. Writes take the open transaction's connection: the caller audits in it too."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from bot.db.connection import Database
+
+# Fixed table and column names for the two kinds of override (never user input).
+_OVERRIDES = {"member": ("member_quotas", "user_id"), "role": ("role_quotas", "role_id")}
+
+
+@dataclass(frozen=True)
+class BlockRow:
+    reason: str | None
+    blocked_by: int
+    at: float
+
+
+async def guild_default(database: Database, guild_id: int) -> tuple[float, str] | None:
+    row = await database.fetchone(
+        "SELECT credits, period FROM guild_quotas WHERE guild_id = ?", (guild_id,)
+    )
+    return (float(row[0]), str(row[1])) if row else None
+
+
+async def member_credits(database: Database, guild_id: int, user_id: int) -> float | None:
+    return await override(database, "member", guild_id, user_id)
+
+
+async def highest_role_credits(
+    database: Database, guild_id: int, role_ids: Sequence[int]
+) -> float | None:
+    if not role_ids:
+        return None
+    marks = ",".join("?" * len(role_ids))
+    row = await database.fetchone(
+        f"SELECT MAX(credits) FROM role_quotas WHERE guild_id = ? AND role_id IN ({marks})",  # noqa: S608 - placeholders only
+        (guild_id, *role_ids),
+    )
+    return None if row is None or row[0] is None else float(row[0])
+
+
+async def override(database: Database, kind: str, guild_id: int, key: int) -> float | None:
+    table, column = _OVERRIDES[kind]
+    row = await database.fetchone(
+        f"SELECT credits FROM {table} WHERE guild_id = ? AND {column} = ?",  # noqa: S608 - fixed names
+        (guild_id, key),
+    )
+    return None if row is None else float(row[0])
+
+
+async def set_override(
+    conn: aiosqlite.Connection, kind: str, guild_id: int, key: int, credits: float | None
+) -> None:
+    """Set (or with None remove) a member's or a role's own allowance."""
+    table, column = _OVERRIDES[kind]
+    if credits is None:
+        await conn.execute(
+            f"DELETE FROM {table} WHERE guild_id = ? AND {column} = ?",  # noqa: S608 - fixed names
+            (guild_id, key),
+        )
+        return
+    await conn.execute(
+        f"""INSERT INTO {table} (guild_id, {column}, credits) VALUES (?, ?, ?)
+            ON CONFLICT (guild_id, {column}) DO UPDATE SET credits = excluded.credits""",  # noqa: S608
+        (guild_id, key, credits),
+    )
+
+
+async def set_guild_default(
+    conn: aiosqlite.Connection, guild_id: int, credits: float, period: str
+) -> None:
+    await conn.execute(
+        """INSERT INTO guild_quotas (guild_id, credits, period) VALUES (?, ?, ?)
+           ON CONFLICT (guild_id) DO UPDATE
+           SET credits = excluded.credits, period = excluded.period""",
+        (guild_id, credits, period),
+    )
+
+
+async def usage_reset_at(database: Database, guild_id: int, user_id: int) -> float | None:
+    row = await database.fetchone(
+        "SELECT reset_at FROM usage_resets WHERE guild_id = ? AND user_id = ?",
+        (guild_id, user_id),
+    )
+    return None if row is None else float(row[0])
+
+
+async def set_usage_reset(
+    conn: aiosqlite.Connection, guild_id: int, user_id: int, at: float
+) -> None:
+    await conn.execute(
+        """INSERT INTO usage_resets (guild_id, user_id, reset_at) VALUES (?, ?, ?)
+           ON CONFLICT (guild_id, user_id) DO UPDATE SET reset_at = excluded.reset_at""",
+        (guild_id, user_id, at),
+    )
+
+
+async def block_of(database: Database, guild_id: int, user_id: int) -> BlockRow | None:
+    row = await database.fetchone(
+        "SELECT reason, blocked_by, at FROM blocks WHERE guild_id = ? AND user_id = ?",
+        (guild_id, user_id),
+    )
+    return BlockRow(row[0], row[1], row[2]) if row else None
+
+
+async def set_block(
+    conn: aiosqlite.Connection,
+    guild_id: int,
+    user_id: int,
+    reason: str | None,
+    actor_id: int,
+    at: float,
+) -> None:
+    await conn.execute(
+        """INSERT INTO blocks (guild_id, user_id, reason, blocked_by, at)
+           VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT (guild_id, user_id) DO UPDATE SET reason = excluded.reason,
+               blocked_by = excluded.blocked_by, at = excluded.at""",
+        (guild_id, user_id, reason, actor_id, at),
+    )
+
+
+async def delete_block(conn: aiosqlite.Connection, guild_id: int, user_id: int) -> None:
+    await conn.execute("DELETE FROM blocks WHERE guild_id = ? AND user_id = ?", (guild_id, user_id))

@@ -1,0 +1,122 @@
+"""After a crash or restart: finish what the last run left behind.
+
+Before Discord connects, `settle` reads the jobs left unfinished, fails generations that
+were interrupted, settles stale reservations and prunes old kept results. Once Discord is
+ready, `finish` queues waiting edits again and, for each edit that was running, delivers
+its kept result (the API had answered) or refunds and tells its member it did not finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bot import jobs
+from bot.db import generations
+from bot.db import jobs as job_rows
+from bot.db.connection import Database
+from bot.delivery import Delivery
+from bot.errors import UserError
+from bot.ledger import Ledger
+from bot.ports import Channels
+from bot.results import ResultStore
+from bot.service import Destination, EditService
+
+log = logging.getLogger(__name__)
+
+NOTE_RESUMED = "finished after the bot restarted"
+PROMPT_PREVIEW = 80
+
+
+def did_not_finish(prompt: str) -> str:
+    short = prompt if len(prompt) <= PROMPT_PREVIEW else prompt[:PROMPT_PREVIEW] + "…"
+    return (
+        f"your edit “{short}” did not finish because the bot restarted. "
+        "You were not charged; please try again."
+    )
+
+
+class Recovery:
+    def __init__(
+        self,
+        database: Database,
+        ledger: Ledger,
+        results: ResultStore,
+        delivery: Delivery,
+        edits: EditService,
+    ) -> None:
+        self._db = database
+        self._ledger = ledger
+        self._results = results
+        self._delivery = delivery
+        self._edits = edits
+        self._left: list[jobs.StoredJob] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def settle(self) -> None:
+        """Before anything new runs: no call of this process can be running yet, so every
+        pending generation was interrupted and every open reservation is stale."""
+        self._left = await jobs.unfinished(self._db)
+        interrupted = await generations.fail_interrupted(self._db)
+        if interrupted:
+            log.warning("Marked %d interrupted generation(s) as failed", interrupted)
+        await self._ledger.settle_stale(older_than_s=0)
+        await self._results.prune()
+
+    async def finish(self, channels: Channels) -> None:
+        """Once Discord is ready: deliver or refund what was running, queue what waited."""
+        left, self._left = self._left, []
+        if left:
+            log.warning("Recovering %d edit(s) left by the previous run", len(left))
+        for job in left:
+            try:
+                if job.state == "running":
+                    await self._settle_running(job, channels)
+                else:
+                    task = asyncio.create_task(self._resume(job, channels))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+            except Exception:
+                log.exception("Could not recover job %s", job.id)
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    async def _settle_running(self, job: jobs.StoredJob, channels: Channels) -> None:
+        req = job.request
+        gen = await generations.of_job(self._db, job.id)
+        posted = None
+        if gen is not None and gen.status == "succeeded":
+            if gen.result_message_id is None:
+                posted = await self._delivery.deliver_kept(
+                    gen.id,
+                    lambda g: channels.poster(
+                        g.channel_id, g.guild_id, reply_to_message_id=job.reply_to_message_id
+                    ),
+                    NOTE_RESUMED,
+                )
+                if posted is None:
+                    # Paid for, but the image is gone: give the money back before saying so.
+                    await self._ledger.refund_generation(gen.id)
+            if gen.result_message_id is not None or posted is not None:
+                await job_rows.mark_finished(self._db, job.id, "done")
+                return
+        await job_rows.mark_finished(self._db, job.id, "failed")
+        await channels.tell(
+            req.channel_id, req.guild_id, req.user_id, did_not_finish(req.params.prompt)
+        )
+
+    async def _resume(self, job: jobs.StoredJob, channels: Channels) -> None:
+        """Queue a waiting edit again; its result goes to the channel with a ping."""
+        req = job.request
+        poster = channels.poster(
+            req.channel_id, req.guild_id, reply_to_message_id=job.reply_to_message_id
+        )
+        try:
+            queued = await self._edits.submit(
+                req, to=Destination(poster, note=NOTE_RESUMED, ping=True), job_id=job.id
+            )
+            await self._edits.wait(queued)
+        except UserError as exc:
+            await channels.tell(req.channel_id, req.guild_id, req.user_id, exc.message)

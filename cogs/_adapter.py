@@ -1,0 +1,314 @@
+"""The Discord side of the core's ports: posting result cards, reading a message's image,
+reaching a channel after a restart, and turning interactions into edit requests."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import mimetypes
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import aiohttp
+import discord
+
+from bot.cards import ResultCard
+from bot.images import ACCEPTED_TYPES, DISCORD_UPLOAD_LIMIT, InputImage
+from bot.params import EditParams
+from bot.ports import Posted, PostFailed
+from bot.requests import EditRequest
+from cogs._render import image_file, result_embed, safe_text
+from cogs._views import result_view
+
+if TYPE_CHECKING:
+    from bot.client import KontextBot
+
+log = logging.getLogger(__name__)
+
+TOKEN_LIFETIME_S = 15 * 60
+# Leave time for the upload itself before Discord's 15-minute token runs out.
+TOKEN_MARGIN_S = 60
+
+
+def role_ids_of(user: discord.abc.User) -> tuple[int, ...]:
+    return tuple(r.id for r in getattr(user, "roles", ()))
+
+
+def upload_limit_of(guild: discord.Guild | None) -> int:
+    return guild.filesize_limit if guild is not None else DISCORD_UPLOAD_LIMIT
+
+
+def ping_only(user_id: int) -> discord.AllowedMentions:
+    """Mentions that ping this one member and nobody else."""
+    return discord.AllowedMentions(
+        everyone=False, roles=False, replied_user=False, users=[discord.Object(user_id)]
+    )
+
+
+def token_expired(interaction: discord.Interaction, now: float) -> bool:
+    return now - interaction.created_at.timestamp() > TOKEN_LIFETIME_S - TOKEN_MARGIN_S
+
+
+# -- images on messages ---------------------------------------------------------------
+
+
+def input_from_attachment(attachment: discord.Attachment) -> InputImage:
+    return InputImage(
+        url=attachment.url,
+        filename=attachment.filename,
+        content_type=attachment.content_type,
+        size=attachment.size,
+        width=attachment.width,
+        height=attachment.height,
+        attachment_id=attachment.id,
+    )
+
+
+def _is_image(attachment: discord.Attachment) -> bool:
+    kind = (attachment.content_type or mimetypes.guess_type(attachment.filename)[0] or "").lower()
+    return kind.split(";")[0] in ACCEPTED_TYPES
+
+
+def images_in(message: discord.Message) -> list[InputImage]:
+    """Every image on a message: attachments first, then embed images."""
+    found = [input_from_attachment(a) for a in message.attachments if _is_image(a)]
+    # An embed showing an attachment (`attachment://`) points at that same file.
+    seen = {urlsplit(a.url).path for a in message.attachments}
+    for embed in message.embeds:
+        for media in (embed.image, embed.thumbnail):
+            url = media.proxy_url or media.url
+            if url and urlsplit(media.url or url).path in seen:
+                continue
+            if url and media.width and media.height:
+                name = urlsplit(url).path.rsplit("/", 1)[-1] or "image"
+                found.append(
+                    InputImage(
+                        url=url,
+                        filename=name,
+                        content_type=mimetypes.guess_type(name)[0],
+                        size=0,  # embeds do not say; the API or the download cap decides
+                        width=media.width,
+                        height=media.height,
+                    )
+                )
+    return found
+
+
+def shown_image(message: discord.Message | None) -> InputImage | None:
+    if message is None or not message.attachments:
+        return None
+    return input_from_attachment(message.attachments[0])
+
+
+class Reader:
+    """Discord's current copy of a message (attachment URLs are re-signed on fetch)."""
+
+    def __init__(self, bot: KontextBot) -> None:
+        self.bot = bot
+
+    async def fetch(self, channel_id: int, message_id: int) -> discord.Message | None:
+        try:
+            return await self.bot.get_partial_messageable(channel_id).fetch_message(message_id)
+        except discord.NotFound:
+            await self.bot.core.delivery.message_gone(message_id)
+            return None
+
+    async def first_image(self, channel_id: int, message_id: int) -> InputImage | None:
+        return shown_image(await self.fetch(channel_id, message_id))
+
+
+# -- posting result cards ---------------------------------------------------------------
+
+
+def posted(message: discord.Message) -> Posted:
+    attachment = message.attachments[0] if message.attachments else None
+    return Posted(
+        channel_id=message.channel.id,
+        message_id=message.id,
+        attachment_id=attachment.id if attachment else None,
+        url=attachment.url if attachment else None,
+        jump_url=message.jump_url,
+    )
+
+
+async def send_card(
+    channel: discord.abc.Messageable,
+    card: ResultCard,
+    image: bytes,
+    *,
+    reference: discord.MessageReference | None,
+    ping: bool,
+) -> Posted:
+    """Post a card; what Discord fails or refuses becomes the core's PostFailed."""
+    try:
+        message = await channel.send(
+            content=f"<@{card.requester_id}> your edit is ready." if ping else None,
+            embed=result_embed(card),
+            file=image_file(image, card.filename),
+            view=result_view(card.generation_id),
+            reference=reference,  # type: ignore[arg-type]
+            allowed_mentions=ping_only(card.requester_id)
+            if ping
+            else discord.AllowedMentions.none(),
+        )
+    except discord.HTTPException as exc:
+        retryable = exc.status >= 500 or exc.status == 429
+        raise PostFailed(f"HTTP {exc.status}", retryable=retryable) from exc
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise PostFailed(f"network: {type(exc).__name__}", retryable=True) from exc
+    return posted(message)
+
+
+class ChannelPoster:
+    """Posts in a channel, optionally as a reply (used after restarts and for replies)."""
+
+    def __init__(
+        self,
+        channel: discord.abc.Messageable,
+        reference: discord.MessageReference | None = None,
+        before_post: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.channel, self.reference, self.before_post = channel, reference, before_post
+
+    async def post(self, card: ResultCard, image: bytes) -> Posted:
+        if self.before_post is not None:
+            await self.before_post()
+        return await send_card(self.channel, card, image, reference=self.reference, ping=card.ping)
+
+
+class InteractionPoster:
+    """Posts an interaction's result in its channel, where a reply can reach the bot; then
+    removes the public placeholder (or links a private one). Past the token's life the
+    card pings the member. Without the right to post in the channel, the interaction's
+    own webhook still works."""
+
+    def __init__(
+        self,
+        bot: KontextBot,
+        interaction: discord.Interaction,
+        *,
+        reply_to: discord.Message | None = None,
+        private: bool = False,
+    ) -> None:
+        self.bot, self.interaction, self.reply_to, self.private = (
+            bot,
+            interaction,
+            reply_to,
+            private,
+        )
+
+    async def post(self, card: ResultCard, image: bytes) -> Posted:
+        late = token_expired(self.interaction, self.bot.clock())
+        channel = self.interaction.channel
+        assert isinstance(channel, discord.abc.Messageable)
+        reference = self.reply_to.to_reference(fail_if_not_exists=False) if self.reply_to else None
+        try:
+            result = await send_card(
+                channel, card, image, reference=reference, ping=card.ping or late
+            )
+        except PostFailed as exc:
+            if late or not isinstance(exc.__cause__, discord.Forbidden):
+                raise
+            message = await self.interaction.followup.send(
+                embed=result_embed(card),
+                file=image_file(image, card.filename),
+                view=result_view(card.generation_id),
+                allowed_mentions=discord.AllowedMentions.none(),
+                wait=True,
+            )
+            return posted(message)
+        if not late:
+            await settle_placeholder(self.interaction, result.jump_url, private=self.private)
+        return result
+
+
+async def settle_placeholder(
+    interaction: discord.Interaction, jump_url: str, *, private: bool
+) -> None:
+    """Remove a public "thinking..." message, or point a private one at the result."""
+    with contextlib.suppress(discord.HTTPException):
+        if private:
+            await interaction.edit_original_response(content=f"Done: {jump_url}")
+        else:
+            await interaction.delete_original_response()
+
+
+class DiscordChannels:
+    """Channels reached without an interaction (after a restart): results ping."""
+
+    def __init__(self, bot: KontextBot) -> None:
+        self.bot = bot
+
+    def poster(
+        self, channel_id: int, guild_id: int | None, *, reply_to_message_id: int | None
+    ) -> ChannelPoster:
+        channel = self.bot.get_partial_messageable(channel_id, guild_id=guild_id)
+        reference = (
+            discord.MessageReference(
+                message_id=reply_to_message_id, channel_id=channel_id, fail_if_not_exists=False
+            )
+            if reply_to_message_id
+            else None
+        )
+        return ChannelPoster(channel, reference)
+
+    async def tell(self, channel_id: int, guild_id: int | None, user_id: int, text: str) -> None:
+        channel = self.bot.get_partial_messageable(channel_id, guild_id=guild_id)
+        try:
+            await channel.send(
+                f"<@{user_id}> {safe_text(text)}", allowed_mentions=ping_only(user_id)
+            )
+        except discord.HTTPException:
+            log.warning("Could not tell member %s in channel %s", user_id, channel_id)
+
+
+# -- requests -------------------------------------------------------------------------
+
+
+def request_for_interaction(
+    interaction: discord.Interaction,
+    *,
+    source: str,
+    image: InputImage,
+    params: EditParams,
+    seed_explicit: bool,
+    parent_id: int | None = None,
+) -> EditRequest:
+    """An edit asked for through an interaction (command, button, menu or modal)."""
+    return EditRequest(
+        user_id=interaction.user.id,
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id or 0,
+        source=source,
+        image=image,
+        params=params,
+        seed_explicit=seed_explicit,
+        upload_limit=interaction.filesize_limit,
+        parent_id=parent_id,
+        interaction_id=interaction.id,
+        role_ids=role_ids_of(interaction.user),
+    )
+
+
+def request_for_message(
+    message: discord.Message,
+    *,
+    image: InputImage,
+    params: EditParams,
+    seed_explicit: bool,
+    parent_id: int | None,
+) -> EditRequest:
+    """An edit asked for by a reply or a mention."""
+    return EditRequest(
+        user_id=message.author.id,
+        guild_id=message.guild.id if message.guild else None,
+        channel_id=message.channel.id,
+        source="reply" if parent_id is not None else "mention",
+        image=image,
+        params=params,
+        seed_explicit=seed_explicit,
+        upload_limit=upload_limit_of(message.guild),
+        parent_id=parent_id,
+        role_ids=role_ids_of(message.author),
+    )
