@@ -16,7 +16,7 @@ import discord
 
 from bot import db
 from bot.errors import UserError
-from bot.images import ACCEPTED_TYPES, DISCORD_UPLOAD_LIMIT, InputImage
+from bot.images import DISCORD_UPLOAD_LIMIT, InputImage, format_of
 from bot.params import EditParams
 from bot.pipeline import EditOutcome, EditRequest
 from bot.queue import Progress
@@ -91,8 +91,7 @@ def input_from_attachment(attachment: discord.Attachment) -> InputImage:
 
 
 def _is_image(attachment: discord.Attachment) -> bool:
-    kind = (attachment.content_type or mimetypes.guess_type(attachment.filename)[0] or "").lower()
-    return kind.split(";")[0] in ACCEPTED_TYPES
+    return format_of(attachment.content_type, attachment.filename) is not None
 
 
 def images_in(message: discord.Message) -> list[InputImage]:

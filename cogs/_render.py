@@ -53,7 +53,8 @@ class ResultCard:
     def from_outcome(
         cls, outcome: EditOutcome, *, requester_id: int, step: int, note: str | None = None
     ) -> ResultCard:
-        notes = [n for n in (note, outcome.reencoded and _REENCODED) if n]
+        converted = outcome.converted_from and f"converted from {outcome.converted_from}"
+        notes = [n for n in (note, converted, outcome.reencoded and _REENCODED) if n]
         return cls(
             generation_id=outcome.generation_id,
             params=outcome.params,
