@@ -38,7 +38,8 @@ class ResultCard:
         note: str | None = None,
         ping: bool = False,
     ) -> ResultCard:
-        notes = [n for n in (note, outcome.reencoded and REENCODED) if n]
+        converted = outcome.converted_from and f"converted from {outcome.converted_from}"
+        notes = [n for n in (note, converted, outcome.reencoded and REENCODED) if n]
         return cls(
             generation_id=outcome.generation_id,
             params=outcome.params,

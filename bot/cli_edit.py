@@ -39,7 +39,7 @@ def _read_file(path: Path, settings: ApiSettings) -> bytes:
 
 def _checked(source: str, data: bytes, settings: ApiSettings) -> None:
     try:
-        info = images.sniff_image(data)
+        info = images.identify(data)
     except images.InvalidImage as exc:
         raise UserError(f"{source} is not a usable image ({exc})") from None
     images.check_input(
@@ -77,18 +77,19 @@ async def run_edit(settings: ApiSettings, args: argparse.Namespace) -> int:
             data = await _load_input(args.image, settings, http)
             _checked(args.image, data, settings)
             is_url = args.image.startswith(("http://", "https://"))
-            if is_url and settings.segmind_input_mode == "url":
-                api_input = args.image
-            else:
-                api_input = await asyncio.to_thread(
-                    images.prepare_for_api, data, settings.max_input_megapixels
-                )
+            api_input = await asyncio.to_thread(
+                images.input_for_api,
+                data,
+                args.image,
+                send_url=is_url and settings.segmind_input_mode == "url",
+                max_megapixels=settings.max_input_megapixels,
+            )
         except UserError as exc:
             print(f"error: {exc.message}", file=sys.stderr)
             return EXIT_BAD_INPUT
         started = time.monotonic()
         try:
-            result = await api.edit(api_input, params)
+            result = await api.edit(api_input.value, params)
         except SegmindError as exc:
             print(f"error: {exc.message} (status {exc.status or '-'})", file=sys.stderr)
             return EXIT_API_FAILED

@@ -10,11 +10,16 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bot.errors import BadInput
 
 log = logging.getLogger(__name__)
+
+# HEIC/HEIF is read through libheif: Pillow has no reader of its own. AVIF is Pillow's own.
+# Only the main picture is ever read, so thumbnails, depth and auxiliary images are skipped.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 MIN_SIDE_PX = 64
 MAX_SIDE_PX = 8192
@@ -23,15 +28,43 @@ DISCORD_UPLOAD_LIMIT = 10 * 1024 * 1024
 # Decompression-bomb guard: `_open` turns Pillow's warning past this many pixels into a refusal.
 Image.MAX_IMAGE_PIXELS = MAX_SIDE_PX * MAX_SIDE_PX
 
+# What the API takes as it is (the contract); anything else accepted is converted first.
+API_FORMATS = frozenset({"jpeg", "png", "gif", "webp"})
+CONVERTED_LABELS = {"heic": "HEIC", "heif": "HEIF", "avif": "AVIF", "tiff": "TIFF", "bmp": "BMP"}
+ACCEPTED_FORMATS_TEXT = "JPEG, PNG, GIF, WebP, HEIC, AVIF, TIFF or BMP"
+
 ACCEPTED_TYPES = {
     "image/jpeg": "jpeg",
     "image/jpg": "jpeg",
     "image/png": "png",
+    "image/apng": "png",  # an animated PNG is a PNG: its first frame is the picture
     "image/gif": "gif",
     "image/webp": "webp",
+    "image/heic": "heic",
+    "image/heic-sequence": "heic",
+    "image/heif": "heif",
+    "image/heif-sequence": "heif",
+    "image/avif": "avif",
+    "image/tiff": "tiff",
+    "image/bmp": "bmp",
+    "image/x-bmp": "bmp",
+    "image/x-ms-bmp": "bmp",
 }
-_EXTENSIONS = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "gif": "gif", "webp": "webp"}
-PIL_FORMATS = {"JPEG": "jpeg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
+_EXTENSIONS = {
+    **{ext: "jpeg" for ext in ("jpg", "jpeg", "jfif")},
+    **{ext: "png" for ext in ("png", "apng")},
+    **{ext: "heic" for ext in ("heic", "heics")},
+    **{ext: "heif" for ext in ("heif", "heifs", "hif")},
+    **{ext: "tiff" for ext in ("tif", "tiff")},
+    **{ext: ext for ext in ("gif", "webp", "avif", "bmp")},
+}
+# Pillow's names for what the API takes. An MPO (multi-shot and 3D cameras, some phones)
+# is a JPEG with a picture index appended: every JPEG decoder reads its first picture.
+PIL_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
+# Pillow's names for what the bot can read safely but the API cannot take.
+_CONVERTIBLE = {"HEIF": "heif", "AVIF": "avif", "TIFF": "tiff", "BMP": "bmp"}
+# HEIF brands whose pictures are HEVC-coded: what phones save and name .heic.
+_HEIC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"})
 OUTPUT_MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 _SAVE_FORMAT = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
 
@@ -42,10 +75,20 @@ class InvalidImage(ValueError):
 
 @dataclass(frozen=True)
 class ImageInfo:
-    format: str  # jpeg, png, gif or webp
+    format: str  # jpeg, png, gif, webp; or one converted first: heic, heif, avif, tiff, bmp
     width: int
     height: int
     frames: int = 1
+
+    @property
+    def needs_conversion(self) -> bool:
+        """True when the API cannot take these bytes as they are."""
+        return self.format not in API_FORMATS
+
+    @property
+    def label(self) -> str:
+        """The format's name as a member knows it ("HEIC")."""
+        return CONVERTED_LABELS.get(self.format, self.format.upper())
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +116,23 @@ def _open(data: bytes) -> Image.Image:
 
 
 def sniff_image(data: bytes) -> ImageInfo:
-    """Identify and structurally verify an image without decoding all its pixels."""
-    img = _open(data)
+    """Identify and structurally verify an image the API takes (jpeg, png, gif, webp)
+    without decoding all its pixels."""
+    return _identify(data, convertible=False)
+
+
+def identify(data: bytes) -> ImageInfo:
+    """Like `sniff_image`, for any format a member may send, converted ones included."""
+    return _identify(data, convertible=True)
+
+
+def _identify(data: bytes, *, convertible: bool) -> ImageInfo:
+    img = _open(data)  # reads the header only: the bomb guard runs before any decoding
     fmt = PIL_FORMATS.get(img.format or "")
+    if fmt is None and convertible:
+        fmt = _CONVERTIBLE.get(img.format or "")
+        if fmt == "heif" and data[8:12] in _HEIC_BRANDS:
+            fmt = "heic"
     if fmt is None:
         raise InvalidImage(f"unsupported image format {img.format}")
     info = ImageInfo(fmt, img.width, img.height, getattr(img, "n_frames", 1))
@@ -86,7 +143,8 @@ def sniff_image(data: bytes) -> ImageInfo:
     return info
 
 
-def _format_of(content_type: str | None, filename: str) -> str | None:
+def format_of(content_type: str | None, filename: str) -> str | None:
+    """The format a file claims to be, by its type or else its name; None if not accepted."""
     if content_type:
         return ACCEPTED_TYPES.get(content_type.split(";")[0].strip().lower())
     return _EXTENSIONS.get(filename.rsplit(".", 1)[-1].lower()) if "." in filename else None
@@ -105,14 +163,17 @@ def _check_dimensions(width: int, height: int) -> None:
 
 def check_input(image: InputImage, max_bytes: int) -> str:
     """Refuse, before anything is spent, what the API cannot take; returns the format."""
-    fmt = _format_of(image.content_type, image.filename)
+    fmt = format_of(image.content_type, image.filename)
     if fmt is None:
-        raise BadInput("Please attach a JPEG, PNG, GIF or WebP image.")
+        raise BadInput(f"Please attach an image: {ACCEPTED_FORMATS_TEXT}.")
     if image.size > max_bytes:
         raise BadInput(
             f"That image is {image.size / 1048576:.1f} MB; the limit is {max_bytes / 1048576:g} MB."
         )
     if image.width is None or image.height is None:
+        if fmt not in API_FORMATS:
+            # Discord does not measure every format it stores; the downloaded bytes are.
+            return fmt
         raise BadInput("Discord could not read that file as an image. Please attach a real image.")
     _check_dimensions(image.width, image.height)
     return fmt
@@ -158,10 +219,15 @@ async def download(
 
 
 def inspect_input(data: bytes) -> ImageInfo:
-    """Prove downloaded bytes are an image the API can take: real format (whatever the
-    name says), sane size, not a bomb, not truncated. CPU-bound: call it in a thread."""
+    """Prove downloaded bytes are an image the bot can use: an accepted format (whatever
+    the name says), sane size, not a bomb, not truncated. CPU-bound: call it in a thread."""
+    return _inspect(data)[0]
+
+
+def _inspect(data: bytes) -> tuple[ImageInfo, Image.Image]:
+    """`inspect_input`, also returning the decoded first frame (a JPEG's at 1/8 scale)."""
     try:
-        info = sniff_image(data)
+        info = identify(data)
     except InvalidImage:
         raise BadInput("That file is not a readable image.") from None
     _check_dimensions(info.width, info.height)
@@ -174,7 +240,27 @@ def inspect_input(data: bytes) -> ImageInfo:
         img.load()  # decodes the first frame: catches truncated data
     except (InvalidImage, OSError, ValueError, SyntaxError) as exc:
         raise BadInput("That image is damaged or truncated.") from exc
-    return info
+    return info, img
+
+
+@dataclass(frozen=True)
+class ApiInput:
+    """What the API gets as `input_image`, and how the member's file got there."""
+
+    value: str  # the file's URL, or base64 of a clean JPEG or PNG
+    mode: str  # url or base64
+    converted_from: str | None = None  # the format's name when the API could not take it
+
+
+def input_for_api(data: bytes, url: str, *, send_url: bool, max_megapixels: float) -> ApiInput:
+    """Check downloaded bytes, then choose what the API gets: the URL when `send_url` and
+    the API can read the file as it is, else cleaned base64 (always for a format the API
+    cannot take). Every check runs before any conversion. CPU-bound: call it in a thread."""
+    info, first_frame = _inspect(data)
+    if send_url and not info.needs_conversion:
+        return ApiInput(url, "url")
+    encoded = _encode_for_api(data, info, first_frame, max_megapixels)
+    return ApiInput(encoded, "base64", info.label if info.needs_conversion else None)
 
 
 def prepare_for_api(data: bytes, max_megapixels: float) -> str:
@@ -183,16 +269,29 @@ def prepare_for_api(data: bytes, max_megapixels: float) -> str:
     Applies EXIF orientation, keeps the first frame of an animation, downscales to
     `max_megapixels` and drops all metadata. CPU-bound: call it in a thread.
     """
-    info = inspect_input(data)
+    info, first_frame = _inspect(data)
+    return _encode_for_api(data, info, first_frame, max_megapixels)
+
+
+def _encode_for_api(
+    data: bytes, info: ImageInfo, first_frame: Image.Image, max_megapixels: float
+) -> str:
     limit = max_megapixels * 1_000_000
     try:
-        img = _open(data)
-        img.seek(0)
-        if info.width * info.height > limit:
-            # A JPEG can decode straight at a fraction of its size: no full-size copy in memory.
-            scale = (limit / (info.width * info.height)) ** 0.5
-            img.draft("RGB", (int(info.width * scale) + 1, int(info.height * scale) + 1))
+        if info.format == "jpeg":
+            # Inspected at 1/8 scale: decode again, straight at the size needed (no
+            # full-size copy in memory when it is to be downscaled).
+            img = _open(data)
+            img.seek(0)
+            if info.width * info.height > limit:
+                scale = (limit / (info.width * info.height)) ** 0.5
+                img.draft("RGB", (int(info.width * scale) + 1, int(info.height * scale) + 1))
+        else:
+            img = first_frame  # already decoded, in full: no second decode
         img = ImageOps.exif_transpose(img)
+        if img.mode.startswith("I;16"):
+            # 16-bit greys (scanners, some TIFFs): scale to 8 bits rather than clip to white.
+            img = img.convert("I").point(lambda v: v * (1 / 256)).convert("L")
         has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
         img = img.convert("RGBA" if has_alpha else "RGB")
     except (InvalidImage, OSError, ValueError) as exc:

@@ -88,7 +88,7 @@ class EditPipeline:
             self.health.call_failed_otherwise()  # frees the probe slot if this was the probe
             raise
         try:
-            generation_id = await db.insert(self._db, self._new_row(req))
+            generation_id = await db.insert(self._db, self._new_row(req, api_input))
         except BaseException:
             self.health.call_failed_otherwise()
             await asyncio.shield(self.ledger.release(reservation))
@@ -119,7 +119,7 @@ class EditPipeline:
         await db.mark_failed(self._db, generation_id, f"error: {exc!r}"[:200])
         await self.ledger.release(reservation)
 
-    def _new_row(self, req: EditRequest) -> db.NewGeneration:
+    def _new_row(self, req: EditRequest, api_input: images.ApiInput) -> db.NewGeneration:
         return db.NewGeneration(
             guild_id=req.guild_id,
             channel_id=req.channel_id,
@@ -128,14 +128,14 @@ class EditPipeline:
             model=self._api.model,
             params=req.params,
             seed_explicit=req.seed_explicit,
-            input_mode=self._settings.segmind_input_mode,
+            input_mode=api_input.mode,
             input=req.image,
             parent_id=req.parent_id,
             interaction_id=req.interaction_id,
             job_id=req.job_id,
         )
 
-    async def _api_input(self, image: InputImage) -> str:
+    async def _api_input(self, image: InputImage) -> images.ApiInput:
         """What the API gets as `input_image`. Either way the bytes are fetched from
         Discord's CDN and proven to be a sane image first: the name, the content type and
         Discord's dimensions can all lie, and a refused input must cost nothing."""
@@ -145,19 +145,24 @@ class EditPipeline:
             max_bytes=self._settings.max_input_bytes,
             allowed_hosts=self._settings.discord_cdn_hosts,
         )
-        if self._settings.segmind_input_mode == "url":
-            await asyncio.to_thread(images.inspect_input, data)
-            return image.url
         return await asyncio.to_thread(
-            images.prepare_for_api, data, self._settings.max_input_megapixels
+            images.input_for_api,
+            data,
+            image.url,
+            send_url=self._settings.segmind_input_mode == "url",
+            max_megapixels=self._settings.max_input_megapixels,
         )
 
     async def _call(
-        self, generation_id: int, api_input: str, req: EditRequest, reservation: Reservation
+        self,
+        generation_id: int,
+        api_input: images.ApiInput,
+        req: EditRequest,
+        reservation: Reservation,
     ) -> EditOutcome:
         ticket = self.meter.start()
         try:
-            result = await self._api.edit(api_input, req.params)
+            result = await self._api.edit(api_input.value, req.params)
         except segmind.SegmindError as exc:
             self.meter.finish_failed(ticket, maybe_billed=exc.maybe_billed)
             self.health.api_failed(exc)
@@ -212,6 +217,7 @@ class EditPipeline:
             quota_left=(
                 await self.ledger.status(req.guild_id or 0, req.user_id, req.role_ids)
             ).left,
+            converted_from=api_input.converted_from,
         )
 
     @staticmethod

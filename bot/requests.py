@@ -39,3 +39,4 @@ class EditOutcome:
     remaining_credits: float | None
     reencoded: bool
     quota_left: float | None = None
+    converted_from: str | None = None  # e.g. "HEIC": the input was converted for the API

@@ -14,7 +14,7 @@ import aiohttp
 import discord
 
 from bot.cards import ResultCard
-from bot.images import ACCEPTED_TYPES, DISCORD_UPLOAD_LIMIT, InputImage
+from bot.images import DISCORD_UPLOAD_LIMIT, InputImage, format_of
 from bot.params import EditParams
 from bot.ports import Posted, PostFailed
 from bot.requests import EditRequest
@@ -66,8 +66,7 @@ def input_from_attachment(attachment: discord.Attachment) -> InputImage:
 
 
 def _is_image(attachment: discord.Attachment) -> bool:
-    kind = (attachment.content_type or mimetypes.guess_type(attachment.filename)[0] or "").lower()
-    return kind.split(";")[0] in ACCEPTED_TYPES
+    return format_of(attachment.content_type, attachment.filename) is not None
 
 
 def images_in(message: discord.Message) -> list[InputImage]:

@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserError
-from bot.images import InputImage, check_input
+from bot.images import ACCEPTED_FORMATS_TEXT, InputImage, check_input
 from bot.params import PROMPT_MAX_CHARS, build_params, split_inline_options
 from cogs import _flow
 from cogs._adapter import images_in, request_for_interaction
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MSG_NO_IMAGE = "That message has no image I can edit (JPEG, PNG, GIF or WebP)."
+MSG_NO_IMAGE = f"That message has no image I can edit ({ACCEPTED_FORMATS_TEXT})."
 
 
 class InstructionModal(ReportingModal, title="Edit image"):

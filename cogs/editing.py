@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.app_commands import Choice, Range
 from discord.ext import commands
 
-from bot.images import check_input
+from bot.images import ACCEPTED_FORMATS_TEXT, check_input
 from bot.params import (
     ASPECT_RATIOS,
     OUTPUT_FORMATS,
@@ -36,7 +36,7 @@ class Editing(commands.Cog):
     @app_commands.command(name="edit", description="Edit an image with FLUX.1 Kontext")
     @app_commands.guild_only()
     @app_commands.describe(
-        image="The picture to edit (JPEG, PNG, GIF or WebP)",
+        image=f"The picture to edit ({ACCEPTED_FORMATS_TEXT})",
         prompt="What to change, e.g. 'make it night, keep the lighthouse'",
         aspect_ratio="Shape of the result (default: same as the input)",
         seed="Same seed + same input = same result (default: random, shown on the result)",

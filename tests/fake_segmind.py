@@ -33,6 +33,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 log = logging.getLogger(__name__)
 
+# The contract's input formats, by Pillow's names. An MPO is a JPEG with a picture index
+# appended: any JPEG decoder reads its first picture.
+INPUT_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP"})
+
 DEFAULT_MODELS: tuple[str, ...] = ("flux-kontext-dev", "flux-kontext-pro", "flux-kontext-max")
 
 ASPECT_RATIOS: tuple[str, ...] = (
@@ -472,12 +476,16 @@ def _parse_ratio(aspect: str) -> float:
 
 def _edit_image(source: bytes, aspect: str, fmt: str, quality: int) -> bytes:
     """Decode, invert, crop to ``aspect``, cap the size and encode; runs in a worker thread."""
+    refused = _ValidationError("input_image: not a valid jpeg, png, gif or webp image")
     try:
         with Image.open(io.BytesIO(source)) as img:
+            # Only what the contract lists, whatever else Pillow (with plugins) can read.
+            if img.format not in INPUT_FORMATS:
+                raise refused
             img.load()
             rgb = img.convert("RGB")  # first frame for GIFs; alpha dropped
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        raise _ValidationError("input_image: not a valid jpeg, png, gif or webp image") from None
+        raise refused from None
 
     # The "edit": inverting every pixel is trivial to verify from a test.
     out = ImageOps.invert(rgb)

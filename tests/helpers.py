@@ -36,6 +36,26 @@ def make_image(
     return out.getvalue()
 
 
+def make_mpo(width: int = 256, height: int = 192) -> bytes:
+    """A multi-picture JPEG (two shots), as 3D cameras and some phones write under .jpg."""
+    left = Image.new("RGB", (width, height), (200, 40, 40))
+    left.paste((20, 20, 220), (0, 0, width // 2, height // 2))
+    right = Image.new("RGB", (width, height), (40, 200, 40))
+    out = io.BytesIO()
+    left.save(out, "MPO", save_all=True, append_images=[right])
+    return out.getvalue()
+
+
+def make_heic_bomb(width: int = 20000, height: int = 20000) -> bytes:
+    """A real small HEIC whose header (`ispe`) claims `width`x`height`: tiny on disk,
+    huge if anything believed it and decoded."""
+    data = bytearray(make_image(640, 480, "HEIF"))
+    at = data.find(b"ispe")
+    assert at > 0, "pillow-heif wrote no ispe box"
+    data[at + 8 : at + 16] = struct.pack(">II", width, height)  # after version/flags
+    return bytes(data)
+
+
 def open_image(data: bytes) -> Image.Image:
     img = Image.open(io.BytesIO(data))
     img.load()
@@ -49,6 +69,14 @@ EXIF_GPS_IFD = 0x8825
 
 def make_exif_jpeg(width: int = 200, height: int = 100, orientation: int = 6) -> bytes:
     """A JPEG carrying EXIF orientation, a camera make and a GPS position."""
+    return make_exif_image(width, height, orientation, fmt="JPEG")
+
+
+def make_exif_image(
+    width: int = 200, height: int = 100, orientation: int = 6, *, fmt: str = "JPEG"
+) -> bytes:
+    """An image in `fmt` carrying EXIF orientation, a camera make and a GPS position
+    (HEIF is written through the pillow-heif opener that bot.images registers)."""
     img = Image.new("RGB", (width, height), (10, 200, 10))
     img.paste((250, 250, 0), (0, 0, width // 4, height // 4))
     exif = Image.Exif()
@@ -58,7 +86,7 @@ def make_exif_jpeg(width: int = 200, height: int = 100, orientation: int = 6) ->
     gps[1] = "N"
     gps[2] = (48.0, 51.0, 29.0)
     out = io.BytesIO()
-    img.save(out, "JPEG", exif=exif)
+    img.save(out, fmt, exif=exif.tobytes())
     return out.getvalue()
 
 

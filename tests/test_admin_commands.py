@@ -282,7 +282,9 @@ async def test_alerts_channel_is_set_checked_and_audited(h: Harness) -> None:
     assert answer["content"].startswith("Alerts will go to <#4244>")
     off = await private(await admin(h, "alerts"))
     assert off["content"] == "Alerts are off for this server. (before: channel:4244)"
-    rows = await h.bot.core.database.fetchall("SELECT guild_id, alerts_channel_id FROM guild_settings")
+    rows = await h.bot.core.database.fetchall(
+        "SELECT guild_id, alerts_channel_id FROM guild_settings"
+    )
     assert [tuple(r) for r in rows] == [(GUILD_ID, None)]
     assert [a[3:] for a in await audit(h)] == [("off", "channel:4244"), ("channel:4244", "off")]
 

@@ -31,7 +31,9 @@ def image_of(h: Harness, message: dict) -> bytes:
 
 
 async def rows(h: Harness) -> list[dict]:
-    return [dict(r) for r in await h.bot.core.database.fetchall("SELECT * FROM generations ORDER BY id")]
+    return [
+        dict(r) for r in await h.bot.core.database.fetchall("SELECT * FROM generations ORDER BY id")
+    ]
 
 
 async def first_result(h: Harness, prompt: str = "make it night", **options: object) -> dict:

@@ -261,6 +261,33 @@ async def test_edit_passes_a_url_input_through_in_url_mode(
     assert open_image((tmp_path / "out.png").read_bytes()).size == (128, 128)
 
 
+@pytest.mark.parametrize("where", ["file", "url"])
+async def test_edit_converts_a_heic_the_api_cannot_take(
+    tmp_path: Path, segmind: FakeSegmind, local_server: LocalServer, where: str
+) -> None:
+    heic = make_image(256, 192, "HEIF")
+    if where == "file":
+        (tmp_path / "IMG_0001.HEIC").write_bytes(heic)
+        source = "IMG_0001.HEIC"
+    else:
+        source = local_server.serve_bytes("/IMG_0001.HEIC", heic, content_type="image/heic")
+    code, _out, err = await run_bot_async(
+        tmp_path,
+        "edit",
+        source,
+        "x",
+        "-o",
+        "out.png",
+        SEGMIND_BASE_URL=segmind.base_url,
+        SEGMIND_API_KEY=API_KEY,
+    )
+    assert code == 0, err
+    # Even in url mode the API gets JPEG bytes, never a HEIC it cannot read.
+    sent = open_image(base64.b64decode(segmind.requests[0].json["input_image"], validate=True))
+    assert (sent.format, sent.size) == ("JPEG", (256, 192))
+    assert open_image((tmp_path / "out.png").read_bytes()).size == (256, 192)
+
+
 async def test_edit_with_a_bad_key_exits_1_without_showing_it(
     tmp_path: Path, segmind: FakeSegmind
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 
 import pytest
@@ -9,7 +10,12 @@ import pytest
 from bot.db import generations
 from tests.conftest import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID, MEMBER_ID, Harness
 from tests.fake_discord import FLAG_EPHEMERAL
-from tests.helpers import make_image, make_noise_image, open_image
+from tests.helpers import make_animation, make_image, make_mpo, make_noise_image, open_image
+
+MODES = [
+    pytest.param(mode, marks=pytest.mark.settings(segmind_input_mode=mode), id=mode)
+    for mode in ("url", "base64")
+]
 
 
 @pytest.fixture
@@ -113,7 +119,7 @@ async def test_mentions_are_disabled_on_everything_the_bot_sends(h: Harness) -> 
     [
         ("   ", {}, {}, "prompt is empty"),
         ("x" * 1001, {}, {}, "limit is 1,000"),
-        ("ok", {"filename": "a.txt", "content_type": "text/plain"}, {}, "JPEG, PNG, GIF or WebP"),
+        ("ok", {"filename": "a.txt", "content_type": "text/plain"}, {}, "PNG, GIF, WebP, HEIC"),
         ("ok", {"filename": "big.png", "size": 21 * 1024 * 1024}, {}, "limit is 20 MB"),
         ("ok", {"data": make_image(40, 40)}, {}, "at least 64 px"),
         ("ok", {"width": 9000, "height": 100}, {}, "8192 px or less"),
@@ -244,3 +250,105 @@ async def test_a_result_over_the_upload_limit_is_reencoded_and_says_so(h: Harnes
     assert attachment["filename"].endswith(".jpg")
     assert len(h.discord.attachment_bytes(attachment)) <= 40 * 1024
     assert "re-encoded" in answer["embeds"][0]["footer"]["text"]
+
+
+# -- every picture a phone or camera makes ---------------------------------------------------
+
+
+def footer_of(answer: dict) -> str:
+    return answer["embeds"][0]["footer"]["text"]
+
+
+def assert_inverted(h: Harness, answer: dict, source: bytes) -> None:
+    """The posted picture is the API's edit of the member's picture (the stand-in inverts)."""
+    [attachment] = answer["attachments"]
+    result = open_image(h.discord.attachment_bytes(attachment)).convert("RGB")
+    original = open_image(source).convert("RGB")
+    assert result.size == original.size
+    for xy in ((10, 10), (300, 200)):
+        want = tuple(255 - c for c in original.getpixel(xy))
+        assert all(abs(a - b) <= 12 for a, b in zip(result.getpixel(xy), want, strict=True))
+
+
+CONVERTED_UPLOADS = [
+    pytest.param("HEIF", "IMG_0001.HEIC", "image/heic", "HEIC", id="heic"),
+    pytest.param("AVIF", "photo.avif", "image/avif", "AVIF", id="avif"),
+    pytest.param("TIFF", "scan.tiff", "image/tiff", "TIFF", id="tiff"),
+    pytest.param("BMP", "old.bmp", "image/bmp", "BMP", id="bmp"),
+]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("pil_format", "filename", "content_type", "label"), CONVERTED_UPLOADS)
+async def test_a_picture_the_api_cannot_take_is_converted_and_edited(
+    h: Harness, mode: str, pil_format: str, filename: str, content_type: str, label: str
+) -> None:
+    source = make_image(320, 240, pil_format)
+    answer = await h.answer(await h.edit("make it night", h.upload(source, filename, content_type)))
+
+    assert not answer["flags"] & FLAG_EPHEMERAL
+    assert_inverted(h, answer, source)
+    assert f"converted from {label}" in footer_of(answer)
+    [call] = edit_requests(h)
+    sent = base64.b64decode(call.json["input_image"], validate=True)  # never the CDN URL
+    assert open_image(sent).format == "JPEG"
+    [row] = await generation_rows(h)
+    assert row["status"] == "succeeded" and row["input_mode"] == "base64"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_mpo_named_photo_jpg_is_edited_as_a_jpeg(h: Harness, mode: str) -> None:
+    source = make_mpo(320, 240)
+    answer = await h.answer(
+        await h.edit("make it night", h.upload(source, "photo.jpg", "image/jpeg"))
+    )
+
+    assert not answer["flags"] & FLAG_EPHEMERAL
+    assert_inverted(h, answer, source)
+    assert "converted" not in footer_of(answer)
+    [call] = edit_requests(h)
+    if mode == "url":
+        assert call.json["input_image"].startswith(h.discord.cdn_base)
+    else:
+        assert open_image(base64.b64decode(call.json["input_image"])).format == "JPEG"
+
+
+async def test_an_animated_png_typed_image_apng_is_edited(h: Harness) -> None:
+    source = make_animation(3, size=(320, 240))
+    answer = await h.answer(await h.edit("make it night", h.upload(source, "a.png", "image/apng")))
+    assert answer["attachments"] and not answer["flags"] & FLAG_EPHEMERAL
+    [call] = edit_requests(h)
+    assert call.json["input_image"].startswith(h.discord.cdn_base)  # a PNG the API can fetch
+
+
+@pytest.mark.parametrize(
+    "upload",
+    [
+        {"filename": "IMG_0001.HEIC", "content_type": "image/heic", "width": None, "height": None},
+        {"filename": "photo.jpg", "content_type": "image/jpeg"},
+    ],
+    ids=["discord-gave-no-size", "named-as-a-jpeg"],
+)
+async def test_the_bytes_decide_how_a_heic_is_sent(h: Harness, upload: dict) -> None:
+    source = make_image(320, 240, "HEIF")
+    attachment = h.upload(source, upload.pop("filename"), upload.pop("content_type")) | upload
+    answer = await h.answer(await h.edit("make it night", attachment))
+    assert_inverted(h, answer, source)
+    assert "converted from HEIC" in footer_of(answer)
+    [call] = edit_requests(h)
+    assert not call.json["input_image"].startswith("http")
+
+
+async def test_mentioning_the_bot_with_a_heic_edits_it(h: Harness) -> None:
+    source = make_image(320, 240, "HEIF")
+    message = h.discord.make_message(
+        CHANNEL_ID,
+        author_id=MEMBER_ID,
+        content=f"<@{h.discord.bot_user_id}> make it night",
+        attachments=[h.upload(source, "IMG_0002.HEIC", "image/heic")],
+        mentions=[h.discord.bot_user_id],
+    )
+    await h.discord.dispatch("MESSAGE_CREATE", message)
+    result = await h.reply_answer(message)
+    assert_inverted(h, result, source)
+    assert "converted from HEIC" in footer_of(result)

@@ -21,6 +21,7 @@ from aiohttp import web
 from PIL import Image, ImageChops, ImageOps, ImageStat
 
 from tests.fake_segmind import FakeSegmind
+from tests.helpers import make_image, make_mpo
 
 pytestmark = pytest.mark.asyncio
 
@@ -250,6 +251,25 @@ async def test_bad_base64_input_is_422_not_billed(
     assert "input_image" in r.json()["error"]
     assert fake.calls_billed == 0
     assert fake.credits == 100.0
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "TIFF", "HEIF", "AVIF"])
+async def test_an_input_format_outside_the_contract_is_422_not_billed(
+    fake: FakeSegmind, client: httpx.AsyncClient, fmt: str
+) -> None:
+    image = base64.b64encode(make_image(64, 64, fmt)).decode()
+    r = await post(client, fake, body(input_image=image))
+    assert r.status_code == 422
+    assert "jpeg, png, gif or webp" in r.json()["error"]
+    assert fake.calls_billed == 0
+
+
+async def test_an_mpo_input_is_read_as_the_jpeg_it_is(
+    fake: FakeSegmind, client: httpx.AsyncClient
+) -> None:
+    r = await post(client, fake, body(input_image=base64.b64encode(make_mpo(64, 48)).decode()))
+    assert r.status_code == 200
+    assert decode(r.content).size == (64, 48)
 
 
 async def test_url_input_is_fetched(fake: FakeSegmind, client: httpx.AsyncClient, cdn: str) -> None:

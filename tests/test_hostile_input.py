@@ -11,7 +11,14 @@ import pytest
 from bot import segmind
 from tests.conftest import GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
 from tests.fake_discord import FLAG_EPHEMERAL
-from tests.helpers import LocalServer, make_animation, make_image, make_png_bomb
+from tests.helpers import (
+    LocalServer,
+    make_animation,
+    make_heic_bomb,
+    make_image,
+    make_noise_image,
+    make_png_bomb,
+)
 
 MODES = [
     pytest.param(mode, marks=pytest.mark.settings(segmind_input_mode=mode), id=mode)
@@ -29,6 +36,15 @@ def h(harness: Harness) -> Harness:
 def many_frames_gif() -> bytes:
     """1,500 tiny alternating frames: about 200 KB on disk."""
     return make_animation(1500, size=(64, 64), fmt="GIF")
+
+
+@functools.cache
+def noisy_heic() -> bytes:
+    """A HEIC whose picture data is most of the file, so half of it is a cut picture."""
+    return make_noise_image(320, 240, "HEIF")
+
+
+HEIC = {"filename": "IMG_0001.HEIC", "content_type": "image/heic"}
 
 
 def api_calls(h: Harness) -> list:
@@ -106,6 +122,22 @@ HOSTILE_IMAGES = [
      ("at least 64 px",), True),
     ("64x8193 real", {"data": make_image(64, 8193), "width": 64, "height": 64},
      ("8192 px or less",), True),
+    ("heic bomb, dims hidden", {"data": make_heic_bomb(), "width": 1024, "height": 1024, **HEIC},
+     ("not a readable image",), True),
+    ("heic bomb, no dims", {"data": make_heic_bomb(), "width": None, "height": None, **HEIC},
+     ("not a readable image",), True),
+    ("heic bomb, dims shown", {"data": make_heic_bomb(), "width": 20000, "height": 20000, **HEIC},
+     ("8192 px or less",), False),
+    ("truncated heic", {"data": noisy_heic()[: len(noisy_heic()) // 2], **HEIC},
+     ("not a readable image", "damaged or truncated"), True),
+    ("heic cut at the tail", {"data": noisy_heic()[:-64], **HEIC},
+     ("not a readable image", "damaged or truncated"), True),
+    ("ppm named .heic", {"data": make_image(300, 200, "PPM"), **HEIC},
+     ("not a readable image",), True),
+    ("ico named .tiff", {"data": make_image(128, 128, "ICO"), "filename": "scan.tiff",
+                         "content_type": "image/tiff"}, ("not a readable image",), True),
+    ("text named .avif", {"data": b"just some text, honestly\n" * 40, "filename": "a.avif",
+                          "content_type": "image/avif"}, ("not a readable image",), True),
 ]  # fmt: skip
 
 

@@ -12,13 +12,13 @@ import httpx
 import pytest
 
 from bot import db, reports
+from bot.administration import MemberBlocked, ServerAdmin
 from bot.credits import CreditMeter
 from bot.db import generations
 from bot.health import ServiceHealth
-from bot.administration import MemberBlocked, ServerAdmin
 from bot.ledger import Ledger, QuotaExceeded
-from bot.periods import period_window
 from bot.params import build_params
+from bot.periods import period_window
 from bot.pipeline import EditPipeline
 from bot.requests import EditRequest
 from bot.results import ResultStore

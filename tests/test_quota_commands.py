@@ -260,7 +260,9 @@ async def test_a_top_up_and_a_check_let_edits_run_again(h: Harness) -> None:
     assert "Balance: 9.98" in answer["content"]
     result = fields(await h.answer(await h.edit("three")))
     assert result["Cost"] == "0.04 credits"
-    readings = await h.bot.core.database.fetchall("SELECT remaining FROM credit_readings ORDER BY id")
+    readings = await h.bot.core.database.fetchall(
+        "SELECT remaining FROM credit_readings ORDER BY id"
+    )
     assert [r[0] for r in readings] == [0.02, 9.98, 9.94]
     credits = fields(await admin(h, "credits"))
     assert credits["Balance"].startswith("9.94 credits")
