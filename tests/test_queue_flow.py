@@ -120,7 +120,8 @@ async def wait_jobs(h: Harness, count: int) -> list[dict[str, Any]]:
 
 async def rows_of(h: Harness, table: str, user_id: int) -> list[dict[str, Any]]:
     rows = await h.bot.core.database.fetchall(
-        f"SELECT * FROM {table} WHERE user_id = ?", (user_id,)
+        f"SELECT * FROM {table} WHERE user_id = ?",  # noqa: S608
+        (user_id,),
     )
     return [dict(r) for r in rows]
 
