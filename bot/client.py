@@ -14,11 +14,11 @@ import discord
 from discord.ext import commands
 
 from bot import core as core_module
+from bot.adapter.alert_text import alert_text
+from bot.adapter.posting import DiscordChannels
 from bot.config import Settings
 from bot.core import Core
 from bot.health import Incident
-from cogs._adapter import DiscordChannels
-from cogs._alert_text import alert_text
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,9 @@ from discord import app_commands
 from discord.app_commands import Choice, Range
 from discord.ext import commands
 
-from bot.administration import Change
-from bot.keycheck import KeyCheckResult
-from bot.reports import usage_csv
-from cogs._access import is_admin
-from cogs._adapter import role_ids_of
-from cogs._quota_render import (
+from bot.adapter.access import is_admin
+from bot.adapter.messages import role_ids_of
+from bot.adapter.quota_render import (
     AUDIT_LINES,
     audit_embed,
     credits_embed,
@@ -28,6 +25,9 @@ from cogs._quota_render import (
     quota_embed,
     usage_embed,
 )
+from bot.administration import Change
+from bot.keycheck import KeyCheckResult
+from bot.reports import usage_csv
 
 if TYPE_CHECKING:
     from bot.client import KontextBot

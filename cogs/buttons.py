@@ -9,20 +9,15 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
+from bot.adapter import flow
+from bot.adapter.access import is_admin
+from bot.adapter.errors import ReportingModal
+from bot.adapter.messages import Reader, request_for_interaction, shown_image
+from bot.adapter.posting import ChannelPoster, settle_placeholder
+from bot.adapter.render import image_file
+from bot.adapter.views import BUTTONS_COG, CancelButton, ResultButton
 from bot.db.generations import Generation
 from bot.params import PROMPT_MAX_CHARS
-from cogs import _flow
-from cogs._access import is_admin
-from cogs._adapter import (
-    ChannelPoster,
-    Reader,
-    request_for_interaction,
-    settle_placeholder,
-    shown_image,
-)
-from cogs._render import image_file
-from cogs._views import BUTTONS_COG, CancelButton, ResultButton
-from cogs.errors import ReportingModal
 
 if TYPE_CHECKING:
     from bot.client import KontextBot
@@ -125,7 +120,7 @@ class ResultButtons(commands.Cog, name=BUTTONS_COG):
             seed_explicit=seed_explicit,
             parent_id=parent_id,
         )
-        await _flow.run_for_interaction(
+        await flow.run_for_interaction(
             self.bot, interaction, request, reply_to=reply_to, private=True
         )
 

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
+from bot.adapter import flow
+from bot.adapter.errors import describe, incident_text
+from bot.adapter.messages import Reader, images_in, input_from_attachment, request_for_message
 from bot.chains import MSG_DELETED_PARENT
 from bot.db.messages import ResultMessage
 from bot.errors import UserError
 from bot.images import InputImage
 from bot.params import build_params, split_inline_options
-from cogs import _flow
-from cogs._adapter import Reader, images_in, input_from_attachment, request_for_message
-from cogs.errors import describe, incident_text
 
 if TYPE_CHECKING:
     from bot.client import KontextBot
@@ -98,7 +98,7 @@ class Chains(commands.Cog):
         request = request_for_message(
             message, image=source, params=params, seed_explicit=seed_explicit, parent_id=gen.id
         )
-        await _flow.run_for_message(self.bot, message, request)
+        await flow.run_for_message(self.bot, message, request)
 
     async def _replied_image(self, message: discord.Message, parent: ResultMessage) -> InputImage:
         """The image of the result being replied to, from Discord's freshest copy."""
@@ -136,7 +136,7 @@ class Chains(commands.Cog):
         request = request_for_message(
             message, image=found[0], params=params, seed_explicit=seed is not None, parent_id=None
         )
-        await _flow.run_for_message(self.bot, message, request, note=note)
+        await flow.run_for_message(self.bot, message, request, note=note)
 
     @contextlib.asynccontextmanager
     async def _working(self, message: discord.Message) -> AsyncIterator[None]:

@@ -9,12 +9,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.adapter import flow
+from bot.adapter.errors import ReportingModal
+from bot.adapter.messages import images_in, request_for_interaction
 from bot.errors import UserError
 from bot.images import ACCEPTED_FORMATS_TEXT, InputImage, check_input
 from bot.params import PROMPT_MAX_CHARS, build_params, split_inline_options
-from cogs import _flow
-from cogs._adapter import images_in, request_for_interaction
-from cogs.errors import ReportingModal
 
 if TYPE_CHECKING:
     from bot.client import KontextBot
@@ -50,7 +50,7 @@ class InstructionModal(ReportingModal, title="Edit image"):
             seed_explicit=seed is not None,
         )
         await interaction.response.defer(thinking=True, ephemeral=True)
-        await _flow.run_for_interaction(
+        await flow.run_for_interaction(
             self.bot, interaction, request, reply_to=self.target, note=self.note, private=True
         )
 

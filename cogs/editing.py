@@ -10,6 +10,8 @@ from discord import app_commands
 from discord.app_commands import Choice, Range
 from discord.ext import commands
 
+from bot.adapter import flow
+from bot.adapter.messages import input_from_attachment, request_for_interaction
 from bot.images import ACCEPTED_FORMATS_TEXT, check_input
 from bot.params import (
     ASPECT_RATIOS,
@@ -18,8 +20,6 @@ from bot.params import (
     SEED_MAX,
     build_params,
 )
-from cogs import _flow
-from cogs._adapter import input_from_attachment, request_for_interaction
 
 if TYPE_CHECKING:
     from bot.client import KontextBot
@@ -83,7 +83,7 @@ class Editing(commands.Cog):
             seed_explicit=seed is not None,
         )
         await interaction.response.defer(thinking=True)
-        await _flow.run_for_interaction(self.bot, interaction, request)
+        await flow.run_for_interaction(self.bot, interaction, request)
 
 
 async def setup(bot: KontextBot) -> None:

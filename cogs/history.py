@@ -10,10 +10,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.adapter.errors import ReportingView
+from bot.adapter.posting import DiscordChannels
+from bot.adapter.render import RESULT_COLOUR, format_credits, jump_url, safe_text
 from bot.history import HistoryEntry, HistoryPage
-from cogs._adapter import DiscordChannels
-from cogs._render import RESULT_COLOUR, format_credits, jump_url, safe_text
-from cogs.errors import ReportingView
 
 if TYPE_CHECKING:
     from bot.client import KontextBot

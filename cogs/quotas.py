@@ -8,8 +8,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs._adapter import role_ids_of
-from cogs._quota_render import quota_embed
+from bot.adapter.messages import role_ids_of
+from bot.adapter.quota_render import quota_embed
 
 if TYPE_CHECKING:
     from bot.client import KontextBot

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from bot import segmind
+from bot.adapter.alert_text import alert_text
 from bot.alerts import Alerts
 from bot.health import Incident, IncidentKind, ServiceHealth
-from cogs._alert_text import alert_text
 
 
 class Clock:

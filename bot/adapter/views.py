@@ -22,7 +22,7 @@ async def _press(interaction: discord.Interaction, handler: str, *args: object) 
     """Hand a click to the buttons cog. discord.py only logs a dynamic item's errors, so
     they go to the one error handler here; with the cog unloaded the member is told, not
     left with Discord's "interaction failed"."""
-    from cogs.errors import report  # errors imports this module's views
+    from bot.adapter.errors import report  # errors imports this module's views
 
     cog = interaction.client.get_cog(BUTTONS_COG)  # type: ignore[attr-defined]
     try:

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from bot.adapter.posting import ChannelPoster, InteractionPoster, token_expired
+from bot.adapter.views import cancel_view
 from bot.ports import Posted
 from bot.queue import Progress
 from bot.requests import EditRequest
 from bot.service import Destination
-from cogs._adapter import ChannelPoster, InteractionPoster, token_expired
-from cogs._views import cancel_view
 
 if TYPE_CHECKING:
     from bot.client import KontextBot
