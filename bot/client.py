@@ -20,6 +20,7 @@ from bot.credits import CreditMeter
 from bot.health import ServiceHealth
 from bot.ledger import Ledger
 from bot.pipeline import EditPipeline
+from bot.queue import QueueLimits
 from bot.results import ResultStore
 from bot.segmind import SegmindClient
 from bot.service import EditService
@@ -101,13 +102,13 @@ class KontextBot(commands.Bot):
         self.edits = EditService(
             self.database,
             self.pipeline,
-            {
-                "max_concurrency": s.segmind_max_concurrency,
-                "rpm": s.segmind_rpm,
-                "per_member_running": s.max_inflight_per_user,
-                "per_member_queued": s.max_queued_per_user,
-                "status_interval_s": s.status_update_interval_s,
-            },
+            QueueLimits(
+                max_concurrency=s.segmind_max_concurrency,
+                rpm=s.segmind_rpm,
+                per_member_running=s.max_inflight_per_user,
+                per_member_queued=s.max_queued_per_user,
+                status_interval_s=s.status_update_interval_s,
+            ),
         )
         self.edits.start()
         for name in extension_names():

@@ -16,7 +16,7 @@ from typing import Any
 from bot import jobs
 from bot.db import Database
 from bot.pipeline import EditOutcome, EditPipeline, EditRequest
-from bot.queue import FairQueue, Job, JobCancelled, ProgressHook
+from bot.queue import FairQueue, Job, JobCancelled, ProgressHook, QueueLimits
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,10 @@ Deliver = Callable[[EditOutcome], Awaitable[Any]]
 
 
 class EditService:
-    def __init__(
-        self, database: Database, pipeline: EditPipeline, queue_options: dict[str, Any]
-    ) -> None:
+    def __init__(self, database: Database, pipeline: EditPipeline, limits: QueueLimits) -> None:
         self._db = database
         self.pipeline = pipeline
-        self.queue = FairQueue(self._execute, **queue_options)
+        self.queue = FairQueue(self._execute, limits)
         self._deliverers: dict[int, Deliver] = {}
         self._callers: set[asyncio.Task[Any]] = set()
         self._stopped: asyncio.Future[None] | None = None
