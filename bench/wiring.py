@@ -26,7 +26,7 @@ from bot.ledger import Ledger
 from bot.logs import setup_logging
 from bot.params import build_params
 from bot.pipeline import EditOutcome, EditPipeline, EditRequest
-from bot.queue import Progress
+from bot.queue import Progress, QueueLimits
 from bot.results import ResultStore
 from bot.segmind import SegmindClient
 from bot.service import EditService
@@ -136,13 +136,13 @@ async def core(settings: Settings) -> AsyncIterator[Core]:
     edits = EditService(
         database,
         pipeline,
-        {
-            "max_concurrency": s.segmind_max_concurrency,
-            "rpm": s.segmind_rpm,
-            "per_member_running": s.max_inflight_per_user,
-            "per_member_queued": s.max_queued_per_user,
-            "status_interval_s": s.status_update_interval_s,
-        },
+        QueueLimits(
+            max_concurrency=s.segmind_max_concurrency,
+            rpm=s.segmind_rpm,
+            per_member_running=s.max_inflight_per_user,
+            per_member_queued=s.max_queued_per_user,
+            status_interval_s=s.status_update_interval_s,
+        ),
     )
     edits.start()
     made = Core(s, database, ledger, results, edits, alerts, api, downloads)

@@ -1,7 +1,8 @@
 """A fair queue in front of the API.
 
 At most `max_concurrency` calls run at once and at most `rpm` start in any minute; each
-member has at most `per_member_running` edits running and `per_member_queued` waiting.
+member has at most `per_member_running` edits running and `per_member_queued` waiting
+(`QueueLimits`).
 Members take turns (round-robin), so one member firing twenty edits cannot starve the
 rest. Jobs hold only small records (the request describes the image, never its bytes).
 """
@@ -15,10 +16,10 @@ import contextlib
 import itertools
 import logging
 import math
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from bot.clock import REAL_CLOCK, Clock
 from bot.errors import BadInput, UserError
 from bot.requests import EditOutcome, EditRequest
 
@@ -40,7 +41,7 @@ class JobCancelled(UserError):
 
 @dataclass(frozen=True)
 class QueueLimits:
-    """How much runs at once, how fast calls start, and how much one member may ask."""
+    """How much the queue lets run and wait, and how often waiting members hear of it."""
 
     max_concurrency: int = 4
     rpm: int = 50
@@ -103,17 +104,14 @@ class FairQueue:
     def __init__(
         self,
         runner: Callable[[EditRequest], Awaitable[EditOutcome]],
-        limits: QueueLimits = QueueLimits(),
+        limits: QueueLimits | None = None,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
         self._runner = runner
-        self.max_concurrency = limits.max_concurrency
-        self.per_member_running = limits.per_member_running
-        self.per_member_queued = limits.per_member_queued
-        self.status_interval_s = limits.status_interval_s
+        self.limits = limits if limits is not None else QueueLimits()
         self._clock = clock
-        self.limiter = RateLimiter(limits.rpm, clock)
+        self.limiter = RateLimiter(self.limits.rpm, clock.now)
         self._waiting: dict[Member, collections.deque[Job]] = {}
         self._order: collections.deque[Member] = collections.deque()  # whose turn is next
         self._running: dict[Member, int] = collections.Counter()
@@ -123,6 +121,7 @@ class FairQueue:
         self._accepting = True
         self._stop_reason = "Stopped."
         self._tasks: list[asyncio.Task[None]] = []
+        self._rate_timer: asyncio.Task[None] | None = None
         self.avg_duration_s = INITIAL_DURATION_S
         self._next_id = 0
 
@@ -136,12 +135,14 @@ class FairQueue:
 
     async def close(self) -> None:
         updates = [j.updating for j in self._jobs.values() if j.updating is not None]
-        for task in [*self._tasks, *updates]:
+        timers = [self._rate_timer] if self._rate_timer is not None else []
+        for task in [*self._tasks, *timers, *updates]:
             task.cancel()
-        for task in [*self._tasks, *updates]:
+        for task in [*self._tasks, *timers, *updates]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        self._rate_timer = None
 
     async def drain(self, grace_s: float, *, waiting_reason: str, running_reason: str) -> None:
         """Stop taking jobs, cancel the waiting ones, give running jobs `grace_s` to
@@ -152,12 +153,24 @@ class FairQueue:
             self._cancel_waiting(job, waiting_reason)
         tasks = [j.task for j in self._running_jobs if j.task is not None]
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace_s)
+            await self._wait_at_most(grace_s, tasks)
+            pending = [task for task in tasks if not task.done()]
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
         await self.close()
+
+    async def _wait_at_most(self, seconds: float, tasks: list[asyncio.Task[None]]) -> None:
+        """Until every task is done or `seconds` have passed on the queue's clock."""
+        all_done = asyncio.ensure_future(asyncio.wait(tasks))
+        timer = asyncio.ensure_future(self._clock.sleep(seconds))
+        try:
+            await asyncio.wait([all_done, timer], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (all_done, timer):
+                waiter.cancel()
+            await asyncio.gather(all_done, timer, return_exceptions=True)
 
     # -- members' side ------------------------------------------------------------------
 
@@ -170,14 +183,27 @@ class FairQueue:
         return len(self._running_jobs)
 
     def waiting_jobs(self) -> list[Job]:
+        """The jobs not started yet, in no particular order (see `positions`)."""
         return [job for queue in self._waiting.values() for job in queue]
+
+    def running_jobs(self) -> list[Job]:
+        """The jobs started and not yet ended."""
+        return list(self._running_jobs)
+
+    def jobs(self) -> list[Job]:
+        """Every job the queue holds: waiting or running (an ended job is forgotten)."""
+        return list(self._jobs.values())
+
+    def job(self, job_id: int) -> Job | None:
+        """The waiting or running job with this id, or None once it ended or was cancelled."""
+        return self._jobs.get(job_id)
 
     def check_capacity(self, request: EditRequest) -> None:
         """Raise QueueFull (or refuse during shutdown) before anything is written down."""
         if not self._accepting:
             raise BadInput("The bot is restarting. Please try again in a minute.")
         queue = self._waiting.get((request.guild_id or 0, request.user_id))
-        if queue is not None and len(queue) >= self.per_member_queued:
+        if queue is not None and len(queue) >= self.limits.per_member_queued:
             raise QueueFull(
                 f"You already have {len(queue)} edits waiting. Let one finish (or cancel one) "
                 "before adding more. Nothing was charged."
@@ -203,7 +229,7 @@ class FairQueue:
             request=request,
             future=asyncio.get_running_loop().create_future(),
             on_progress=on_progress,
-            enqueued_at=self._clock(),
+            enqueued_at=self._clock.now(),
         )
         self._jobs[job.id] = job
         if queue is None:
@@ -238,9 +264,9 @@ class FairQueue:
 
     def progress(self, job: Job, positions: dict[int, int] | None = None) -> Progress:
         if job.started_at is not None:
-            return Progress(job.id, "running", elapsed_s=self._clock() - job.started_at)
+            return Progress(job.id, "running", elapsed_s=self._clock.now() - job.started_at)
         ahead = (positions if positions is not None else self.positions()).get(job.id, 0)
-        rounds = (ahead + self.running_count) // self.max_concurrency + 1
+        rounds = (ahead + self.running_count) // self.limits.max_concurrency + 1
         return Progress(job.id, "queued", ahead=ahead, eta_s=rounds * self.avg_duration_s)
 
     def positions(self) -> dict[int, int]:
@@ -268,7 +294,7 @@ class FairQueue:
         """The first member in turn order with a waiting job and room to run it; that
         member then goes to the back of the line (members skipped keep their place)."""
         for member in self._order:
-            if self._running[member] >= self.per_member_running:
+            if self._running[member] >= self.limits.per_member_running:
                 continue
             queue = self._waiting[member]
             job = queue.popleft()
@@ -284,11 +310,11 @@ class FairQueue:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self.running_count < self.max_concurrency:
+            while self.running_count < self.limits.max_concurrency:
                 delay = self.limiter.delay()
                 if delay > 0:
                     # Try again when the rate window (or a 429 pause) allows.
-                    asyncio.get_running_loop().call_later(delay, self._wakeup.set)
+                    self._wake_after(delay)
                     break
                 job = self._next_job()
                 if job is None:
@@ -296,8 +322,19 @@ class FairQueue:
                 self.limiter.record()
                 self._launch(job)
 
+    def _wake_after(self, delay: float) -> None:
+        """Wake the dispatcher after `delay` seconds on the queue's clock. One timer at a
+        time: the newest delay is computed from the current window, so it replaces the last."""
+        if self._rate_timer is not None:
+            self._rate_timer.cancel()
+        self._rate_timer = asyncio.create_task(self._sleep_then_wake(delay), name="queue-rate")
+
+    async def _sleep_then_wake(self, delay: float) -> None:
+        await self._clock.sleep(delay)
+        self._wakeup.set()
+
     def _launch(self, job: Job) -> None:
-        job.started_at = self._clock()
+        job.started_at = self._clock.now()
         self._running[job.member] += 1
         self._running_jobs.add(job)
         job.task = asyncio.create_task(self._run(job), name=f"edit-job-{job.id}")
@@ -313,7 +350,8 @@ class FairQueue:
             if not job.future.done():
                 job.future.set_exception(exc)
         else:
-            duration = self._clock() - (job.started_at or self._clock())
+            now = self._clock.now()
+            duration = now - (job.started_at or now)
             self.avg_duration_s += DURATION_SMOOTHING * (duration - self.avg_duration_s)
             if not job.future.done():
                 job.future.set_result(outcome)
@@ -328,11 +366,12 @@ class FairQueue:
     async def _tick(self) -> None:
         """Tell waiting members where they stand, at most once per interval per job."""
         while True:
-            await asyncio.sleep(min(1.0, self.status_interval_s))
-            now = self._clock()
+            interval = self.limits.status_interval_s
+            await self._clock.sleep(min(1.0, interval))
+            now = self._clock.now()
             positions = self.positions()
             for job in list(self._jobs.values()):
-                if job.on_progress is None or now - job.shown_at < self.status_interval_s:
+                if job.on_progress is None or now - job.shown_at < interval:
                     continue
                 if job.updating is not None and not job.updating.done():
                     continue  # the last update is still on its way to Discord
@@ -340,10 +379,10 @@ class FairQueue:
                 if (
                     job.shown is None
                     and progress.state == "running"
-                    and (progress.elapsed_s < self.status_interval_s)
+                    and (progress.elapsed_s < interval)
                 ):
                     continue  # a quick edit needs no status message at all
-                if _same_display(job.shown, progress, self.status_interval_s):
+                if _same_display(job.shown, progress, interval):
                     continue
                 job.shown, job.shown_at = progress, now
                 # Each update runs on its own: one slow Discord edit must not hold the rest.

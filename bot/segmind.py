@@ -15,13 +15,13 @@ import logging
 import math
 import random
 import re
-import time
 from dataclasses import dataclass
 from typing import Protocol
 
 import httpx
 from PIL import Image
 
+from bot.clock import REAL_CLOCK, Clock
 from bot.config import ApiSettings
 from bot.images import ImageInfo, InvalidImage, sniff_image
 from bot.params import EditParams
@@ -220,13 +220,21 @@ class SegmindClient:
         max_retries: int = 2,
         disable_safety_checker: bool = False,
         http: httpx.AsyncClient | None = None,
+        backoff_base_s: float = BACKOFF_BASE_S,
+        deadline_margin_s: float = DEADLINE_MARGIN_S,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
+        """`clock` times the calls and waits out backoffs and 429 pauses."""
         self.model = model
         self._url = f"{base_url.rstrip('/')}/{model}"
         self._key = api_key
-        self._paused_until = 0.0
+        self._clock = clock
+        self._paused_until = -math.inf
+        self._backoff_base_s = backoff_base_s
+        self.max_response_bytes = max_response_bytes  # the largest answer read
         # The whole answer, not just each chunk, must arrive within this.
-        self._deadline_s = timeout_s + DEADLINE_MARGIN_S
+        self._deadline_s = timeout_s + deadline_margin_s
         self._max_retries = max_retries
         self._disable_safety = disable_safety_checker
         self._owns_http = http is None
@@ -283,22 +291,23 @@ class SegmindClient:
                     type(exc).__name__,
                     delay,
                 )
-                await asyncio.sleep(delay)
+                await self._clock.sleep(delay)
 
     def _backoff(self, attempt: int, exc: SegmindError) -> float:
         if isinstance(exc, RateLimited):
             # A 429 holds back every call on this client, not just the one that got it.
-            delay = exc.retry_after if exc.retry_after is not None else BACKOFF_BASE_S * attempt
-            self._paused_until = max(self._paused_until, time.monotonic() + delay)
+            base = self._backoff_base_s
+            delay = exc.retry_after if exc.retry_after is not None else base * attempt
+            self._paused_until = max(self._paused_until, self._clock.now() + delay)
             return delay
         # Full jitter keeps several bots (or tasks) from retrying in lockstep.
-        return random.uniform(0, BACKOFF_BASE_S * 2 ** (attempt - 1))
+        return random.uniform(0, self._backoff_base_s * 2 ** (attempt - 1))
 
     async def _wait_out_rate_limit(self) -> None:
-        wait = self._paused_until - time.monotonic()
+        wait = self._paused_until - self._clock.now()
         if wait > 0:
             log.info("Waiting %.1fs: the API asked every call to back off (429)", wait)
-            await asyncio.sleep(wait)
+            await self._clock.sleep(wait)
 
     async def check_key(self) -> KeyCheck:
         """Send one minimal real edit (a 64x64 PNG, 4 steps) to prove the key works.
@@ -344,9 +353,9 @@ class SegmindClient:
             ) from None
 
     async def _once(self, body: dict[str, object], attempt: int) -> EditResult:
-        started = time.monotonic()
+        started = self._clock.now()
         resp, payload = await self._post(body)
-        elapsed = time.monotonic() - started
+        elapsed = self._clock.now() - started
         if resp.status_code != 200:
             raise self._error_for(resp.status_code, resp.headers, payload)
         try:
@@ -366,15 +375,15 @@ class SegmindClient:
             attempts=attempt,
         )
 
-    @staticmethod
-    async def _read_capped(resp: httpx.Response) -> bytes:
+    async def _read_capped(self, resp: httpx.Response) -> bytes:
+        limit = self.max_response_bytes
         declared = resp.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+        if declared.isdigit() and int(declared) > limit:
             raise InvalidResponse("the API's answer is too large", status=resp.status_code)
         chunks = bytearray()
         async for chunk in resp.aiter_bytes():
             chunks += chunk
-            if len(chunks) > MAX_RESPONSE_BYTES:
+            if len(chunks) > limit:
                 raise InvalidResponse("the API's answer is too large", status=resp.status_code)
         return bytes(chunks)
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from bot import segmind
 from tests.conftest import GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
 from tests.fake_discord import FLAG_EPHEMERAL
 from tests.helpers import (
@@ -209,12 +208,11 @@ async def assert_failed_and_released(h: Harness, answer: dict[str, Any], expecte
     assert quota.used == quota.held == 0  # the member's allowance is untouched
 
 
-async def test_a_huge_answer_is_refused_as_a_broken_image(
-    h: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with monkeypatch.context() as patch:
-        patch.setattr(segmind, "MAX_RESPONSE_BYTES", 64)  # any real image is "huge" now
-        answer = await h.answer(await h.edit("make it night"))
+async def test_a_huge_answer_is_refused_as_a_broken_image(h: Harness) -> None:
+    api = h.bot.core.api
+    limit, api.max_response_bytes = api.max_response_bytes, 64  # any real image is "huge" now
+    answer = await h.answer(await h.edit("make it night"))
+    api.max_response_bytes = limit
     await assert_failed_and_released(h, answer, "broken image")
     assert len(api_calls(h)) == 1
     await assert_still_edits(h)

@@ -1,34 +1,46 @@
 """The fair queue in front of the API, driven by a runner whose jobs end when a test says.
 
 Real asyncio throughout: the queue's own dispatcher and status tasks run; only the work
-(the API call) is replaced by a gate the test opens, and time by a clock it moves.
+(the API call) is replaced by a gate the test opens, and time by a clock it moves. The
+queue waits only on that clock, so "nothing happened" is shown by letting every woken
+task run (`settle`), never by sleeping.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot import db, jobs
+from bot.delivery import Delivery
 from bot.errors import BadInput
-from bot.queue import INITIAL_DURATION_S, FairQueue, Job, JobCancelled, Progress, QueueFull
+from bot.queue import (
+    INITIAL_DURATION_S,
+    FairQueue,
+    Job,
+    JobCancelled,
+    Progress,
+    QueueFull,
+    QueueLimits,
+)
 from bot.requests import EditOutcome, EditRequest
+from bot.results import ResultStore
 from bot.service import EditService
+from tests.clock import ManualClock, advance, settle, until
 from tests.helpers import make_edit_outcome, make_edit_request
 
 ALICE, BOB, CAROL, DAVE, ZOE = 101, 102, 103, 104, 199
-SETTLE_S = 0.05  # long enough for the dispatcher to act on anything it was woken for
 
 
 class Gate:
     """The queue's runner: each job (labelled by its prompt) runs until `finish(label)`."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: ManualClock) -> None:
         self.clock = clock
         self.started: list[str] = []
         self.started_at: dict[str, float] = {}
@@ -44,7 +56,7 @@ class Gate:
     async def run(self, request: EditRequest) -> EditOutcome:
         label = request.params.prompt
         self.started.append(label)
-        self.started_at[label] = self.clock()
+        self.started_at[label] = self.clock.now()
         self.running += 1
         self.max_running = max(self.max_running, self.running)
         try:
@@ -66,32 +78,19 @@ class Gate:
         return self.started
 
 
-async def until(predicate: Callable[[], object], timeout: float = 2.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.002)
-
-
-class FakeClock:
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-def gate() -> Gate:
-    return Gate()
+def gate(clock: ManualClock) -> Gate:
+    return Gate(clock)
 
 
-def make_queue(runner: Gate, **options: Any) -> FairQueue:
-    return FairQueue(runner.run, **options)
+def make_queue(runner: Gate, **limits: Any) -> FairQueue:
+    """A queue on the gate's clock, with these limits (the rest at their defaults)."""
+    return FairQueue(runner.run, QueueLimits(**limits), clock=runner.clock)
 
 
 @pytest.fixture
@@ -100,7 +99,7 @@ async def started() -> AsyncIterator[list[FairQueue]]:
     queues: list[FairQueue] = []
     yield queues
     for queue in queues:
-        left = list(queue._jobs.values())
+        left = queue.jobs()
         await queue.drain(0, waiting_reason="test over", running_reason="test over")
         forget_outcomes(left)
 
@@ -163,7 +162,7 @@ async def test_a_members_second_edit_waits_while_other_members_run(
     second = submit(queue, ALICE, "A2")
     submit(queue, BOB, "B1")
     await gate.until_started(2)
-    await asyncio.sleep(SETTLE_S)
+    await settle()
 
     # A slot is free, but Alice already has her one edit running.
     assert sorted(gate.started) == ["A1", "B1"]
@@ -171,7 +170,7 @@ async def test_a_members_second_edit_waits_while_other_members_run(
     assert queue.running_count == 2
 
     gate.finish("B1")
-    await asyncio.sleep(SETTLE_S)
+    await settle()
     assert "A2" not in gate.started  # Bob finishing does not free Alice's turn
     gate.finish("A1")
     await gate.until_started(3)
@@ -228,31 +227,31 @@ async def test_a_member_over_the_waiting_limit_is_refused_and_nothing_is_queued(
 
 
 async def test_the_rate_limit_holds_the_third_start_until_the_minute_has_passed(
-    started: list[FairQueue],
+    clock: ManualClock, gate: Gate, started: list[FairQueue]
 ) -> None:
-    clock = FakeClock()
-    gate = Gate(clock)
-    queue = make_queue(gate, max_concurrency=5, rpm=2, clock=clock)
+    queue = make_queue(gate, max_concurrency=5, rpm=2)
     started.append(queue)
     queue.start()
-    t0 = clock()
+    t0 = clock.now()
     submit(queue, ALICE, "A1")
     submit(queue, BOB, "B1")
     third = submit(queue, CAROL, "C1")
     await gate.until_started(2)
-    await asyncio.sleep(SETTLE_S)
+    await settle()
     assert gate.started == ["A1", "B1"]  # slots are free; the rate limit is not
 
-    clock.advance(30)
+    await advance(clock, 30)
     gate.finish("A1")  # wakes the dispatcher: still inside the minute
-    await asyncio.sleep(SETTLE_S)
+    await settle()
     assert "C1" not in gate.started and queue.progress(third).state == "queued"
 
-    clock.advance(30)
-    gate.finish("B1")  # woken again, the window has passed
+    await advance(clock, 29.5)
+    assert "C1" not in gate.started
+    # B1 still runs, so no job ending wakes the dispatcher: the minute passing alone does.
+    await advance(clock, 0.5)
     await gate.until_started(3)
     assert gate.started[-1] == "C1"
-    assert gate.started_at["C1"] - t0 >= 60
+    assert gate.started_at["C1"] - t0 == 60
 
 
 # -- what waiting members are shown --------------------------------------------------------
@@ -322,7 +321,7 @@ async def test_a_waiting_edit_can_be_cancelled_by_its_member_only_and_never_runs
         await waiting.future
     assert queue.owner_of(waiting.id) is None
     await run_one_at_a_time(gate, "A1", total=2)
-    await asyncio.sleep(SETTLE_S)
+    await settle()
     assert gate.started == ["A1", "A3"]
     assert (await running.future).filename == "A1.png"
     assert (await other.future).filename == "A3.png"
@@ -330,55 +329,56 @@ async def test_a_waiting_edit_can_be_cancelled_by_its_member_only_and_never_runs
 
 # -- status updates ------------------------------------------------------------------------
 
-INTERVAL = 1 / 32  # exact in binary, so clock arithmetic stays exact
+STATUS_S = 3.0  # a member hears of their edit at most this often
+TICK_S = 1.0  # and the queue looks this often (min(1 s, STATUS_S))
 
 
 async def test_status_hook_shows_queued_then_running_and_never_too_often(
-    gate: Gate, started: list[FairQueue]
+    clock: ManualClock, gate: Gate, started: list[FairQueue]
 ) -> None:
-    clock = FakeClock()
-    queue = make_queue(gate, max_concurrency=1, status_interval_s=INTERVAL, clock=clock)
+    queue = make_queue(gate, max_concurrency=1, status_interval_s=STATUS_S)
     started.append(queue)
     queue.start()
     seen: list[tuple[float, Progress]] = []
 
     async def hook(progress: Progress) -> None:
-        seen.append((clock(), progress))
+        seen.append((clock.now(), progress))
 
+    t0 = clock.now()
     submit(queue, ZOE, "Z1")
     await gate.until_started(1)
     job = submit(queue, ALICE, "A1", on_progress=hook)
-    await until(lambda: seen)
-    await asyncio.sleep(INTERVAL * 5)  # several real ticks, no time passes on the queue's clock
-    assert [p.state for _, p in seen] == ["queued"]
-    assert seen[0][1] == Progress(job.id, "queued", ahead=0, eta_s=2 * INITIAL_DURATION_S)
+    await advance(clock, TICK_S)
+    queued = Progress(job.id, "queued", ahead=0, eta_s=2 * INITIAL_DURATION_S)
+    assert seen == [(t0 + 1, queued)]
 
     gate.finish("Z1")
-    await gate.until_started(2)
-    await asyncio.sleep(INTERVAL * 5)
+    await gate.until_started(2)  # A1 runs from t0 + 1
+    await advance(clock, TICK_S)
+    await advance(clock, TICK_S)
     assert len(seen) == 1  # running now, but the last update was less than an interval ago
 
-    clock.advance(INTERVAL)
-    await until(lambda: len(seen) == 2)
-    assert seen[1][1].state == "running" and seen[1][1].elapsed_s == INTERVAL
-    await asyncio.sleep(INTERVAL * 5)
-    clock.advance(INTERVAL)
-    await until(lambda: len(seen) == 3)
-    assert seen[2][1].elapsed_s == 2 * INTERVAL
+    await advance(clock, TICK_S)
+    assert seen[1:] == [(t0 + 4, Progress(job.id, "running", elapsed_s=3.0))]
+    await advance(clock, TICK_S)
+    await advance(clock, TICK_S)
+    assert len(seen) == 2
+    await advance(clock, TICK_S)
+    assert seen[2:] == [(t0 + 7, Progress(job.id, "running", elapsed_s=6.0))]
 
     gate.finish("A1")
     await job.future
-    clock.advance(INTERVAL * 4)
-    await asyncio.sleep(INTERVAL * 5)
+    for _ in range(4):
+        await advance(clock, TICK_S)
     assert len(seen) == 3  # nothing after the end
     times = [t for t, _ in seen]
-    assert all(b - a >= INTERVAL for a, b in itertools.pairwise(times))
+    assert all(b - a >= STATUS_S for a, b in itertools.pairwise(times))
 
 
 async def test_a_quick_edit_gets_no_status_message_at_all(
-    gate: Gate, started: list[FairQueue]
+    clock: ManualClock, gate: Gate, started: list[FairQueue]
 ) -> None:
-    queue = make_queue(gate, status_interval_s=INTERVAL)
+    queue = make_queue(gate, status_interval_s=STATUS_S)
     started.append(queue)
     queue.start()
     seen: list[Progress] = []
@@ -388,16 +388,19 @@ async def test_a_quick_edit_gets_no_status_message_at_all(
 
     job = submit(queue, ALICE, "A1", on_progress=hook)
     await gate.until_started(1)
+    await advance(clock, TICK_S)
+    await advance(clock, TICK_S)  # the queue has looked twice; A1 ran for less than STATUS_S
     gate.finish("A1")
     await job.future
-    await asyncio.sleep(INTERVAL * 4)
+    for _ in range(4):
+        await advance(clock, TICK_S)
     assert seen == []
 
 
 async def test_a_failing_status_hook_does_not_stop_the_queue(
-    gate: Gate, started: list[FairQueue]
+    clock: ManualClock, gate: Gate, started: list[FairQueue]
 ) -> None:
-    queue = make_queue(gate, max_concurrency=1, status_interval_s=INTERVAL)
+    queue = make_queue(gate, max_concurrency=1, status_interval_s=STATUS_S)
     started.append(queue)
     queue.start()
     calls = 0
@@ -410,41 +413,56 @@ async def test_a_failing_status_hook_does_not_stop_the_queue(
     submit(queue, ZOE, "Z1")
     await gate.until_started(1)
     job = submit(queue, ALICE, "A1", on_progress=broken)
-    await until(lambda: calls >= 1)
+    await advance(clock, TICK_S)
+    assert calls == 1
     gate.finish("Z1")
     await gate.until_started(2)
+    for _ in range(3):
+        await advance(clock, TICK_S)
+    assert calls == 2  # the status updates go on too
     gate.finish("A1")
     assert (await job.future).filename == "A1.png"
 
 
 # -- shutdown and errors -------------------------------------------------------------------
 
+GRACE_S = 30.0
 
-async def test_drain_lets_a_quick_job_finish_and_stops_a_slow_one(gate: Gate) -> None:
+
+async def test_drain_lets_a_quick_job_finish_and_stops_a_slow_one(
+    clock: ManualClock, gate: Gate
+) -> None:
     queue = make_queue(gate, max_concurrency=2, per_member_running=1)
     queue.start()
     quick = submit(queue, ALICE, "A1")
     slow = submit(queue, BOB, "B1")
     waiting = submit(queue, ALICE, "A2")
     await gate.until_started(2)
-    asyncio.get_running_loop().call_later(0.05, gate.finish, "A1")
 
-    began = time.monotonic()
-    await queue.drain(
-        0.3, waiting_reason="restarting: not started", running_reason="restarting: stopped"
+    draining = asyncio.create_task(
+        queue.drain(
+            GRACE_S, waiting_reason="restarting: not started", running_reason="restarting: stopped"
+        )
     )
-    took = time.monotonic() - began
-
-    assert (await quick.future).filename == "A1.png"
-    with pytest.raises(JobCancelled, match="restarting: stopped"):
-        await slow.future
+    await settle()
     with pytest.raises(JobCancelled, match="restarting: not started"):
         await waiting.future
-    assert gate.started == ["A1", "B1"]  # the waiting one never ran
-    assert 0.25 <= took < 1.0
-    assert queue.running_count == 0
     with pytest.raises(BadInput, match="restarting"):
         submit(queue, CAROL, "C1")
+
+    await advance(clock, 10)
+    gate.finish("A1")
+    assert (await quick.future).filename == "A1.png"
+    await advance(clock, GRACE_S - 10 - 0.5)
+    assert not draining.done() and not slow.future.done()  # the slow one still has its grace
+
+    await advance(clock, 0.5)
+    await until(draining.done)
+    await draining
+    with pytest.raises(JobCancelled, match="restarting: stopped"):
+        await slow.future
+    assert gate.started == ["A1", "B1"]  # the waiting one never ran
+    assert queue.running_count == 0 and queue.jobs() == []
 
 
 async def test_an_error_from_the_runner_reaches_the_jobs_future_and_the_queue_goes_on(
@@ -482,15 +500,16 @@ class GatedPipeline:
 
 
 @pytest.fixture
-async def service(conn: db.Database, gate: Gate) -> AsyncIterator[EditService]:
+async def service(conn: db.Database, gate: Gate, tmp_path: Path) -> AsyncIterator[EditService]:
     edits = EditService(
         conn,
         GatedPipeline(gate),  # type: ignore[arg-type]
-        {"max_concurrency": 1, "per_member_running": 1, "per_member_queued": 3},
+        Delivery(conn, ResultStore(conn, tmp_path / "results", retention_s=3600)),
+        QueueLimits(max_concurrency=1, per_member_running=1, per_member_queued=3),
     )
     edits.start()
     yield edits
-    left = list(edits.queue._jobs.values())
+    left = edits.queue.jobs()
     await edits.shutdown(0)
     forget_outcomes(left)
 
@@ -536,6 +555,6 @@ async def test_two_edits_at_once_over_the_limit_leave_no_runnable_job_row(
     # it (and charge for it): what is left unfinished is exactly what is queued or running.
     left = {job.id for job in await jobs.unfinished(conn)}
     live = {job.id for job in service.queue.waiting_jobs()} | {
-        job.id for job in service.queue._running_jobs
+        job.id for job in service.queue.running_jobs()
     }
     assert left == live

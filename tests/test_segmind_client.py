@@ -9,11 +9,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from aiohttp import web
 
-from bot import segmind as segmind_module
+from bot.clock import REAL_CLOCK, Clock
 from bot.images import ImageInfo
 from bot.params import EditParams, build_params
 from bot.segmind import (
@@ -29,6 +30,7 @@ from bot.segmind import (
     SegmindTimeout,
     ServerError,
 )
+from tests.clock import ManualClock, advance, until
 from tests.conftest import API_KEY
 from tests.fake_segmind import FakeSegmind
 from tests.helpers import LocalServer, make_image, make_noise_png, open_image, unused_port
@@ -46,11 +48,6 @@ PARAMS = build_params(
 )
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(segmind_module, "BACKOFF_BASE_S", 0.001)
-
-
 @asynccontextmanager
 async def api_client(
     base_url: str,
@@ -60,7 +57,11 @@ async def api_client(
     timeout_s: float = 10.0,
     max_retries: int = 2,
     disable_safety_checker: bool = False,
+    clock: Clock | None = None,
+    **tuning: Any,
 ) -> AsyncIterator[SegmindClient]:
+    """A client on a clock that moves by itself when the client sleeps (unless given one),
+    so backoffs and 429 pauses take no real time; `tuning` passes the backoff/limit knobs."""
     client = SegmindClient(
         api_key=api_key,
         base_url=base_url,
@@ -68,6 +69,8 @@ async def api_client(
         timeout_s=timeout_s,
         max_retries=max_retries,
         disable_safety_checker=disable_safety_checker,
+        clock=clock if clock is not None else ManualClock(auto=True),
+        **tuning,
     )
     try:
         yield client
@@ -94,7 +97,7 @@ async def failure(
 
 
 async def test_success_returns_the_edited_image_and_parsed_headers(segmind: FakeSegmind) -> None:
-    result = await edit(segmind)
+    result = await edit(segmind, clock=REAL_CLOCK)  # the call's real duration is reported
 
     out = open_image(result.image)
     assert out.format == "PNG"
@@ -296,25 +299,32 @@ async def test_5xx_html_or_empty_body_is_server_error(segmind: FakeSegmind, body
 
 async def test_429_with_retry_after_waits_then_succeeds(segmind: FakeSegmind) -> None:
     segmind.fail_next(429, headers={"Retry-After": "1"})
-    started = time.monotonic()
-    result = await edit(segmind)
-    waited = time.monotonic() - started
+    clock = ManualClock()
+    async with api_client(segmind.base_url, clock=clock) as client:
+        call = asyncio.create_task(client.edit(INPUT_B64, PARAMS))
+        await until(lambda: clock.sleeping)
+        # The backoff would be 0.5 s for a first retry: only Retry-After explains 1 s.
+        assert clock.slept == [1.0]
+        await advance(clock, 0.9)
+        assert clock.sleeping == 1 and len(segmind.requests) == 1  # not retried early
+        await advance(clock, 0.1)
+        result = await call
     assert result.attempts == 2
     assert len(segmind.requests) == 2
     assert segmind.calls_billed == 1
-    # The backoff is patched to milliseconds: only Retry-After explains a 1 s wait.
-    assert waited >= 0.95
-    gap = segmind.requests[1].received_at - segmind.requests[0].received_at
-    assert gap >= 0.95
 
 
 async def test_500_is_retried_max_retries_times_then_server_error(segmind: FakeSegmind) -> None:
     segmind.fail_next(500, times=10)
-    exc = await failure(segmind, max_retries=3)
+    clock = ManualClock(auto=True)
+    exc = await failure(segmind, max_retries=3, clock=clock, backoff_base_s=2.0)
     assert type(exc) is ServerError
     assert exc.status == 500
     assert len(segmind.requests) == 4
     assert segmind.calls_billed == 0
+    # Full jitter below a doubling ceiling: 2 s, 4 s, 8 s.
+    assert len(clock.slept) == 3
+    assert all(0 <= s <= 2.0 * 2**n for n, s in enumerate(clock.slept))
 
 
 async def test_500_then_success_returns_the_image(segmind: FakeSegmind) -> None:
@@ -408,21 +418,16 @@ async def test_200_that_is_not_an_image_is_invalid_response(segmind: FakeSegmind
 
 
 async def test_response_over_max_bytes_with_content_length_is_refused(
-    segmind: FakeSegmind, monkeypatch: pytest.MonkeyPatch
+    segmind: FakeSegmind,
 ) -> None:
-    monkeypatch.setattr(segmind_module, "MAX_RESPONSE_BYTES", 10_000)
     noisy = base64.b64encode(make_noise_png(128, 128)).decode()
-    exc = await failure(segmind, input_image=noisy)
+    exc = await failure(segmind, input_image=noisy, max_response_bytes=10_000)
     assert type(exc) is InvalidResponse
     assert "too large" in exc.message
     assert len(segmind.requests) == 1
 
 
-async def test_streamed_response_over_max_bytes_is_refused(
-    local_server: LocalServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(segmind_module, "MAX_RESPONSE_BYTES", 50_000)
-
+async def test_streamed_response_over_max_bytes_is_refused(local_server: LocalServer) -> None:
     async def endless(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
         resp.enable_chunked_encoding()
@@ -436,7 +441,7 @@ async def test_streamed_response_over_max_bytes_is_refused(
         return resp
 
     local_server.route(f"/v1/{MODEL}", endless)
-    async with api_client(local_server.url("/v1")) as client:
+    async with api_client(local_server.url("/v1"), max_response_bytes=50_000) as client:
         with pytest.raises(InvalidResponse, match="too large"):
             await client.edit(INPUT_B64, PARAMS)
     assert local_server.hits == [f"/v1/{MODEL}"]
@@ -547,14 +552,17 @@ async def test_echoed_key_cut_by_the_length_limit_does_not_leak_a_prefix(
 
 async def test_a_429_holds_back_every_call_on_the_client(segmind: FakeSegmind) -> None:
     segmind.fail_next(429, headers={"Retry-After": "1"})
-    async with api_client(segmind.base_url) as client:
+    clock = ManualClock()
+    async with api_client(segmind.base_url, clock=clock) as client:
         first = asyncio.create_task(client.edit(INPUT_B64, PARAMS))
-        await asyncio.sleep(0.2)  # the 429 has arrived; the pause is in force
-        started = time.monotonic()
-        await client.edit(INPUT_B64, PARAMS)
-        waited = time.monotonic() - started
-        await first
-    assert waited >= 0.7  # the second call waited out the Retry-After it never saw
+        await until(lambda: clock.sleeping == 1)  # the 429 has arrived; the pause is in force
+        second = asyncio.create_task(client.edit(INPUT_B64, PARAMS))
+        await until(lambda: clock.sleeping == 2)
+        # The second call waits out the Retry-After it never saw, before sending anything.
+        assert clock.slept == [1.0, 1.0]
+        assert len(segmind.requests) == 1
+        await advance(clock, 1.0)
+        await asyncio.gather(first, second)
     assert [r.method for r in segmind.requests].count("POST") == 3
 
 
@@ -568,8 +576,8 @@ async def test_a_slow_drip_answer_cannot_outlast_the_deadline(local_server: Loca
         return response
 
     local_server.route(f"/v1/{MODEL}", drip)
-    async with api_client(local_server.url("/v1"), timeout_s=0.3) as client:
-        client._deadline_s = 0.5  # the real margin is seconds; keep the test short
+    # The real margin is seconds; 0.3 s + 0.2 s keeps the test short.
+    async with api_client(local_server.url("/v1"), timeout_s=0.3, deadline_margin_s=0.2) as client:
         started = time.monotonic()
         with pytest.raises(SegmindTimeout):
             await client.edit(INPUT_B64, PARAMS)
