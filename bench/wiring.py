@@ -1,4 +1,4 @@
-"""The bot's core objects wired exactly as `KontextBot.setup_hook` wires them, minus Discord."""
+"""The bot's own core (bot.core.build), with a poster standing in for Discord."""
 
 from __future__ import annotations
 
@@ -11,25 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench.standins import API_KEY, CHANNEL_ID, Standins
-from bot import db
-from bot.alerts import Alerts, ApiWatch, BalanceWatch
-from bot.client import DOWNLOAD_TIMEOUT
+from bot.cards import ResultCard
 from bot.config import Settings
-from bot.credits import CreditMeter
-from bot.db import generations, messages
-from bot.health import ServiceHealth
+from bot.core import Core, build
 from bot.images import InputImage
-from bot.ledger import Ledger
 from bot.logs import setup_logging
 from bot.params import build_params
-from bot.pipeline import EditOutcome, EditPipeline, EditRequest
-from bot.queue import Progress, QueueLimits
-from bot.results import ResultStore
-from bot.segmind import SegmindClient
-from bot.service import EditService
+from bot.ports import Posted
+from bot.queue import Progress
+from bot.requests import EditRequest
 
 GUILD_ID = 4242
 BOT_TOKEN = "bench-bot-token"
@@ -63,89 +54,36 @@ def log_to_file(path: Path) -> None:
     handler.setStream(path.open("a", encoding="utf-8"))
 
 
-@dataclass
-class Core:
-    """What `setup_hook` builds: database, ledger, API client, pipeline and edit service."""
+class BenchPoster:
+    """Stands in for Discord taking the upload (not timed): the core still claims,
+    records the message and drops the kept file. Keeps each post's API time by message."""
 
-    settings: Settings
-    database: db.Database
-    ledger: Ledger
-    results: ResultStore
-    edits: EditService
-    alerts: Alerts
-    api: SegmindClient
-    downloads: httpx.AsyncClient
-    _messages: int = 0
+    def __init__(self) -> None:
+        self._messages = 0
+        self.api_s: dict[int, float] = {}
 
-    async def deliver(self, outcome: EditOutcome) -> float:
-        """The bot's side of delivering a result, as cogs/_flow.remember does once Discord
-        has the message: record it and drop the kept file (the upload itself is not timed).
-        Returns the API call time: all the benchmark keeps of the outcome and its bytes."""
+    async def post(self, card: ResultCard, image: bytes) -> Posted:
+        del image
         self._messages += 1
-        await messages.record_delivery(
-            self.database,
-            outcome.generation_id,
+        self.api_s[self._messages] = card.elapsed_s or 0.0
+        return Posted(
             channel_id=CHANNEL_ID,
             message_id=self._messages,
             attachment_id=self._messages,
-            url=f"https://cdn.discordapp.com/attachments/{CHANNEL_ID}/{outcome.filename}",
+            url=f"https://cdn.discordapp.com/attachments/{CHANNEL_ID}/{card.filename}",
+            jump_url="",
         )
-        await self.results.forget(outcome.generation_id)
-        return outcome.elapsed_s
 
-    async def aclose(self) -> None:
-        """As `KontextBot.close`: drain edits, alerts, then the clients and the database."""
-        await self.edits.shutdown(0)
-        await self.alerts.drain()
-        await self.api.aclose()
-        await self.downloads.aclose()
-        await self.database.close()
+    def api_time(self, posted: Posted) -> float:
+        """The API call time of a delivered edit; all the benchmark keeps of it."""
+        return self.api_s.pop(posted.message_id)
 
 
 @contextlib.asynccontextmanager
 async def core(settings: Settings) -> AsyncIterator[Core]:
-    """Build and start the core as the bot does at start-up; close it on exit."""
-    s = settings
-    database = await db.connect(s.database_path)
-    ledger = Ledger(
-        database, default_credits=s.quota_default_credits, default_period=s.quota_period
-    )
-    # KontextBot.recover: settle what an earlier run left (nothing here, but it is start-up work).
-    await generations.fail_interrupted(database)
-    await ledger.settle_stale(older_than_s=0)
-    results = ResultStore(database, s.results_dir, retention_s=s.result_retention_hours * 3600)
-    await results.prune()
-    api = SegmindClient.from_settings(s)
-    downloads = httpx.AsyncClient(timeout=DOWNLOAD_TIMEOUT, follow_redirects=False)
-    meter = CreditMeter(database, model=s.segmind_model, fallback_estimate=s.segmind_cost_estimate)
-    await meter.load()
-    health = ServiceHealth()
-    alerts = Alerts(cooldown_s=s.alert_cooldown_minutes * 60)
-    health.incident_hooks.append(alerts.on_halt)
-    meter.reading_hooks.append(BalanceWatch(alerts, s.alert_below_credits).seen)
-    pipeline = EditPipeline(
-        settings=s,
-        database=database,
-        api=ApiWatch(api, alerts, health),
-        http=downloads,
-        meter=meter,
-        health=health,
-        ledger=ledger,
-        results=results,
-    )
-    edits = EditService(
-        database,
-        pipeline,
-        QueueLimits(
-            max_concurrency=s.segmind_max_concurrency,
-            rpm=s.segmind_rpm,
-            per_member_running=s.max_inflight_per_user,
-            per_member_queued=s.max_queued_per_user,
-            status_interval_s=s.status_update_interval_s,
-        ),
-    )
-    edits.start()
-    made = Core(s, database, ledger, results, edits, alerts, api, downloads)
+    """The bot's own core, built and started as the bot does at start-up."""
+    made = await build(settings)
+    made.edits.start()
     try:
         yield made
     finally:
