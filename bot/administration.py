@@ -35,6 +35,10 @@ class MemberBlocked(BadInput):
     """An admin blocked this member from editing."""
 
 
+class AboveBudget(BadInput):
+    """An allowance larger than the server's whole budget (the operator sets that)."""
+
+
 def amount_text(amount: float | None) -> str:
     return "none" if amount is None else f"{amount:.2f}"
 
@@ -113,9 +117,21 @@ class ServerAdmin:
         """Allowance for a role's members (the highest of a member's roles wins)."""
         return await self._set_override("role", guild_id, actor_id, role_id, credits)
 
+    async def _check_within_budget(self, guild_id: int, credits: float | None) -> None:
+        """No allowance may exceed what the whole server may spend in a period."""
+        if credits is None:
+            return
+        budget = await self._ledger.budget(guild_id)
+        if credits > budget.credits + 1e-9:
+            raise AboveBudget(
+                f"That is more than this server's whole budget of {budget.credits:.2f} credits "
+                "per period, which the bot's operator sets. Nothing was changed."
+            )
+
     async def _set_override(
         self, kind: str, guild_id: int, actor_id: int, key: int, credits: float | None
     ) -> Change:
+        await self._check_within_budget(guild_id, credits)
         async with self._db.transaction() as conn:
             before = await quotas.override(self._db, kind, guild_id, key)
             await quotas.set_override(conn, kind, guild_id, key, credits)
@@ -130,6 +146,7 @@ class ServerAdmin:
         """Every member's allowance unless a role or member override says otherwise."""
         if period is not None and period not in PERIODS:
             raise ValueError(f"unknown period {period!r}")
+        await self._check_within_budget(guild_id, credits)
         async with self._db.transaction() as conn:
             current = await self._ledger.guild_default(guild_id)
             period = period or current.period
@@ -224,3 +241,17 @@ class ServerAdmin:
         else the operator's ITERATE_AUTHOR_ONLY."""
         value = await server_settings.get(self._db, guild_id, "iterate_author_only")
         return self._iterate_author_only_default if value is None else bool(value)
+
+    async def set_safety_filter_off(self, guild_id: int, actor_id: int, value: bool) -> Change:
+        return await self._set_setting(
+            guild_id, actor_id, "safety_filter_off", int(value), _filter_text, "safety"
+        )
+
+    async def safety_filter_off(self, guild_id: int) -> bool:
+        """Whether this server's admins turned the safety filter off (it only ever applies
+        in age-restricted channels, and only when the operator allows it)."""
+        return bool(await server_settings.get(self._db, guild_id, "safety_filter_off"))
+
+
+def _filter_text(off: object) -> str:
+    return "filter off in age-restricted channels" if off else "filter on"

@@ -31,18 +31,19 @@ class Alerts:
     ) -> None:
         self._cooldown = cooldown_s
         self._clock = clock
-        self._last_sent: dict[str, float] = {}
+        self._last_sent: dict[tuple[str, int | None], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.sinks: list[AlertSink] = []
 
     def notify(self, incident: Incident) -> bool:
         """Queue an alert; False when the same kind was sent within the cooldown."""
         now = self._clock()
-        last = self._last_sent.get(incident.kind)
+        key = (incident.kind, incident.guild_id)  # one server's alert never mutes another's
+        last = self._last_sent.get(key)
         if last is not None and now - last < self._cooldown:
             log.info("Alert %s suppressed (cooldown): %s", incident.kind, incident.detail)
             return False
-        self._last_sent[incident.kind] = now
+        self._last_sent[key] = now
         log.warning("Alert %s: %s", incident.kind, incident.detail)
         for sink in self.sinks:
             task = asyncio.get_running_loop().create_task(self._deliver(sink, incident))

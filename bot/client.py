@@ -11,14 +11,17 @@ import time
 from collections.abc import Callable
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
 from bot import core as core_module
+from bot.adapter.access import refuse_if_not_served
 from bot.adapter.alert_text import alert_text
 from bot.adapter.posting import DiscordChannels
 from bot.config import Settings
 from bot.core import Core
 from bot.health import Incident
+from cogs.operator import OPERATOR_GROUP
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,18 @@ def extension_names(package: str = COGS_PACKAGE) -> list[str]:
     )
 
 
+class KontextTree(app_commands.CommandTree):
+    """Every command and menu first asks whether this server is served (the operator's
+    own commands excepted: they work wherever the operator is)."""
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        command = interaction.command
+        root = (command.root_parent or command) if command is not None else None
+        if root is not None and root.name == OPERATOR_GROUP:
+            return True
+        return not await refuse_if_not_served(interaction)
+
+
 class KontextBot(commands.Bot):
     """discord.py's client around the core (`bot.core`), which holds every rule."""
 
@@ -49,6 +64,7 @@ class KontextBot(commands.Bot):
             help_command=None,
             # Nothing the bot posts may ping anyone unless a call site opts in.
             allowed_mentions=discord.AllowedMentions.none(),
+            tree_cls=KontextTree,
             **options,  # type: ignore[arg-type]
         )
         self.settings = settings
@@ -63,11 +79,21 @@ class KontextBot(commands.Bot):
     async def setup_hook(self) -> None:
         self._core = self.core = await core_module.build(self.settings)
         self.core.alerts.sinks.append(self.post_alert)
+        await self._resolve_operators()
         self.core.edits.start()
         for name in extension_names():
             await self.load_extension(name)
         await self.sync_commands()
         self._recovering = asyncio.create_task(self._finish_recovery(), name="recovery")
+
+    async def _resolve_operators(self) -> None:
+        """OPERATOR_IDS, else whoever owns the application on Discord (or its team)."""
+        ids = self.settings.operator_ids
+        if not ids:
+            app = await self.application_info()
+            ids = tuple(m.id for m in app.team.members) if app.team else (app.owner.id,)
+        self.core.operator.set_operators(ids)
+        log.info("%d operator(s)", len(ids))
 
     async def _finish_recovery(self) -> None:
         await self.wait_until_ready()
@@ -98,19 +124,45 @@ class KontextBot(commands.Bot):
         else:
             self.synced_commands = await self.tree.sync()
             log.info("Synced %d global command(s)", len(self.synced_commands))
+        for guild_id in set(self.settings.operator_guild_ids) - set(
+            self.settings.discord_guild_ids
+        ):
+            await self.tree.sync(guild=discord.Object(guild_id))  # /operator lives there
 
     async def post_alert(self, incident: Incident) -> None:
-        """Post an alert in every server's alerts channel (chosen with `/admin alerts`)."""
-        text = alert_text(incident)
-        for guild_id, channel_id in await self.core.admin.alerts_channels():
-            channel = self.get_channel(channel_id)
-            if not isinstance(channel, discord.TextChannel) or channel.guild.id != guild_id:
-                log.warning("Alerts channel %s of server %s is gone", channel_id, guild_id)
-                continue
+        """Account alerts go to the operator (OPERATOR_ALERT_CHANNEL_ID, else a DM to each);
+        a server's own alerts (its budget) to the channel its admins chose."""
+        text = f"\N{WARNING SIGN} **Kontext alert:** {alert_text(incident)}"
+        if incident.guild_id is None:
+            await self._alert_operators(text)
+            return
+        channel_id = await self.core.admin.alerts_channel(incident.guild_id)
+        channel = self.get_channel(channel_id) if channel_id else None
+        if isinstance(channel, discord.TextChannel) and channel.guild.id == incident.guild_id:
+            await self._send_alert(channel, text)
+        elif channel_id:
+            log.warning("Alerts channel %s of server %s is gone", channel_id, incident.guild_id)
+
+    async def _alert_operators(self, text: str) -> None:
+        channel_id = self.settings.operator_alert_channel_id
+        if channel_id is not None:
+            channel = self.get_channel(channel_id) or self.get_partial_messageable(channel_id)
+            await self._send_alert(channel, text)  # type: ignore[arg-type]
+            return
+        for user_id in self.core.operator.operator_ids:
             try:
-                await channel.send(f"\N{WARNING SIGN} **Kontext alert:** {text}")
-            except discord.HTTPException as exc:
-                log.warning("Could not post an alert in channel %s: %s", channel_id, exc)
+                user = self.get_user(user_id) or await self.fetch_user(user_id)
+            except discord.HTTPException:
+                log.warning("Could not find operator %s to alert", user_id)
+                continue
+            await self._send_alert(user, text)
+
+    @staticmethod
+    async def _send_alert(target: discord.abc.Messageable, text: str) -> None:
+        try:
+            await target.send(text)
+        except discord.HTTPException as exc:  # e.g. DMs closed: logged above, never fatal
+            log.warning("Could not post an alert: %s", exc)
 
     async def on_ready(self) -> None:
         log.info("Ready as %s in %d guild(s)", self.user, len(self.guilds))

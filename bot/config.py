@@ -16,6 +16,9 @@ _FIXES: dict[str, str] = {
     "SEGMIND_API_KEY": "create an API key at segmind.com (Console > API Keys)",
     "DISCORD_GUILD_IDS": "use comma-separated numeric server ids, e.g. 123,456",
     "ADMIN_ROLE_IDS": "use comma-separated numeric role ids, e.g. 123,456",
+    "OPERATOR_IDS": "use comma-separated numeric user ids, e.g. 123,456",
+    "OPERATOR_GUILD_IDS": "use comma-separated numeric server ids, e.g. 123,456",
+    "ALLOWED_GUILD_IDS": "use comma-separated numeric server ids, e.g. 123,456",
     "QUOTA_PERIOD": "use day, week, month or none",
 }
 
@@ -93,11 +96,24 @@ class Settings(ApiSettings):
     shutdown_grace_s: float = Field(default=30.0, ge=0, le=600)
     results_dir: Path = Path("data/results")
     result_retention_hours: float = Field(default=72.0, gt=0)
+    # A public bot: who operates it, what each server may spend, which servers are served.
+    operator_ids: Annotated[tuple[int, ...], NoDecode] = ()
+    operator_guild_ids: Annotated[tuple[int, ...], NoDecode] = ()
+    operator_alert_channel_id: int | None = Field(default=None, ge=1)
+    server_budget_credits: float = Field(default=5.0, ge=0)
+    allowed_guild_ids: Annotated[tuple[int, ...], NoDecode] = ()
     # Only for pointing the bot at a local Discord stand-in; leave unset in production.
     discord_api_url: str | None = None
     discord_gateway_url: str | None = None
 
-    @field_validator("discord_guild_ids", "admin_role_ids", mode="before")
+    @field_validator(
+        "discord_guild_ids",
+        "admin_role_ids",
+        "operator_ids",
+        "operator_guild_ids",
+        "allowed_guild_ids",
+        mode="before",
+    )
     @classmethod
     def _split_ids(cls, value: object) -> object:
         if isinstance(value, str):

@@ -29,6 +29,7 @@ from bot.recovery import Recovery
 from bot.reports import Reports
 from bot.results import ResultStore
 from bot.segmind import SegmindClient
+from bot.servers import Servers
 from bot.service import EditService
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Core:
     chains: Chains
     history: History
     reports: Reports
+    servers: Servers
     operator: OperatorDesk
     recovery: Recovery
 
@@ -116,8 +118,11 @@ async def build(settings: Settings, *, clock: Callable[[], float] = time.time) -
             database,
             default_credits=settings.quota_default_credits,
             default_period=settings.quota_period,
+            server_budget=settings.server_budget_credits,
             clock=clock,
         )
+        servers = Servers(database, ledger, allowed_guild_ids=settings.allowed_guild_ids)
+        await servers.load()
         admin = ServerAdmin(
             database, ledger, iterate_author_only_default=settings.iterate_author_only
         )
@@ -143,11 +148,17 @@ async def build(settings: Settings, *, clock: Callable[[], float] = time.time) -
             health=health,
             ledger=ledger,
             admin=admin,
+            servers=servers,
             results=results,
+            notify=alerts.notify,
         )
         delivery = Delivery(database, results)
         edits = EditService(database, pipeline, delivery, queue_limits(settings))
         recovery = Recovery(database, ledger, results, delivery, edits)
+        operator = OperatorDesk(
+            database, api, meter, health, admin, operator_ids=settings.operator_ids
+        )
+        await operator.load()  # a pause survives restarts
         # Before Discord connects: jobs this run creates must never be "recovered".
         await recovery.settle()
         core = Core(
@@ -173,7 +184,8 @@ async def build(settings: Settings, *, clock: Callable[[], float] = time.time) -
             ),
             history=History(database),
             reports=Reports(database, ledger, reserve=settings.account_reserve_credits),
-            operator=OperatorDesk(api, meter, health, admin),
+            servers=servers,
+            operator=operator,
             recovery=recovery,
         )
         stack.pop_all()  # built: the Core closes them from now on

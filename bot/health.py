@@ -31,6 +31,9 @@ class IncidentKind(enum.StrEnum):
     ACCOUNT_FLOOR = "account_floor"
     LOW_BALANCE = "low_balance"
     API_FAILURES = "api_failures"
+    PAUSED = "paused"  # the operator paused every edit
+    BUDGET_WARNING = "budget_warning"  # a server used 80 % of its budget
+    BUDGET_SPENT = "budget_spent"  # a server used all of it
 
 
 @dataclass(frozen=True)
@@ -41,12 +44,19 @@ class Incident:
     detail: str
     balance: float | None = None
     threshold: float | None = None
+    guild_id: int | None = None  # a server's own incident; None: the account's
+    resets_at: float | None = None
 
 
 # The halts: edits stop until a probe, a check or an admin clears them.
 Halt = Incident
 HALTING = frozenset(
-    {IncidentKind.KEY_REJECTED, IncidentKind.OUT_OF_CREDITS, IncidentKind.ACCOUNT_FLOOR}
+    {
+        IncidentKind.KEY_REJECTED,
+        IncidentKind.OUT_OF_CREDITS,
+        IncidentKind.ACCOUNT_FLOOR,
+        IncidentKind.PAUSED,
+    }
 )
 _OUTAGES = (
     segmind.ServerError,
@@ -119,6 +129,8 @@ class ServiceHealth:
     # -- what happened ------------------------------------------------------------------
 
     def halt(self, halt: Halt) -> None:
+        if self.halted is not None and self.halted.kind == IncidentKind.PAUSED:
+            return  # the operator's pause outranks whatever an in-flight call reports
         first = self.halted is None
         self.halted = halt
         self._halted_at = self.clock()
@@ -151,12 +163,17 @@ class ServiceHealth:
             self._failures = 0  # a refused request: the API itself is up
 
     def call_succeeded(self) -> None:
+        self._failures = 0
+        if self.halted is not None and self.halted.kind == IncidentKind.PAUSED:
+            return  # a call that started before the pause; only the operator resumes
+        self._clear()
+
+    def _clear(self) -> None:
         if self.halted is not None:
-            log.warning("Edits resumed: the API accepted a request again")
+            log.warning("Edits resumed: %s is over", self.halted.kind)
         self.halted = None
         self.needs_admin = False
         self._probing = False
-        self._failures = 0
 
     def call_failed_otherwise(self) -> None:
         """A probe that failed for a reason unrelated to the API frees the probe slot."""
@@ -183,15 +200,22 @@ class ServiceHealth:
     def check_passed(self, balance: float | None) -> None:
         """An admin's key check got through: clear the halt unless the floor still holds
         (then keep that halt, without the admin hold a rejected key had set)."""
+        if self.halted is not None and self.halted.kind == IncidentKind.PAUSED:
+            return  # the key works, but the operator's pause stands until they resume
         if self.reserve > 0 and balance is not None and balance < self.reserve:
             self.needs_admin = False
             self.halt(floor_halt(balance, self.reserve))
         else:
-            self.call_succeeded()
+            self._clear()
+
+    def pause(self, reason: str) -> None:
+        """The operator stops every new edit until they resume (no probes meanwhile)."""
+        self.needs_admin = True
+        self.halt(Incident(IncidentKind.PAUSED, reason))
 
     def resume(self) -> None:
-        """An admin says the problem is fixed."""
-        self.call_succeeded()
+        """The operator says the problem is fixed (or ends a pause)."""
+        self._clear()
 
     def _tell(self, incident: Incident) -> None:
         for hook in self.incident_hooks:

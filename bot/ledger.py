@@ -1,5 +1,5 @@
-"""The quota ledger: per-member allowances in Segmind credits, reserved before a call,
-committed at the real cost after a 200 and released after any failure."""
+"""The quota ledger: per-member allowances and per-server budgets in Segmind credits,
+reserved before a call, committed at the real cost after a 200, released after a failure."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from bot.db import charges, quotas
+from bot.db import charges, quotas, servers
 from bot.db.connection import Database
 from bot.errors import BadInput
 from bot.periods import PERIODS, Window, period_window
@@ -47,6 +47,32 @@ class Reservation:
     amount: float
 
 
+@dataclass(frozen=True)
+class BudgetStatus:
+    """A server's budget this period (`source`: 'default' or 'operator')."""
+
+    credits: float
+    source: str
+    window: Window
+    spent: float  # committed this period
+    held: float  # reserved by edits still running
+
+    @property
+    def left(self) -> float:
+        return max(0.0, self.credits - self.spent - self.held)
+
+
+class BudgetExceeded(BadInput):
+    """The server's budget cannot cover another edit; `resets_at` None = never."""
+
+    def __init__(self, status: BudgetStatus) -> None:
+        super().__init__(
+            "This server has used its editing budget for now, so no edit was started "
+            "and nothing was charged."
+        )
+        self.resets_at = status.window.resets_at
+
+
 class QuotaExceeded(BadInput):
     """The member's allowance cannot cover another edit; `resets_at` None = never."""
 
@@ -67,12 +93,16 @@ class Ledger:
         *,
         default_credits: float,
         default_period: str,
+        server_budget: float = float("inf"),
+        budget_period: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if default_period not in PERIODS:
+        if default_period not in PERIODS or (budget_period or default_period) not in PERIODS:
             raise ValueError(f"unknown period {default_period!r}")
         self._db = database
         self.default = Allowance(default_credits, default_period, "default")
+        self.server_budget = server_budget  # SERVER_BUDGET_CREDITS
+        self.budget_period = budget_period or default_period  # QUOTA_PERIOD
         self.clock = clock
 
     # -- allowances ---------------------------------------------------------------------
@@ -105,11 +135,22 @@ class Ledger:
         usage = await charges.usage(self._db, guild_id, user_id, since)
         return QuotaStatus(allowance, window, used=usage.used, held=usage.held)
 
+    async def budget(self, guild_id: int) -> BudgetStatus:
+        """The server's budget this period: the operator's figure, else SERVER_BUDGET_CREDITS."""
+        own = await servers.budget(self._db, guild_id)
+        credits, source = (own, "operator") if own is not None else (self.server_budget, "default")
+        window = period_window(self.budget_period, self.clock())
+        spent, held = await servers.spent_and_held(self._db, guild_id, window.start)
+        return BudgetStatus(credits, source, window, spent, held)
+
     async def check_allowance(
         self, guild_id: int, user_id: int, role_ids: Iterable[int], amount: float
     ) -> None:
-        """Refuse early (nothing held) when the allowance cannot cover `amount` now;
-        `reserve` remains the exact, atomic check."""
+        """Refuse early (nothing held) when the server's budget or the member's allowance
+        cannot cover `amount` now; `reserve` remains the exact, atomic check."""
+        budget = await self.budget(guild_id)
+        if budget.left + EPSILON < amount:
+            raise BudgetExceeded(budget)
         status = await self.status(guild_id, user_id, role_ids)
         if status.left + EPSILON < amount:
             raise QuotaExceeded(status, amount)
@@ -119,10 +160,12 @@ class Ledger:
     async def reserve(
         self, guild_id: int, user_id: int, role_ids: Iterable[int], amount: float
     ) -> Reservation:
-        """Hold `amount` against the member's allowance, or raise QuotaExceeded. The check
-        and the insert are one statement: concurrent edits can never overspend."""
+        """Hold `amount` against the member's allowance and the server's budget, or raise
+        QuotaExceeded / BudgetExceeded. The checks and the insert are one statement:
+        concurrent edits can never overspend either."""
         roles = list(role_ids)
         allowance = await self.allowance(guild_id, user_id, roles)
+        budget = await self.budget(guild_id)
         now = self.clock()
         since = await self.usage_start(guild_id, user_id, period_window(allowance.period, now))
         charge_id = await charges.reserve(
@@ -132,9 +175,14 @@ class Ledger:
             amount=amount,
             allowance=allowance.credits,
             since=since,
+            budget=budget.credits,
+            budget_since=budget.window.start,
             now=now,
         )
         if charge_id is None:
+            budget = await self.budget(guild_id)
+            if budget.left + EPSILON < amount:
+                raise BudgetExceeded(budget)
             raise QuotaExceeded(await self.status(guild_id, user_id, roles), amount)
         return Reservation(charge_id, amount)
 

@@ -1,14 +1,20 @@
-"""The operator's levers on the API itself: a key check and resuming after a halt.
-Both are audited."""
+"""The operator's levers: who the operators are, a key check, pausing and resuming every
+edit. Each is audited (as server 0: they concern the whole bot)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bot.administration import Change, ServerAdmin
 from bot.credits import CreditMeter
-from bot.health import ServiceHealth
+from bot.db import servers
+from bot.db.connection import Database
+from bot.health import IncidentKind, ServiceHealth
 from bot.keycheck import KeyChecker, KeyCheckResult, run_key_check
+
+BOT_WIDE = 0  # the audit log's server id for a change to the whole bot
+PAUSE_KEY = "paused"
 
 
 @dataclass(frozen=True)
@@ -25,28 +31,60 @@ class Resumed:
 
 class OperatorDesk:
     def __init__(
-        self, api: KeyChecker, meter: CreditMeter, health: ServiceHealth, admin: ServerAdmin
+        self,
+        database: Database,
+        api: KeyChecker,
+        meter: CreditMeter,
+        health: ServiceHealth,
+        admin: ServerAdmin,
+        *,
+        operator_ids: Iterable[int] = (),
     ) -> None:
+        self._db = database
         self._api = api
         self._meter = meter
         self._health = health
         self._admin = admin
+        self.operator_ids: frozenset[int] = frozenset(operator_ids)
 
-    async def check_key(self, guild_id: int, actor_id: int) -> KeyCheckResult:
+    def set_operators(self, user_ids: Iterable[int]) -> None:
+        """OPERATOR_IDS, or the application's owner (or team) read from Discord."""
+        self.operator_ids = frozenset(user_ids)
+
+    def is_operator(self, user_id: int) -> bool:
+        return user_id in self.operator_ids
+
+    async def load(self) -> None:
+        """A pause survives restarts."""
+        reason = await servers.state(self._db, PAUSE_KEY)
+        if reason is not None:
+            self._health.pause(reason)
+
+    async def check_key(self, actor_id: int) -> KeyCheckResult:
         before = self._health.halted_reason or "running"
         result = await run_key_check(self._api, self._meter, self._health)
         answer = f"HTTP {result.status}" if result.status else f"failed ({result.error})"
         after = f"{answer}: {result.halted_reason or 'running'}"
-        await self._admin.record(guild_id, actor_id, "api.check", "api", Change(before, after))
+        await self._admin.record(BOT_WIDE, actor_id, "api.check", "api", Change(before, after))
         return result
 
-    async def resume(self, guild_id: int, actor_id: int) -> Resumed | None:
+    async def pause(self, actor_id: int, reason: str) -> Change:
+        change = Change(self._health.halted_reason or "running", f"paused: {reason}")
+        async with self._db.transaction() as conn:
+            await servers.set_state(conn, PAUSE_KEY, reason)
+        self._health.pause(reason)
+        await self._admin.record(BOT_WIDE, actor_id, "api.pause", "api", change)
+        return change
+
+    async def resume(self, actor_id: int) -> Resumed | None:
         """None when nothing was halted (nothing changed, nothing audited)."""
-        reason = self._health.halted_reason
-        if reason is None and not self._health.needs_admin:
+        halted = self._health.halted
+        if halted is None and not self._health.needs_admin:
             return None
+        if halted is not None and halted.kind == IncidentKind.PAUSED:
+            async with self._db.transaction() as conn:
+                await servers.set_state(conn, PAUSE_KEY, None)
         self._health.resume()
-        await self._admin.record(
-            guild_id, actor_id, "api.resume", "api", Change(reason or "held", "running")
-        )
+        before = halted.detail if halted else "held"
+        await self._admin.record(BOT_WIDE, actor_id, "api.resume", "api", Change(before, "running"))
         return Resumed(self._meter.last_balance, self._health.reserve)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import httpx
 
@@ -14,11 +15,12 @@ from bot.credits import CreditMeter
 from bot.db import generations as db
 from bot.db.connection import Database
 from bot.errors import BadInput, EditFailed
-from bot.health import ServiceHealth
+from bot.health import Incident, ServiceHealth
 from bot.images import InputImage
 from bot.ledger import Ledger, Reservation
 from bot.requests import EditOutcome, EditRequest
 from bot.results import ResultStore
+from bot.servers import Servers
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,9 @@ class EditPipeline:
         health: ServiceHealth,
         ledger: Ledger,
         admin: ServerAdmin,
+        servers: Servers,
         results: ResultStore,
+        notify: Callable[[Incident], object] = lambda incident: None,
     ) -> None:
         self._settings = settings
         self._db = database
@@ -53,11 +57,15 @@ class EditPipeline:
         self.health = health
         self.ledger = ledger
         self._admin = admin
+        self._servers = servers
         self.results = results
+        self._notify = notify  # a server's budget alerts
 
     async def precheck(self, req: EditRequest) -> None:
         """What can be refused before an edit even joins the queue: the image's
-        description, a block, a paused bot, an allowance that cannot cover another edit."""
+        description, a server that is not served, a block, a paused bot, a budget or an
+        allowance that cannot cover another edit."""
+        self._servers.check_served(req.guild_id)
         images.check_input(req.image, self._settings.max_input_bytes)
         guild_id = req.guild_id or 0
         await self._admin.check_not_blocked(guild_id, req.user_id)
@@ -75,6 +83,7 @@ class EditPipeline:
         queued; a block an admin set meanwhile still applies.
         """
         guild_id = req.guild_id or 0
+        self._servers.check_served(req.guild_id)
         await self._admin.check_not_blocked(guild_id, req.user_id)
         api_input = await self._api_input(req.image)
         self.health.check_floor(self.meter.last_balance)
@@ -162,7 +171,9 @@ class EditPipeline:
     ) -> EditOutcome:
         ticket = self.meter.start()
         try:
-            result = await self._api.edit(api_input.value, req.params)
+            result = await self._api.edit(
+                api_input.value, req.params, disable_safety_checker=await self._safety_off(req)
+            )
         except segmind.SegmindError as exc:
             self.meter.finish_failed(ticket, maybe_billed=exc.maybe_billed)
             self.health.api_failed(exc)
@@ -198,6 +209,9 @@ class EditPipeline:
         except OSError:
             log.exception("Could not keep result %d on disk; delivering from memory", generation_id)
         await self.ledger.commit(reservation, cost.amount, cost.source)
+        incident = await self._servers.budget_incident(req.guild_id or 0)
+        if incident is not None:
+            self._notify(incident)
         log.info(
             "Generation %d succeeded in %.1fs (cost %.4f from %s)",
             generation_id,
@@ -219,6 +233,14 @@ class EditPipeline:
             ).left,
             converted_from=api_input.converted_from,
         )
+
+    async def _safety_off(self, req: EditRequest) -> bool:
+        """The safety filter is off only where all three agree: the operator allows it
+        (SEGMIND_DISABLE_SAFETY_CHECKER), the server's admins turned it off, and Discord
+        marks the channel age-restricted. Everywhere else it is on."""
+        if not (self._settings.segmind_disable_safety_checker and req.channel_nsfw):
+            return False
+        return req.guild_id is not None and await self._admin.safety_filter_off(req.guild_id)
 
     @staticmethod
     def _failure(exc: segmind.SegmindError) -> EditFailed:

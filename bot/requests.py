@@ -26,6 +26,8 @@ class EditRequest:
     interaction_id: int | None = None
     role_ids: tuple[int, ...] = ()
     job_id: int | None = None
+    # Discord marks the channel (a thread: its parent) age-restricted.
+    channel_nsfw: bool = False
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,9 @@ class EditTransport(Protocol):
 
     model: str
 
-    async def edit(self, input_image: str, params: EditParams) -> EditResult: ...
+    async def edit(
+        self, input_image: str, params: EditParams, *, disable_safety_checker: bool = False
+    ) -> EditResult: ...
 
 
 def _header_float(headers: httpx.Headers, name: str) -> float | None:
@@ -218,7 +220,6 @@ class SegmindClient:
         model: str,
         timeout_s: float,
         max_retries: int = 2,
-        disable_safety_checker: bool = False,
         http: httpx.AsyncClient | None = None,
         backoff_base_s: float = BACKOFF_BASE_S,
         deadline_margin_s: float = DEADLINE_MARGIN_S,
@@ -236,7 +237,6 @@ class SegmindClient:
         # The whole answer, not just each chunk, must arrive within this.
         self._deadline_s = timeout_s + deadline_margin_s
         self._max_retries = max_retries
-        self._disable_safety = disable_safety_checker
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=10.0, write=30.0, pool=timeout_s),
@@ -253,14 +253,15 @@ class SegmindClient:
             model=settings.segmind_model,
             timeout_s=settings.segmind_timeout_s,
             max_retries=settings.segmind_max_retries,
-            disable_safety_checker=settings.segmind_disable_safety_checker,
         )
 
     async def aclose(self) -> None:
         if self._owns_http:
             await self._http.aclose()
 
-    def _body(self, input_image: str, params: EditParams) -> dict[str, object]:
+    def _body(
+        self, input_image: str, params: EditParams, disable_safety_checker: bool = False
+    ) -> dict[str, object]:
         return {
             "prompt": params.prompt,
             "input_image": input_image,
@@ -270,12 +271,15 @@ class SegmindClient:
             "aspect_ratio": params.aspect_ratio,
             "output_format": params.output_format,
             "output_quality": params.quality,
-            "disable_safety_checker": self._disable_safety,
+            "disable_safety_checker": disable_safety_checker,
         }
 
-    async def edit(self, input_image: str, params: EditParams) -> EditResult:
-        """Run one edit, retrying only failures that cannot have been billed."""
-        body = self._body(input_image, params)
+    async def edit(
+        self, input_image: str, params: EditParams, *, disable_safety_checker: bool = False
+    ) -> EditResult:
+        """Run one edit, retrying only failures that cannot have been billed.
+        `disable_safety_checker`: only ever true where the pipeline's rule allows it."""
+        body = self._body(input_image, params, disable_safety_checker)
         attempt = 0
         while True:
             attempt += 1

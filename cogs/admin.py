@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -16,23 +16,27 @@ from discord.app_commands import Choice, Range
 from discord.ext import commands
 
 from bot.adapter.access import is_admin
+from bot.adapter.answers import reply
 from bot.adapter.messages import role_ids_of
 from bot.adapter.quota_render import (
     AUDIT_LINES,
     audit_embed,
-    credits_embed,
+    budget_embed,
     money,
     quota_embed,
     usage_embed,
 )
 from bot.administration import Change
-from bot.keycheck import KeyCheckResult
 from bot.reports import usage_csv
 
 if TYPE_CHECKING:
     from bot.client import KontextBot
 
 MAX_CREDITS = 1_000_000.0
+MSG_SAFETY_NOT_ALLOWED = (
+    "The bot's operator has not allowed the safety filter to be turned off, so it stays "
+    "on everywhere. Nothing was changed."
+)
 REASON_MAX_CHARS = 200
 EXPORT_NAME_LOOKUPS = 50
 PER_PERIOD = {"day": "a day", "week": "a week", "month": "a month", "none": "in total"}
@@ -48,28 +52,6 @@ USAGE_PERIODS = [
     Choice(name="this month", value="month"),
     Choice(name="all time", value="none"),
 ]
-NO_MENTIONS = discord.AllowedMentions.none()
-
-
-async def reply(
-    interaction: discord.Interaction,
-    text: str = "",
-    *,
-    embed: discord.Embed | None = None,
-    file: discord.File | None = None,
-) -> None:
-    """Every admin answer is private (a followup once the interaction was deferred)."""
-    extra: dict[str, Any] = {}
-    if embed is not None:
-        extra["embed"] = embed
-    if file is not None:
-        extra["file"] = file
-    if interaction.response.is_done():
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS, **extra)
-    else:
-        await interaction.response.send_message(
-            text, ephemeral=True, allowed_mentions=NO_MENTIONS, **extra
-        )
 
 
 async def member_names(guild: discord.Guild | None, user_ids: list[int]) -> dict[int, str]:
@@ -258,12 +240,10 @@ class Admin(
             file=discord.File(io.BytesIO(data), filename=filename),
         )
 
-    @app_commands.command(name="credits", description="The Segmind balance, spend and trend")
+    @app_commands.command(name="credits", description="This server's spend against its budget")
     async def credits(self, interaction: discord.Interaction) -> None:
         guild_id, _ = self._ids(interaction)
-        report = await self.core.reports.spend(guild_id)
-        embed = credits_embed(report, halted_reason=self.core.health.halted_reason)
-        await reply(interaction, embed=embed)
+        await reply(interaction, embed=budget_embed(await self.core.ledger.budget(guild_id)))
 
     @app_commands.command(name="audit", description="The latest admin changes")
     async def audit(self, interaction: discord.Interaction) -> None:
@@ -297,19 +277,29 @@ class Admin(
             return
         await reply(
             interaction,
-            f"Alerts will go to {channel.mention}: low balance (under "
-            f"{money(self.core.settings.alert_below_credits)}), key rejected, out of credits, "
-            "account reserve reached, and repeated API failures. Each one once per incident.",
+            f"Alerts will go to {channel.mention}: when this server has used 80 % and all "
+            "of its editing budget. Each one once per period.",
         )
 
     @app_commands.command(
-        name="check", description="Test the API key with one tiny real edit (billed if it works)"
+        name="safety", description="The safety filter in this server's age-restricted channels"
     )
-    async def check(self, interaction: discord.Interaction) -> None:
+    @app_commands.describe(
+        filter_off="True: off in channels Discord marks age-restricted (if the operator allows)"
+    )
+    async def safety(self, interaction: discord.Interaction, filter_off: bool) -> None:
         guild_id, actor = self._ids(interaction)
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        result = await self.core.operator.check_key(guild_id, actor)
-        await reply(interaction, check_text(result, self.core.settings.account_reserve_credits))
+        if filter_off and not self.core.settings.segmind_disable_safety_checker:
+            await reply(interaction, MSG_SAFETY_NOT_ALLOWED)
+            return
+        change = await self.core.admin.set_safety_filter_off(guild_id, actor, filter_off)
+        text = (
+            "The safety filter is now off in this server's age-restricted channels, and on "
+            "everywhere else."
+            if filter_off
+            else "The safety filter is on in every channel."
+        )
+        await reply(interaction, f"{text} {was(change)}")
 
     @app_commands.command(name="iteration", description="Who may continue a member's result")
     @app_commands.describe(author_only="True: only its author; False: anyone who sees it")
@@ -318,55 +308,6 @@ class Admin(
         change = await self.core.admin.set_iterate_author_only(guild_id, actor, author_only)
         who = "only its author" if author_only else "anyone who can see it"
         await reply(interaction, f"A result can now be continued by {who}. {was(change)}")
-
-    @app_commands.command(name="resume", description="Let edits run again without testing the key")
-    async def resume(self, interaction: discord.Interaction) -> None:
-        guild_id, actor = self._ids(interaction)
-        resumed = await self.core.operator.resume(guild_id, actor)
-        if resumed is None:
-            await reply(interaction, "Edits are running already; nothing to resume.")
-            return
-        text = (
-            "Edits can run again. No request was sent, so if the problem is not fixed the "
-            "next edit will stop them again (and the admins are alerted)."
-        )
-        if resumed.balance_under_reserve:
-            text += (
-                f" Note: the last balance seen, {money(resumed.balance or 0)}, is under the "
-                f"reserve of {money(resumed.reserve)}, so the next edit will pause them again. "
-                "Top up, then run `/admin check` to read the new balance."
-            )
-        await reply(interaction, text)
-
-
-def check_text(result: KeyCheckResult, reserve: float) -> str:
-    """What the admin is told after `/admin check`."""
-    if not result.authenticated:
-        if result.status == 401:
-            return (
-                "Segmind rejected the key, so edits stay stopped. Fix SEGMIND_API_KEY and "
-                "restart the bot, or run `/admin check` again once the key works."
-            )
-        if result.status == 406:
-            return (
-                "The key works, but Segmind says the account is out of credits, so edits "
-                "stay paused. Top up at segmind.com, then run `/admin check` again."
-            )
-        return (
-            f"The check could not finish ({result.error}). Nothing changed; try again in a minute."
-        )
-    if result.cost is None:
-        cost = "Segmind refused the tiny test image, so nothing was billed."
-    else:
-        approx = "about " if result.cost.source == "estimate" else ""
-        cost = f"That check was billed {approx}{money(result.cost.amount)} credits."
-    balance = "" if result.balance is None else f" Balance: {money(result.balance)}."
-    if result.halted_reason:
-        return (
-            f"The key works. {cost}{balance} But the balance is still under the reserve of "
-            f"{money(reserve)}, so new edits stay paused. Top up, then run `/admin check` again."
-        )
-    return f"The key works and edits are running. {cost}{balance}"
 
 
 async def setup(bot: KontextBot) -> None:

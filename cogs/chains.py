@@ -66,6 +66,7 @@ class Chains(commands.Cog):
         if parent is None and self.bot.user not in message.mentions:
             return
         try:
+            self.core.servers.check_served(message.guild.id)
             async with self._working(message):
                 if parent is not None:
                     await self._continue_chain(message, parent)

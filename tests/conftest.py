@@ -64,6 +64,7 @@ CHANNEL_ID = 4243
 MEMBER_ID = 5001
 OTHER_MEMBER_ID = 5002
 ADMIN_ID = 5003
+OPERATOR_ID = 1  # the stand-in application's owner: the operator unless OPERATOR_IDS says
 BOT_TOKEN = "Bot.token-that-must-never-leak"
 
 
@@ -77,6 +78,8 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "discord_guild_ids": (GUILD_ID,),
         "segmind_max_retries": 1,
         "segmind_timeout_s": 5,
+        # Far above what tests spend: tests of server budgets set their own.
+        "server_budget_credits": 1000.0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
@@ -389,3 +392,18 @@ async def add_text_channel(
     await h.discord.wait_for(
         lambda: h.bot.get_channel(channel_id), message=f"channel {channel_id} in the bot's cache"
     )
+
+
+async def operator(
+    h: Harness, *subcommand: str, user_id: int = OPERATOR_ID, **options: Any
+) -> dict[str, Any]:
+    """`/operator <subcommand> options`, by the operator unless `user_id` says otherwise."""
+    return await run_command(
+        h, "operator", options, subcommand=list(subcommand), user_id=user_id, permissions=None
+    )
+
+
+def direct_messages(h: Harness, user_id: int = OPERATOR_ID) -> list[dict[str, Any]]:
+    """What the bot sent to `user_id` in a DM, oldest first."""
+    dm = h.discord.add_dm_channel(user_id)
+    return h.channel_messages(int(dm["id"]))

@@ -24,7 +24,9 @@ from tests.conftest import (
     add_text_channel,
     admin,
     channel_opt,
+    direct_messages,
     mentionable_opt,
+    operator,
     role_opt,
     run_command,
     user_opt,
@@ -84,9 +86,8 @@ EVERY_SUBCOMMAND: list[tuple[list[str], dict[str, Any]]] = [
     (["credits"], {}),
     (["alerts"], {"channel": channel_opt(CHANNEL_ID)}),
     (["audit"], {}),
-    (["check"], {}),
-    (["resume"], {}),
     (["iteration"], {"author_only": True}),
+    (["safety"], {"filter_off": True}),
 ]
 
 
@@ -103,7 +104,7 @@ async def test_admin_commands_are_refused_to_members_even_when_invoked_directly(
         assert not answer["embeds"] and not answer["attachments"], subcommand
     for table in ADMIN_TABLES:
         assert await h.bot.core.database.fetchall(f"SELECT * FROM {table}") == [], table  # noqa: S608
-    assert api_calls(h) == 0  # not even /admin check reached the API
+    assert api_calls(h) == 0
     assert h.bot.core.health.halted_reason == segmind.OUT_OF_CREDITS
 
 
@@ -112,8 +113,7 @@ async def test_admin_commands_are_hidden_from_members_by_default(h: Harness) -> 
     assert int(command["default_member_permissions"]) == MANAGE_GUILD
     options = {o["name"]: o for o in command["options"]}
     assert set(options) == {
-        "quota", "block", "unblock", "usage", "credits", "alerts", "audit", "check", "resume",
-        "iteration",
+        "quota", "block", "unblock", "usage", "credits", "alerts", "audit", "iteration", "safety",
     }  # fmt: skip
     assert {o["name"] for o in options["quota"]["options"]} == {
         "set", "clear", "reset", "default", "role", "show",
@@ -245,8 +245,10 @@ async def test_usage_shows_top_spenders_and_exports_csv(h: Harness) -> None:
     assert rows[0]["name"] == "user5001"
 
 
-async def test_credits_shows_balance_spend_and_what_no_member_paid_for(h: Harness) -> None:
-    empty = fields(await private(await admin(h, "credits")))
+async def test_operator_credits_shows_balance_spend_and_what_no_member_paid_for(
+    h: Harness,
+) -> None:
+    empty = fields(await private(await operator(h, "credits")))
     assert empty["Balance"].startswith("not seen yet")
     assert empty["At this rate"] == "not enough spend yet to estimate"
     await h.answer(await h.edit("one"))  # 99.96
@@ -255,7 +257,7 @@ async def test_credits_shows_balance_spend_and_what_no_member_paid_for(h: Harnes
     await h.answer(await h.edit("broken"))
     await h.answer(await h.edit("three"))  # 99.84: the drop covers the broken call too
 
-    answer = await private(await admin(h, "credits"))
+    answer = await private(await operator(h, "credits"))
     shown = fields(answer)
     assert shown["Balance"].startswith("99.84 credits, as of <t:")
     assert (shown["Spent today"], shown["This month"]) == ("0.16", "0.16")
@@ -294,7 +296,7 @@ async def test_alerts_channel_is_set_checked_and_audited(h: Harness) -> None:
     assert lines[1].endswith("<@5003> **alerts.channel** server: off → <#4244>")
 
 
-async def test_a_rejected_key_stops_all_calls_until_an_admin_check_succeeds(
+async def test_a_rejected_key_stops_all_calls_until_an_operator_check_succeeds(
     h: Harness,
 ) -> None:
     await add_text_channel(h)
@@ -306,11 +308,11 @@ async def test_a_rejected_key_stops_all_calls_until_an_admin_check_succeeds(
     assert "can't edit images right now" in answer["content"]
     assert api_calls(h) == 1  # no probe: a rejected key does not fix itself
 
-    failed = await private(await admin(h, "check"))
+    failed = await private(await operator(h, "check"))
     assert failed["content"].startswith("Segmind rejected the key, so edits stay stopped")
     assert api_calls(h) == 2
     h.segmind.api_key = API_KEY
-    passed = await private(await admin(h, "check"))
+    passed = await private(await operator(h, "check"))
     assert passed["content"] == (
         "The key works and edits are running. That check was billed about 0.04 credits. "
         "Balance: 99.96."
@@ -321,8 +323,9 @@ async def test_a_rejected_key_stops_all_calls_until_an_admin_check_succeeds(
     assert "Cost" in fields(await h.answer(await h.edit("three")))
 
     await h.bot.core.alerts.drain()
-    [alert] = h.channel_messages(ALERTS_CHANNEL_ID)
+    [alert] = direct_messages(h)  # an account alert goes to the operator
     assert "rejected the bot's API key" in alert["content"]
+    assert h.channel_messages(ALERTS_CHANNEL_ID) == []  # never to a server's channel
     assert [a[1:] for a in await audit(h)][1:] == [
         ("api.check", "api", segmind.KEY_REJECTED, f"HTTP 401: {segmind.KEY_REJECTED}"),
         ("api.check", "api", segmind.KEY_REJECTED, "HTTP 200: running"),
@@ -330,12 +333,12 @@ async def test_a_rejected_key_stops_all_calls_until_an_admin_check_succeeds(
 
 
 async def test_resume_clears_the_halt_without_a_call(h: Harness) -> None:
-    already = await private(await admin(h, "resume"))
+    already = await private(await operator(h, "resume"))
     assert already["content"] == "Edits are running already; nothing to resume."
     h.segmind.credits = 0
     await h.answer(await h.edit("one"))  # 406: edits halted
     h.segmind.top_up(5)
-    answer = await private(await admin(h, "resume"))
+    answer = await private(await operator(h, "resume"))
     assert answer["content"].startswith("Edits can run again. No request was sent")
     assert api_calls(h) == 1
     assert h.bot.core.health.halted_reason is None
@@ -356,22 +359,23 @@ async def test_a_check_under_the_reserve_keeps_edits_paused_without_a_new_alert(
     await h.answer(await h.edit("one"))  # 99.96
     await h.answer(await h.edit("two"))  # 99.92: under the reserve
     assert "can't edit" in (await h.answer(await h.edit("three")))["content"]
-    answer = await private(await admin(h, "check"))
+    answer = await private(await operator(h, "check"))
     assert answer["content"] == (
         "The key works. That check was billed 0.04 credits. Balance: 99.88. But the balance "
         "is still under the reserve of 99.95, so new edits stay paused. Top up, then run "
-        "`/admin check` again."
+        "`/operator check` "
+        "again."
     )
     assert h.bot.core.health.halted_reason == "account balance 99.88 is under the reserve 99.95"
     assert "can't edit" in (await h.answer(await h.edit("four")))["content"]
     assert api_calls(h) == 3  # two edits and the check
     await h.bot.core.alerts.drain()
-    assert len(h.channel_messages(ALERTS_CHANNEL_ID)) == 1  # still the same incident
+    assert len(direct_messages(h)) == 1  # still the same incident
 
 
 async def test_a_check_that_meets_an_empty_account_keeps_edits_paused(h: Harness) -> None:
     h.segmind.credits = 0
-    answer = await private(await admin(h, "check"))
+    answer = await private(await operator(h, "check"))
     assert answer["content"].startswith("The key works, but Segmind says the account is out")
     assert h.bot.core.health.halted_reason == segmind.OUT_OF_CREDITS
     assert "can't edit" in (await h.answer(await h.edit("one")))["content"]

@@ -23,6 +23,8 @@ from tests.conftest import (
     add_text_channel,
     admin,
     channel_opt,
+    direct_messages,
+    operator,
     run_command,
     user_opt,
 )
@@ -66,8 +68,10 @@ async def alerts_channel(h: Harness) -> None:
 
 
 async def alert_messages(h: Harness) -> list[dict[str, Any]]:
+    """Account alerts: they reach the operator, never a server's alerts channel."""
     await h.bot.core.alerts.drain()
-    return h.channel_messages(ALERTS_CHANNEL_ID)
+    assert h.channel_messages(ALERTS_CHANNEL_ID) == []
+    return direct_messages(h)
 
 
 async def test_quota_shows_used_left_edits_and_when_it_resets(h: Harness) -> None:
@@ -246,7 +250,7 @@ async def test_out_of_credits_stops_new_edits_and_alerts_once(h: Harness) -> Non
         assert "can't edit images right now" in answer["content"]
     assert api_calls(h) == 1  # the 406; the rest were refused without a call
     [alert] = await alert_messages(h)
-    assert "out of credits" in alert["content"] and "/admin check" in alert["content"]
+    assert "out of credits" in alert["content"] and "/operator check" in alert["content"]
     assert [r["state"] for r in await charge_rows(h)] == ["released"]
 
 
@@ -255,7 +259,7 @@ async def test_a_top_up_and_a_check_let_edits_run_again(h: Harness) -> None:
     await h.answer(await h.edit("one"))  # balance 0.02
     await h.answer(await h.edit("two"))  # 406: halted
     h.segmind.top_up(10)
-    answer = await admin(h, "check")
+    answer = await operator(h, "check")
     assert "The key works and edits are running" in answer["content"]
     assert "Balance: 9.98" in answer["content"]
     result = fields(await h.answer(await h.edit("three")))
@@ -264,7 +268,7 @@ async def test_a_top_up_and_a_check_let_edits_run_again(h: Harness) -> None:
         "SELECT remaining FROM credit_readings ORDER BY id"
     )
     assert [r[0] for r in readings] == [0.02, 9.98, 9.94]
-    credits = fields(await admin(h, "credits"))
+    credits = fields(await operator(h, "credits"))
     assert credits["Balance"].startswith("9.94 credits")
     assert credits["Topped up this month"] == "9.96"  # the check's own cost is not known
     assert credits["This month"] == "0.08"

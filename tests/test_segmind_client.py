@@ -56,7 +56,6 @@ async def api_client(
     model: str = MODEL,
     timeout_s: float = 10.0,
     max_retries: int = 2,
-    disable_safety_checker: bool = False,
     clock: Clock | None = None,
     **tuning: Any,
 ) -> AsyncIterator[SegmindClient]:
@@ -68,7 +67,6 @@ async def api_client(
         model=model,
         timeout_s=timeout_s,
         max_retries=max_retries,
-        disable_safety_checker=disable_safety_checker,
         clock=clock if clock is not None else ManualClock(auto=True),
         **tuning,
     )
@@ -79,10 +77,14 @@ async def api_client(
 
 
 async def edit(
-    fake: FakeSegmind, params: EditParams = PARAMS, input_image: str = INPUT_B64, **kw: object
+    fake: FakeSegmind,
+    params: EditParams = PARAMS,
+    input_image: str = INPUT_B64,
+    disable_safety_checker: bool = False,
+    **kw: object,
 ) -> EditResult:
     async with api_client(fake.base_url, **kw) as client:  # type: ignore[arg-type]
-        return await client.edit(input_image, params)
+        return await client.edit(input_image, params, disable_safety_checker=disable_safety_checker)
 
 
 async def failure(
@@ -152,7 +154,7 @@ async def test_defaults_are_sent_explicitly_with_json_types(segmind: FakeSegmind
     assert body["disable_safety_checker"] is False
 
 
-async def test_operator_can_disable_the_safety_checker(segmind: FakeSegmind) -> None:
+async def test_a_call_can_disable_the_safety_checker(segmind: FakeSegmind) -> None:
     await edit(segmind, disable_safety_checker=True)
     assert segmind.requests[0].json["disable_safety_checker"] is True
 

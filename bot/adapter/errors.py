@@ -12,10 +12,11 @@ import time
 import discord
 from discord import app_commands
 
+from bot.adapter.access import refuse_if_not_served
 from bot.adapter.posting import ping_only, token_expired
 from bot.adapter.quota_render import out_of_edits_text
 from bot.errors import UserError
-from bot.ledger import QuotaExceeded
+from bot.ledger import BudgetExceeded, QuotaExceeded
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
 def describe(error: BaseException) -> str | None:
     """A friendly text for errors the member caused; None for our own failures."""
     original = getattr(error, "original", error)
-    if isinstance(original, QuotaExceeded):
+    if isinstance(original, QuotaExceeded | BudgetExceeded):
         return out_of_edits_text(original)
     if isinstance(original, UserError):
         return original.message
@@ -77,7 +78,11 @@ async def report(interaction: discord.Interaction, error: BaseException, context
 
 
 class ReportingView(discord.ui.View):
-    """A view whose callbacks' errors reach the member through the one handler."""
+    """A view whose callbacks' errors reach the member through the one handler, and
+    which does nothing in a server that is not served."""
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        return not await refuse_if_not_served(interaction)
 
     async def on_error(
         self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item, /
@@ -86,7 +91,11 @@ class ReportingView(discord.ui.View):
 
 
 class ReportingModal(discord.ui.Modal):
-    """A modal whose submit errors reach the member through the one handler."""
+    """A modal whose submit errors reach the member through the one handler, and which
+    does nothing in a server that is not served."""
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        return not await refuse_if_not_served(interaction)
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:
         await report(interaction, error, type(self).__name__)

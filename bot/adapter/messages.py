@@ -22,6 +22,13 @@ def role_ids_of(user: discord.abc.User) -> tuple[int, ...]:
     return tuple(r.id for r in getattr(user, "roles", ()))
 
 
+def age_restricted(channel: object) -> bool:
+    """Discord's age-restricted (NSFW) mark; a thread follows its parent channel."""
+    if isinstance(channel, discord.Thread):
+        channel = channel.parent
+    return bool(getattr(channel, "nsfw", False))
+
+
 def upload_limit_of(guild: discord.Guild | None) -> int:
     return guild.filesize_limit if guild is not None else DISCORD_UPLOAD_LIMIT
 
@@ -112,6 +119,7 @@ def request_for_interaction(
         parent_id=parent_id,
         interaction_id=interaction.id,
         role_ids=role_ids_of(interaction.user),
+        channel_nsfw=age_restricted(interaction.channel),
     )
 
 
@@ -135,4 +143,5 @@ def request_for_message(
         upload_limit=upload_limit_of(message.guild),
         parent_id=parent_id,
         role_ids=role_ids_of(message.author),
+        channel_nsfw=age_restricted(message.channel),
     )

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 
 import discord
 
 from bot.core import QuotaView
 from bot.db.audit import AuditEntry
-from bot.ledger import QuotaExceeded
-from bot.reports import PERIOD_LABELS, SpendReport, UsageReport
+from bot.ledger import BudgetExceeded, BudgetStatus, QuotaExceeded
+from bot.reports import PERIOD_LABELS, UsageReport
 
 QUOTA_COLOUR = discord.Colour.from_rgb(87, 242, 135)
 ADMIN_COLOUR = discord.Colour.from_rgb(254, 231, 92)
@@ -42,12 +41,13 @@ def paused_text(reason: str) -> str:
     return f"Editing is paused for everyone right now ({reason}); the admins have been told."
 
 
-def out_of_edits_text(exc: QuotaExceeded) -> str:
+def out_of_edits_text(exc: QuotaExceeded | BudgetExceeded) -> str:
     if exc.resets_at is None:
         return (
             f"{exc.message} This is a fixed allowance that does not reset; ask an admin for more."
         )
-    return f"{exc.message} It resets {when(exc.resets_at)}."
+    verb = "resets" if isinstance(exc, QuotaExceeded) else "renews"
+    return f"{exc.message} It {verb} {when(exc.resets_at)}."
 
 
 def quota_embed(view: QuotaView, *, member_id: int | None = None) -> discord.Embed:
@@ -118,53 +118,6 @@ def usage_embed(report: UsageReport) -> discord.Embed:
     return embed
 
 
-def credits_embed(report: SpendReport, *, halted_reason: str | None) -> discord.Embed:
-    embed = discord.Embed(title="Segmind account", colour=ADMIN_COLOUR)
-    if halted_reason:
-        embed.colour = WARNING_COLOUR
-        embed.description = f"**Edits are paused:** {halted_reason}."
-    if report.balance is None:
-        balance = "not seen yet: Segmind reports it with every edit"
-    else:
-        balance = f"{money(report.balance)} credits, as of {when(report.balance_at or 0)}"
-        if report.reserve > 0:
-            balance += f"\nreserve: {money(report.reserve)}"
-    embed.add_field(name="Balance", value=balance, inline=False)
-    embed.add_field(name="Spent today", value=money(report.today))
-    embed.add_field(name="This month", value=money(report.month))
-    if report.topped_up_month > 0:
-        embed.add_field(name="Topped up this month", value=money(report.topped_up_month))
-    embed.add_field(
-        name="This month, by who paid",
-        value=(
-            f"charged to members: {money(report.charged_month)}"
-            f" (this server: {money(report.charged_month_here)})\n"
-            f"not charged to anyone: {money(report.unattributed_month)}"
-            " (calls that failed after billing, key checks, other use of the key)"
-        ),
-        inline=False,
-    )
-    embed.add_field(name="Last 7 days (UTC)", value=_trend_chart(report), inline=False)
-    days = report.days_left
-    if days is None:
-        left = "not enough spend yet to estimate"
-    else:
-        until = " (down to the reserve)" if report.reserve > 0 else ""
-        left = f"about {days:.0f} days{until} at {money(report.rate_per_day or 0)} a day"
-    embed.add_field(name="At this rate", value=left, inline=False)
-    return embed
-
-
-def _trend_chart(report: SpendReport) -> str:
-    top = max((d.amount for d in report.trend), default=0.0)
-    rows = []
-    for day in report.trend:
-        label = datetime.fromtimestamp(day.start, UTC).strftime("%a %d")
-        bar = "█" * round(BAR_WIDTH * day.amount / top) if top > 0 else ""
-        rows.append(f"{label}  {money(day.amount):>8}  {bar}")
-    return "```\n" + "\n".join(rows) + "\n```"
-
-
 def _ref(text: str | None) -> str:
     """`member:1` -> a mention (embeds never ping), so the log reads naturally."""
     if text is None:
@@ -187,3 +140,20 @@ def audit_embed(entries: list[AuditEntry]) -> discord.Embed:
         description="\n".join(lines) or "No admin changes yet.",
         colour=ADMIN_COLOUR,
     )
+
+
+def budget_embed(budget: BudgetStatus) -> discord.Embed:
+    """A server's own spend this period against the budget the operator gives it."""
+    label = PERIOD_LABELS[budget.window.period]
+    embed = discord.Embed(title="This server's editing budget", colour=ADMIN_COLOUR)
+    embed.add_field(
+        name=f"Spent {label}", value=f"{money(budget.spent)} of {money(budget.credits)} credits"
+    )
+    embed.add_field(name="Left", value=f"{money(budget.left)} credits")
+    if budget.held > 0:
+        embed.add_field(name="In progress", value=f"{money(budget.held)} held")
+    resets = budget.window.resets_at
+    embed.add_field(name="Renews", value=when(resets) if resets else "never")
+    who = "set by the bot's operator" if budget.source == "operator" else "the default budget"
+    embed.set_footer(text=f"{who.capitalize()}; members' allowances apply within it")
+    return embed

@@ -8,6 +8,8 @@ from typing import Any
 
 import discord
 
+from bot.adapter.access import refuse_if_not_served
+
 ACTIONS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
     "again": ("Edit again", "\N{PENCIL}", discord.ButtonStyle.primary),
     "reroll": ("Reroll", "\N{GAME DIE}", discord.ButtonStyle.secondary),
@@ -24,6 +26,8 @@ async def _press(interaction: discord.Interaction, handler: str, *args: object) 
     left with Discord's "interaction failed"."""
     from bot.adapter.errors import report  # errors imports this module's views
 
+    if await refuse_if_not_served(interaction):
+        return
     cog = interaction.client.get_cog(BUTTONS_COG)  # type: ignore[attr-defined]
     try:
         if cog is None:

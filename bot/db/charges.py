@@ -35,11 +35,14 @@ async def reserve(
     amount: float,
     allowance: float,
     since: float,
+    budget: float,
+    budget_since: float,
     now: float,
 ) -> int | None:
-    """Insert a reservation only if the member's spend since `since`, plus what is held,
-    plus `amount`, stays within `allowance`; the check and the insert are one statement.
-    Returns the charge id, or None when refused."""
+    """Insert a reservation only if the member's spend since `since`, plus what they hold,
+    plus `amount`, stays within `allowance`, and the server's since `budget_since` within
+    `budget`; the checks and the insert are one statement. Returns the charge id, or None
+    when refused."""
     cur = await database.write(
         """INSERT INTO charges (guild_id, user_id, state, reserved, created_at)
            SELECT ?, ?, 'reserved', ?, ?
@@ -47,9 +50,17 @@ async def reserve(
                                            ELSE reserved END), 0)
                   FROM charges
                   WHERE guild_id = ? AND user_id = ? AND state != 'released'
-                    AND created_at >= ?) + ? <= ? + ?""",
-        (guild_id, user_id, amount, now, guild_id, user_id, since, amount, allowance, EPSILON),
-    )
+                    AND created_at >= ?) + ? <= ? + ?
+             AND (SELECT COALESCE(SUM(CASE WHEN state = 'committed' THEN amount
+                                           ELSE reserved END), 0)
+                  FROM charges
+                  WHERE guild_id = ? AND state != 'released' AND created_at >= ?) + ? <= ? + ?""",
+        (
+            guild_id, user_id, amount, now,
+            guild_id, user_id, since, amount, allowance, EPSILON,
+            guild_id, budget_since, amount, budget, EPSILON,
+        ),
+    )  # fmt: skip
     if cur.rowcount != 1 or cur.lastrowid is None:
         return None
     return cur.lastrowid

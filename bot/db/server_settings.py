@@ -1,4 +1,5 @@
-"""Queries on `guild_settings`: a server's own choices (alerts channel, iteration)."""
+"""Queries on `guild_settings`: a server's own choices (alerts channel, iteration,
+the safety filter in age-restricted channels)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import aiosqlite
 from bot.db.connection import Database
 
 # Columns of guild_settings that admins change (never user input).
-COLUMNS = ("alerts_channel_id", "iterate_author_only")
+COLUMNS = ("alerts_channel_id", "iterate_author_only", "safety_filter_off")
 
 
 def _checked(column: str) -> str:

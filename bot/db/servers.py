@@ -1,0 +1,85 @@
+"""Queries on what the operator decides per server (budget, access) and bot-wide state."""
+
+from __future__ import annotations
+
+import aiosqlite
+
+from bot.db.connection import Database
+
+
+async def budget(database: Database, guild_id: int) -> float | None:
+    row = await database.fetchone(
+        "SELECT credits FROM server_budgets WHERE guild_id = ?", (guild_id,)
+    )
+    return None if row is None else float(row[0])
+
+
+async def set_budget(conn: aiosqlite.Connection, guild_id: int, credits: float | None) -> None:
+    """Set (or with None remove: the default applies) a server's budget."""
+    if credits is None:
+        await conn.execute("DELETE FROM server_budgets WHERE guild_id = ?", (guild_id,))
+        return
+    await conn.execute(
+        """INSERT INTO server_budgets (guild_id, credits) VALUES (?, ?)
+           ON CONFLICT (guild_id) DO UPDATE SET credits = excluded.credits""",
+        (guild_id, credits),
+    )
+
+
+async def access(database: Database) -> dict[int, bool]:
+    """The operator's allow/deny choices, by server."""
+    rows = await database.fetchall("SELECT guild_id, allowed FROM server_access")
+    return {int(r[0]): bool(r[1]) for r in rows}
+
+
+async def set_access(conn: aiosqlite.Connection, guild_id: int, allowed: bool) -> None:
+    await conn.execute(
+        """INSERT INTO server_access (guild_id, allowed) VALUES (?, ?)
+           ON CONFLICT (guild_id) DO UPDATE SET allowed = excluded.allowed""",
+        (guild_id, int(allowed)),
+    )
+
+
+async def spent_and_held(database: Database, guild_id: int, since: float) -> tuple[float, float]:
+    """A server's committed spend and what its running edits hold, since `since`."""
+    row = await database.fetchone(
+        """SELECT COALESCE(SUM(CASE WHEN state = 'committed' THEN amount END), 0),
+                  COALESCE(SUM(CASE WHEN state = 'reserved' THEN reserved END), 0)
+           FROM charges WHERE guild_id = ? AND created_at >= ?""",
+        (guild_id, since),
+    )
+    return (float(row[0]), float(row[1])) if row else (0.0, 0.0)
+
+
+async def members_charged(database: Database, guild_id: int, since: float) -> int:
+    row = await database.fetchone(
+        """SELECT COUNT(DISTINCT user_id) FROM charges
+           WHERE guild_id = ? AND state != 'released' AND created_at >= ?""",
+        (guild_id, since),
+    )
+    return int(row[0]) if row else 0
+
+
+async def known(database: Database) -> set[int]:
+    """Every server the bot has a record of (edits, budgets, access choices)."""
+    rows = await database.fetchall(
+        """SELECT guild_id FROM charges UNION SELECT guild_id FROM server_budgets
+           UNION SELECT guild_id FROM server_access"""
+    )
+    return {int(r[0]) for r in rows if r[0] is not None}
+
+
+async def state(database: Database, key: str) -> str | None:
+    row = await database.fetchone("SELECT value FROM bot_state WHERE key = ?", (key,))
+    return None if row is None else str(row[0])
+
+
+async def set_state(conn: aiosqlite.Connection, key: str, value: str | None) -> None:
+    if value is None:
+        await conn.execute("DELETE FROM bot_state WHERE key = ?", (key,))
+        return
+    await conn.execute(
+        """INSERT INTO bot_state (key, value) VALUES (?, ?)
+           ON CONFLICT (key) DO UPDATE SET value = excluded.value""",
+        (key, value),
+    )
