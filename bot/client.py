@@ -44,7 +44,7 @@ class KontextTree(app_commands.CommandTree):
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
         command = interaction.command
-        root = (command.root_parent or command) if command is not None else None
+        root = getattr(command, "root_parent", None) or command  # a menu has no parent
         if root is not None and root.name == OPERATOR_GROUP:
             return True
         return not await refuse_if_not_served(interaction)

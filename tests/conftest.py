@@ -368,7 +368,11 @@ async def add_role(
 
 
 async def add_text_channel(
-    h: Harness, channel_id: int = ALERTS_CHANNEL_ID, *, overwrites: list[dict] | None = None
+    h: Harness,
+    channel_id: int = ALERTS_CHANNEL_ID,
+    *,
+    overwrites: list[dict] | None = None,
+    nsfw: bool = False,
 ) -> None:
     """Create a text channel while the bot runs (CHANNEL_CREATE)."""
     guild = h.discord.guilds[GUILD_ID]
@@ -379,7 +383,7 @@ async def add_text_channel(
         "name": f"channel-{channel_id}",
         "position": len(guild["channels"]),
         "permission_overwrites": overwrites or [],
-        "nsfw": False,
+        "nsfw": nsfw,
         "topic": None,
         "last_message_id": None,
         "rate_limit_per_user": 0,

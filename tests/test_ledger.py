@@ -23,6 +23,7 @@ from bot.pipeline import EditPipeline
 from bot.requests import EditRequest
 from bot.results import ResultStore
 from bot.segmind import SegmindClient
+from bot.servers import Servers
 from tests.conftest import API_KEY, make_settings
 from tests.fake_segmind import FakeSegmind
 from tests.helpers import LocalServer, make_image, make_input_image, make_new_generation
@@ -115,6 +116,7 @@ async def pipeline(
                 health=ServiceHealth(),
                 ledger=ledger,
                 admin=ServerAdmin(conn, ledger, iterate_author_only_default=False),
+                servers=Servers(conn, ledger, allowed_guild_ids=()),
                 results=ResultStore(conn, tmp_path / "results", retention_s=3600),
             ),
             fake,
