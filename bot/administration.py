@@ -73,7 +73,7 @@ class ServerAdmin:
     def clock(self) -> Callable[[], float]:
         return self._ledger.clock
 
-    async def _audit(
+    async def audit(
         self,
         conn: aiosqlite.Connection,
         guild_id: int,
@@ -82,6 +82,7 @@ class ServerAdmin:
         target: str | None,
         change: Change,
     ) -> None:
+        """Write an audit row inside the change's own transaction (`conn`)."""
         await audit.insert(
             conn,
             guild_id=guild_id,
@@ -98,7 +99,7 @@ class ServerAdmin:
     ) -> None:
         """Audit an admin action that changed nothing in the database (e.g. a key check)."""
         async with self._db.transaction() as conn:
-            await self._audit(conn, guild_id, actor_id, action, target, change)
+            await self.audit(conn, guild_id, actor_id, action, target, change)
 
     async def audit_log(self, guild_id: int, limit: int) -> list[audit.AuditEntry]:
         return await audit.latest(self._db, guild_id, limit)
@@ -137,7 +138,7 @@ class ServerAdmin:
             await quotas.set_override(conn, kind, guild_id, key, credits)
             change = Change(amount_text(before), amount_text(credits))
             action = f"quota.{kind}" + (".clear" if credits is None else "")
-            await self._audit(conn, guild_id, actor_id, action, f"{kind}:{key}", change)
+            await self.audit(conn, guild_id, actor_id, action, f"{kind}:{key}", change)
         return change
 
     async def set_guild_default(
@@ -152,7 +153,7 @@ class ServerAdmin:
             period = period or current.period
             await quotas.set_guild_default(conn, guild_id, credits, period)
             change = Change(f"{current.credits:.2f}/{current.period}", f"{credits:.2f}/{period}")
-            await self._audit(conn, guild_id, actor_id, "quota.default", "server", change)
+            await self.audit(conn, guild_id, actor_id, "quota.default", "server", change)
         return change
 
     async def reset_usage(self, guild_id: int, actor_id: int, user_id: int) -> Change:
@@ -165,7 +166,7 @@ class ServerAdmin:
             used = await charges.committed_since(self._db, guild_id, user_id, since)
             await quotas.set_usage_reset(conn, guild_id, user_id, now)
             change = Change(f"used {used:.2f}", "used 0.00")
-            await self._audit(conn, guild_id, actor_id, "quota.reset", f"member:{user_id}", change)
+            await self.audit(conn, guild_id, actor_id, "quota.reset", f"member:{user_id}", change)
         return change
 
     # -- blocks -------------------------------------------------------------------------
@@ -185,7 +186,7 @@ class ServerAdmin:
             before = await self.block_of(guild_id, user_id)
             await quotas.set_block(conn, guild_id, user_id, reason, actor_id, self.clock())
             change = Change(_block_text(before), _block_text(Block(reason, actor_id, 0)))
-            await self._audit(conn, guild_id, actor_id, "block", f"member:{user_id}", change)
+            await self.audit(conn, guild_id, actor_id, "block", f"member:{user_id}", change)
         return change
 
     async def unblock(self, guild_id: int, actor_id: int, user_id: int) -> Change | None:
@@ -196,7 +197,7 @@ class ServerAdmin:
                 return None
             await quotas.delete_block(conn, guild_id, user_id)
             change = Change(_block_text(before), _block_text(None))
-            await self._audit(conn, guild_id, actor_id, "unblock", f"member:{user_id}", change)
+            await self.audit(conn, guild_id, actor_id, "unblock", f"member:{user_id}", change)
         return change
 
     # -- server settings ----------------------------------------------------------------
@@ -214,7 +215,7 @@ class ServerAdmin:
             before = await server_settings.get(self._db, guild_id, column)
             await server_settings.put(conn, guild_id, column, value)
             change = Change(describe(before), describe(value))
-            await self._audit(conn, guild_id, actor_id, action, "server", change)
+            await self.audit(conn, guild_id, actor_id, action, "server", change)
         return change
 
     async def set_alerts_channel(

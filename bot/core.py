@@ -121,11 +121,12 @@ async def build(settings: Settings, *, clock: Callable[[], float] = time.time) -
             server_budget=settings.server_budget_credits,
             clock=clock,
         )
-        servers = Servers(database, ledger, allowed_guild_ids=settings.allowed_guild_ids)
-        await servers.load()
+
         admin = ServerAdmin(
             database, ledger, iterate_author_only_default=settings.iterate_author_only
         )
+        servers = Servers(database, ledger, admin, allowed_guild_ids=settings.allowed_guild_ids)
+        await servers.load()
         results = ResultStore(
             database, settings.results_dir, retention_s=settings.result_retention_hours * 3600
         )

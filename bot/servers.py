@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
-
-from bot.administration import Change
-from bot.db import audit, servers
+from bot.administration import Change, ServerAdmin
+from bot.db import servers
 from bot.db.connection import Database
 from bot.errors import UserError
 from bot.health import Incident, IncidentKind
@@ -37,10 +35,16 @@ class ServerSummary:
 
 class Servers:
     def __init__(
-        self, database: Database, ledger: Ledger, *, allowed_guild_ids: tuple[int, ...]
+        self,
+        database: Database,
+        ledger: Ledger,
+        admin: ServerAdmin,
+        *,
+        allowed_guild_ids: tuple[int, ...],
     ) -> None:
         self._db = database
         self._ledger = ledger
+        self._admin = admin  # writes the audit rows
         self._listed = frozenset(allowed_guild_ids)  # ALLOWED_GUILD_IDS; empty = every server
         self._choices: dict[int, bool] = {}  # the operator's allow/deny, read at start-up
         self._alerted: set[tuple[int, float, IncidentKind]] = set()
@@ -69,7 +73,7 @@ class Servers:
         change = Change(before, "allowed" if allowed else "denied")
         async with self._db.transaction() as conn:
             await servers.set_access(conn, guild_id, allowed)
-            await self._audit(conn, guild_id, actor_id, "server.access", change)
+            await self._admin.audit(conn, guild_id, actor_id, "server.access", "server", change)
         self._choices[guild_id] = allowed
         return change
 
@@ -85,7 +89,7 @@ class Servers:
             change = Change(
                 _budget_text(before.credits, before.source), _budget_text(after, source)
             )
-            await self._audit(conn, guild_id, actor_id, "server.budget", change)
+            await self._admin.audit(conn, guild_id, actor_id, "server.budget", "server", change)
         return change
 
     async def summaries(self, guild_ids: set[int]) -> list[ServerSummary]:
@@ -119,25 +123,6 @@ class Servers:
                     resets_at=budget.window.resets_at,
                 )
         return None
-
-    async def _audit(
-        self,
-        conn: aiosqlite.Connection,
-        guild_id: int,
-        actor_id: int,
-        action: str,
-        change: Change,
-    ) -> None:
-        await audit.insert(
-            conn,
-            guild_id=guild_id,
-            actor_id=actor_id,
-            action=action,
-            target="server",
-            before=change.before,
-            after=change.after,
-            at=self._ledger.clock(),
-        )
 
 
 def _budget_text(credits: float, source: str) -> str:
