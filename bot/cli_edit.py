@@ -12,9 +12,10 @@ import httpx
 
 from bot import images
 from bot.config import ApiSettings
+from bot.core import api_client, download_client
 from bot.errors import UserError
 from bot.params import build_params
-from bot.segmind import SegmindClient, SegmindError
+from bot.segmind import SegmindError
 
 EXIT_BAD_INPUT = 2
 EXIT_API_FAILED = 1
@@ -62,8 +63,8 @@ def _write_file(path: Path, data: bytes) -> None:
 
 async def run_edit(settings: ApiSettings, args: argparse.Namespace) -> int:
     """Run the edit and print what it cost; returns the exit status."""
-    api = SegmindClient.from_settings(settings)
-    async with httpx.AsyncClient(timeout=30.0) as http:
+    api = api_client(settings)
+    async with download_client() as http:
         try:
             params = build_params(
                 args.prompt,

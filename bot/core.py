@@ -16,7 +16,7 @@ from bot import db
 from bot.administration import ServerAdmin
 from bot.alerts import Alerts
 from bot.chains import Chains
-from bot.config import Settings
+from bot.config import ApiSettings, Settings
 from bot.credits import CreditMeter
 from bot.delivery import Delivery
 from bot.health import ServiceHealth
@@ -35,6 +35,16 @@ from bot.service import EditService
 log = logging.getLogger(__name__)
 
 DOWNLOAD_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+def api_client(settings: ApiSettings) -> SegmindClient:
+    """The Segmind client as the operator configured it (the bot and `kontext-bot edit`)."""
+    return SegmindClient.from_settings(settings)
+
+
+def download_client() -> httpx.AsyncClient:
+    """Fetches members' images (from Discord's CDN) and, for `kontext-bot edit`, a URL."""
+    return httpx.AsyncClient(timeout=DOWNLOAD_TIMEOUT, follow_redirects=False)
 
 
 def queue_limits(settings: Settings) -> QueueLimits:
@@ -110,9 +120,9 @@ async def build(settings: Settings, *, clock: Callable[[], float] = time.time) -
     stack = contextlib.AsyncExitStack()
     stack.push_async_callback(database.close)
     async with stack:
-        downloads = httpx.AsyncClient(timeout=DOWNLOAD_TIMEOUT, follow_redirects=False)
+        downloads = download_client()
         stack.push_async_callback(downloads.aclose)
-        api = SegmindClient.from_settings(settings)
+        api = api_client(settings)
         stack.push_async_callback(api.aclose)
         ledger = Ledger(
             database,
