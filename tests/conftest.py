@@ -14,7 +14,7 @@ import pytest
 from bot import db
 from bot.client import KontextBot
 from bot.config import Settings
-from bot.db import messages
+from bot.db import generations, messages
 from tests.fake_discord import FLAG_EPHEMERAL, FLAG_LOADING, FakeDiscord
 from tests.fake_segmind import FakeSegmind
 from tests.helpers import LocalServer, make_image
@@ -136,12 +136,11 @@ class Harness:
         in the channel, or a message sent through the interaction (an ephemeral error)."""
 
         async def final() -> dict[str, Any] | None:
-            row = await self.bot.core.database.fetchone(
-                "SELECT result_message_id FROM generations WHERE interaction_id = ?",
-                (interaction_id,),
+            message_id = await generations.result_message_of_interaction(
+                self.bot.core.database, interaction_id
             )
-            if row and row[0] and row[0] in self.discord.messages:
-                return self.discord.messages[row[0]]
+            if message_id in self.discord.messages:
+                return self.discord.messages[message_id]
             for message in reversed(self.discord.followups(interaction_id)):
                 if not message.get("flags", 0) & FLAG_LOADING:
                     return message

@@ -274,3 +274,11 @@ async def observed_costs(database: Database, model: str, limit: int) -> list[flo
         (model, limit),
     )
     return [float(r[0]) for r in reversed(rows)]
+
+
+async def result_message_of_interaction(database: Database, interaction_id: int) -> int | None:
+    """The message that shows the result of the edit an interaction asked for."""
+    row = await database.fetchone(
+        "SELECT result_message_id FROM generations WHERE interaction_id = ?", (interaction_id,)
+    )
+    return None if row is None or row[0] is None else int(row[0])
