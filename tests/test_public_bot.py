@@ -10,7 +10,7 @@ from typing import Any
 import aiosqlite
 import pytest
 
-from bot import db
+from bot import db, jobs
 from bot.db import servers as server_rows
 from bot.db.connection import migrate, migrations_dir
 from bot.ledger import Ledger
@@ -236,7 +236,20 @@ async def test_a_denied_server_gets_one_private_answer_everywhere_and_no_api_cal
 async def test_allowed_guild_ids_without_this_server_serves_nothing_here(h: Harness) -> None:
     answer = await h.answer(await h.edit("slash"))
     assert answer["content"] == NOT_SERVED
+    upload = h.discord.make_message(CHANNEL_ID, author_id=MEMBER_ID, attachments=[h.upload()])
+    menu = h.discord.context_menu(
+        "Edit image", upload, user_id=MEMBER_ID, guild_id=GUILD_ID, channel_id=CHANNEL_ID
+    )
+    await h.discord.send_interaction(menu)
+    assert (await h.answer(int(menu["id"])))["content"] == NOT_SERVED
+    mention = h.discord.make_message(
+        CHANNEL_ID, author_id=MEMBER_ID, content=f"<@{h.discord.bot_user_id}> make it night",
+        mentions=[h.discord.bot_user_id], attachments=[h.upload()],
+    )  # fmt: skip
+    await h.discord.dispatch("MESSAGE_CREATE", mention)
+    assert (await h.reply_answer(mention))["content"] == NOT_SERVED
     assert api_calls(h) == []
+    assert await jobs.unfinished(h.bot.core.database) == []  # nothing queued
     assert await server_rows.access(h.bot.core.database) == {}
     listing = await operator(h, "servers")  # the operator sees it, and can still act
     assert f"`{GUILD_ID}` · **denied**" in listing["embeds"][0]["description"]
