@@ -66,7 +66,7 @@ async def known(database: Database) -> set[int]:
         """SELECT guild_id FROM charges UNION SELECT guild_id FROM server_budgets
            UNION SELECT guild_id FROM server_access"""
     )
-    return {int(r[0]) for r in rows if r[0] is not None}
+    return {int(r[0]) for r in rows if r[0]}  # 0: no server (never served)
 
 
 async def state(database: Database, key: str) -> str | None:
