@@ -49,10 +49,10 @@ def main(argv: list[str] | None = None) -> None:
         settings = _load_or_exit(ApiSettings)
         # The terminal edit prints its own summary; INFO chatter would bury it.
         level = "WARNING" if settings.log_level == "INFO" else settings.log_level
-        setup_logging(level, settings.secrets)
+        setup_logging(level, settings.secrets, fmt=settings.log_format)
         sys.exit(asyncio.run(run_edit(settings, args)))
     settings = _load_or_exit(Settings)
-    setup_logging(settings.log_level, settings.secrets)
+    setup_logging(settings.log_level, settings.secrets, fmt=settings.log_format)
     sys.exit(asyncio.run(run_bot(settings)))
 
 

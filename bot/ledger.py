@@ -45,6 +45,7 @@ class QuotaStatus:
 class Reservation:
     id: int
     amount: float
+    guild_id: int = 0
 
 
 class QuotaExceeded(BadInput):
@@ -74,6 +75,9 @@ class Ledger:
         self._db = database
         self.default = Allowance(default_credits, default_period, "default")
         self.clock = clock
+        # Told of every charge, with (server id, amount), and of every refund of one.
+        self.charge_hooks: list[Callable[[int, float], object]] = []
+        self.refund_hooks: list[Callable[[], object]] = []
 
     # -- allowances ---------------------------------------------------------------------
 
@@ -136,14 +140,18 @@ class Ledger:
         )
         if charge_id is None:
             raise QuotaExceeded(await self.status(guild_id, user_id, roles), amount)
-        return Reservation(charge_id, amount)
+        return Reservation(charge_id, amount, guild_id)
 
     async def attach(self, reservation: Reservation, generation_id: int) -> None:
         await charges.attach(self._db, reservation.id, generation_id)
 
     async def commit(self, reservation: Reservation, amount: float, source: str) -> bool:
         """Charge the real cost; False when the reservation was already settled."""
-        return await charges.commit(self._db, reservation.id, amount, source, self.clock())
+        done = await charges.commit(self._db, reservation.id, amount, source, self.clock())
+        if done:
+            for hook in self.charge_hooks:
+                hook(reservation.guild_id, amount)
+        return done
 
     async def release(self, reservation: Reservation) -> bool:
         """Give the reservation back: the member pays nothing for an edit they did not get."""
@@ -156,6 +164,8 @@ class Ledger:
             log.warning(
                 "Refunded generation %d: its result was lost before delivery", generation_id
             )
+            for hook in self.refund_hooks:
+                hook()
         return changed > 0
 
     async def settle_stale(self, older_than_s: float) -> tuple[int, int]:
