@@ -21,7 +21,6 @@ CONTEXT_FIELDS = (
     "job_id",
     "generation_id",
     "guild_id",
-    "user_id",
     "source",
     "status",
     "cost",
