@@ -1,4 +1,6 @@
-"""Command line: `kontext-bot` (or `python -m bot`) runs the bot; `edit` runs one edit."""
+"""Command line: `kontext-bot` (or `python -m bot`) runs the bot; `edit` runs one edit;
+`backup`, `restore`, `doctor` and `healthcheck` look after a running installation (each in
+its own `bot/cli_*.py`)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,15 @@ from pathlib import Path
 
 import discord
 
-from bot.config import ApiSettings, ConfigError, Settings, SettingsT, load
+from bot.config import (
+    ApiSettings,
+    ConfigError,
+    HttpSettings,
+    Settings,
+    SettingsT,
+    StorageSettings,
+    load,
+)
 from bot.logs import setup_logging
 from bot.params import ASPECT_RATIOS, OUTPUT_FORMATS
 
@@ -38,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     edit.add_argument("--aspect-ratio", choices=ASPECT_RATIOS)
     edit.add_argument("--output-format", choices=OUTPUT_FORMATS)
     edit.add_argument("--quality", type=int)
+    backup = sub.add_parser("backup", help="copy the database (safe while the bot runs)")
+    backup.add_argument("path", type=Path, help="the new backup file")
+    restore = sub.add_parser("restore", help="replace the database with a backup (bot stopped)")
+    restore.add_argument("path", type=Path, help="the backup file")
+    sub.add_parser("doctor", help="check settings, database, token and permissions")
+    sub.add_parser("healthcheck", help="exit 0 when GET /healthz answers 200 (containers)")
     return parser
 
 
@@ -49,10 +65,23 @@ def main(argv: list[str] | None = None) -> None:
         settings = _load_or_exit(ApiSettings)
         # The terminal edit prints its own summary; INFO chatter would bury it.
         level = "WARNING" if settings.log_level == "INFO" else settings.log_level
-        setup_logging(level, settings.secrets)
+        setup_logging(level, settings.secrets, fmt=settings.log_format)
         sys.exit(asyncio.run(run_edit(settings, args)))
+    if args.command in ("backup", "restore"):
+        from bot.cli_backup import run_backup, run_restore
+
+        storage = _load_or_exit(StorageSettings)
+        sys.exit((run_backup if args.command == "backup" else run_restore)(storage, args.path))
+    if args.command == "doctor":
+        from bot.cli_doctor import run_doctor
+
+        sys.exit(asyncio.run(run_doctor()))
+    if args.command == "healthcheck":
+        from bot.cli_health import run_healthcheck
+
+        sys.exit(run_healthcheck(_load_or_exit(HttpSettings)))
     settings = _load_or_exit(Settings)
-    setup_logging(settings.log_level, settings.secrets)
+    setup_logging(settings.log_level, settings.secrets, fmt=settings.log_format)
     sys.exit(asyncio.run(run_bot(settings)))
 
 

@@ -17,6 +17,7 @@ from discord.ext import commands
 from bot import core as core_module
 from bot.adapter.access import refuse_if_not_served
 from bot.adapter.alert_text import alert_text
+from bot.adapter.ops_http import GatewayWatch, OpsServer
 from bot.adapter.posting import DiscordChannels
 from bot.config import Settings
 from bot.core import Core
@@ -75,12 +76,23 @@ class KontextBot(commands.Bot):
         self._shutting_down: asyncio.Future[None] | None = None
         self._recovering: asyncio.Task[None] | None = None
         self.synced_commands: list[discord.app_commands.AppCommand] = []
+        self.gateway = GatewayWatch(self)
+        self.ops_http: OpsServer | None = None  # /healthz and /metrics, when HTTP_PORT is set
 
     async def setup_hook(self) -> None:
         self._core = self.core = await core_module.build(self.settings)
         self.core.alerts.sinks.append(self.post_alert)
         await self._resolve_operators()
+        self.core.metrics.watch_gateway(lambda: self.gateway.connected, lambda: self.latency)
         self.core.edits.start()
+        if self.settings.http_port is not None:
+            self.ops_http = OpsServer(
+                self.core,
+                lambda: self.gateway.connected,
+                host=self.settings.http_host,
+                port=self.settings.http_port,
+            )
+            await self.ops_http.start()
         for name in extension_names():
             await self.load_extension(name)
         await self.sync_commands()
@@ -182,6 +194,8 @@ class KontextBot(commands.Bot):
                 await self._core.edits.shutdown(0)  # a no-op after a graceful shutdown
             await super().close()
         finally:
+            if self.ops_http is not None:
+                await self.ops_http.stop()
             if self._core is not None:
                 await self._core.aclose()
 

@@ -20,15 +20,44 @@ _FIXES: dict[str, str] = {
     "OPERATOR_GUILD_IDS": "use comma-separated numeric server ids, e.g. 123,456",
     "ALLOWED_GUILD_IDS": "use comma-separated numeric server ids, e.g. 123,456",
     "QUOTA_PERIOD": "use day, week, month or none",
+    "LOG_FORMAT": "use text or json",
+    "HTTP_PORT": "use a port number (1-65535), or leave it unset to turn the endpoint off",
 }
+
+
+# Every settings class reads the same sources the same way (they are combined below).
+_SOURCES = SettingsConfigDict(
+    env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+)
+
+
+class StorageSettings(BaseSettings):
+    """Where the database is: all `kontext-bot backup` and `restore` need."""
+
+    model_config = _SOURCES
+
+    database_path: Path = Path("data/kontext.db")
+
+
+class HttpSettings(BaseSettings):
+    """The health and metrics endpoint: all `kontext-bot healthcheck` needs."""
+
+    model_config = _SOURCES
+
+    # Off unless set; 0 picks a free port (tests).
+    http_port: int | None = Field(default=None, ge=0, le=65535)
+    http_host: str = Field(default="127.0.0.1", min_length=1)
+
+    @field_validator("http_port", mode="before")
+    @classmethod
+    def _blank_is_off(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 class ApiSettings(BaseSettings):
     """Everything needed to call the Segmind API (used by the bot and by `kontext-bot edit`)."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
-    )
+    model_config = _SOURCES
 
     segmind_api_key: SecretStr = Field(min_length=1)
     segmind_base_url: str = "https://api.segmind.com/v1"
@@ -42,6 +71,7 @@ class ApiSettings(BaseSettings):
     max_input_megapixels: float = Field(default=2.0, gt=0, le=64)
     discord_cdn_hosts: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CDN_HOSTS
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("segmind_base_url")
     @classmethod
@@ -54,6 +84,11 @@ class ApiSettings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("discord_cdn_hosts", mode="before")
     @classmethod
@@ -72,11 +107,10 @@ class ApiSettings(BaseSettings):
         return [self.segmind_api_key.get_secret_value()]
 
 
-class Settings(ApiSettings):
-    """The bot's settings: the API ones plus Discord and storage."""
+class Settings(ApiSettings, StorageSettings, HttpSettings):
+    """The bot's settings: the API ones plus Discord, storage and the ops endpoint."""
 
     discord_token: SecretStr = Field(min_length=1)
-    database_path: Path = Path("data/kontext.db")
     discord_guild_ids: Annotated[tuple[int, ...], NoDecode] = ()
     quota_default_credits: float = Field(default=1.0, ge=0)
     quota_period: Literal["day", "week", "month", "none"] = "day"
@@ -128,7 +162,7 @@ class Settings(ApiSettings):
         return [*super().secrets, self.discord_token.get_secret_value()]
 
 
-SettingsT = TypeVar("SettingsT", bound=ApiSettings)
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
 class ConfigError(Exception):

@@ -22,6 +22,7 @@ from bot.delivery import Delivery
 from bot.health import ServiceHealth
 from bot.history import History
 from bot.ledger import Ledger, QuotaStatus
+from bot.metrics import Metrics
 from bot.operator import OperatorDesk
 from bot.pipeline import EditPipeline
 from bot.queue import QueueLimits
@@ -89,6 +90,7 @@ class Core:
     servers: Servers
     operator: OperatorDesk
     recovery: Recovery
+    metrics: Metrics
 
     async def quota_view(self, guild_id: int, user_id: int, role_ids: tuple[int, ...]) -> QuotaView:
         block = await self.admin.block_of(guild_id, user_id)
@@ -111,6 +113,29 @@ class Core:
             await self.downloads.aclose()
             # aiosqlite's worker thread is not a daemon: an unclosed database hangs the exit.
             await self.database.close()
+
+
+def watch(
+    metrics: Metrics,
+    *,
+    api: SegmindClient,
+    meter: CreditMeter,
+    health: ServiceHealth,
+    ledger: Ledger,
+    edits: EditService,
+) -> Metrics:
+    """Feed the metrics from the core's hooks (the Discord side adds the gateway's)."""
+    api.call_hooks.append(metrics.api_answered)
+    meter.reading_hooks.append(metrics.balance_seen)
+    if meter.last_balance is not None:
+        metrics.balance_seen(meter.last_balance)
+    ledger.charge_hooks.append(metrics.charged)
+    ledger.refund_hooks.append(metrics.refunded)
+    edits.pipeline.outcome_hooks.append(metrics.edit_finished)
+    edits.started_hooks.append(metrics.job_started)
+    metrics.watch_queue(lambda: edits.queue.waiting_count, lambda: edits.queue.running_count)
+    metrics.watch_halt(lambda: health.halted is not None)
+    return metrics
 
 
 async def build(settings: Settings, *, clock: Callable[[], float] = time.time) -> Core:
@@ -170,6 +195,7 @@ async def build(settings: Settings, *, clock: Callable[[], float] = time.time) -
             database, api, meter, health, admin, operator_ids=settings.operator_ids
         )
         await operator.load()  # a pause survives restarts
+        metrics = watch(Metrics(), api=api, meter=meter, health=health, ledger=ledger, edits=edits)
         # Before Discord connects: jobs this run creates must never be "recovered".
         await recovery.settle()
         core = Core(
@@ -198,6 +224,7 @@ async def build(settings: Settings, *, clock: Callable[[], float] = time.time) -
             servers=servers,
             operator=operator,
             recovery=recovery,
+            metrics=metrics,
         )
         stack.pop_all()  # built: the Core closes them from now on
     return core

@@ -45,6 +45,7 @@ class QuotaStatus:
 class Reservation:
     id: int
     amount: float
+    guild_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,9 @@ class Ledger:
         self.server_budget = server_budget  # SERVER_BUDGET_CREDITS
         self.budget_period = budget_period or default_period  # QUOTA_PERIOD
         self.clock = clock
+        # Told of every charge, with (server id, amount), and of every refund of one.
+        self.charge_hooks: list[Callable[[int, float], object]] = []
+        self.refund_hooks: list[Callable[[], object]] = []
 
     # -- allowances ---------------------------------------------------------------------
 
@@ -184,14 +188,18 @@ class Ledger:
             if budget.left + EPSILON < amount:
                 raise BudgetExceeded(budget)
             raise QuotaExceeded(await self.status(guild_id, user_id, roles), amount)
-        return Reservation(charge_id, amount)
+        return Reservation(charge_id, amount, guild_id)
 
     async def attach(self, reservation: Reservation, generation_id: int) -> None:
         await charges.attach(self._db, reservation.id, generation_id)
 
     async def commit(self, reservation: Reservation, amount: float, source: str) -> bool:
         """Charge the real cost; False when the reservation was already settled."""
-        return await charges.commit(self._db, reservation.id, amount, source, self.clock())
+        done = await charges.commit(self._db, reservation.id, amount, source, self.clock())
+        if done:
+            for hook in self.charge_hooks:
+                hook(reservation.guild_id, amount)
+        return done
 
     async def release(self, reservation: Reservation) -> bool:
         """Give the reservation back: the member pays nothing for an edit they did not get."""
@@ -204,6 +212,8 @@ class Ledger:
             log.warning(
                 "Refunded generation %d: its result was lost before delivery", generation_id
             )
+            for hook in self.refund_hooks:
+                hook()
         return changed > 0
 
     async def settle_stale(self, older_than_s: float) -> tuple[int, int]:

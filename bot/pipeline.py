@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ from bot.errors import BadInput, EditFailed
 from bot.health import Incident, ServiceHealth
 from bot.images import InputImage
 from bot.ledger import Ledger, Reservation
+from bot.logs import bind
 from bot.requests import EditOutcome, EditRequest
 from bot.results import ResultStore
 from bot.servers import Servers
@@ -29,6 +31,15 @@ MSG_UNAVAILABLE = f"The bot can't edit images right now; the admins have been to
 MSG_BUSY = f"The image service is busy. Please try again in a minute. {NOT_CHARGED}"
 MSG_TIMEOUT = f"The edit took too long and was stopped. {NOT_CHARGED}"
 MSG_BROKEN = f"The image service sent back a broken image. Please try again. {NOT_CHARGED}"
+
+
+class Finish(enum.StrEnum):
+    """What became of an edit, as the `outcome_hooks` hear it."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the API call failed; not charged
+    REFUSED = "refused"  # bad input, a block, a halt, an allowance: nothing spent
+    INTERRUPTED = "interrupted"  # stopped by a shutdown (or a bug) while running
 
 
 class EditPipeline:
@@ -60,11 +71,24 @@ class EditPipeline:
         self._servers = servers
         self.results = results
         self._notify = notify  # a server's budget alerts
+        # Called with (Finish, the request's source) once per edit refused or run.
+        self.outcome_hooks: list[Callable[[Finish, str], object]] = []
+
+    def _finished(self, finish: Finish, req: EditRequest) -> None:
+        for hook in self.outcome_hooks:
+            hook(finish, req.source)
 
     async def precheck(self, req: EditRequest) -> None:
         """What can be refused before an edit even joins the queue: the image's
         description, a server that is not served, a block, a paused bot, a budget or an
         allowance that cannot cover another edit."""
+        try:
+            await self._precheck(req)
+        except BadInput:
+            self._finished(Finish.REFUSED, req)
+            raise
+
+    async def _precheck(self, req: EditRequest) -> None:
         self._servers.check_served(req.guild_id)
         images.check_input(req.image, self._settings.max_input_bytes)
         guild_id = req.guild_id or 0
@@ -82,6 +106,21 @@ class EditPipeline:
         after a 200 and released after any failure. `precheck` ran when the edit was
         queued; a block an admin set meanwhile still applies.
         """
+        try:
+            outcome = await self._run(req)
+        except BadInput:
+            self._finished(Finish.REFUSED, req)
+            raise
+        except EditFailed:
+            self._finished(Finish.FAILED, req)
+            raise
+        except BaseException:
+            self._finished(Finish.INTERRUPTED, req)
+            raise
+        self._finished(Finish.SUCCEEDED, req)
+        return outcome
+
+    async def _run(self, req: EditRequest) -> EditOutcome:
         guild_id = req.guild_id or 0
         self._servers.check_served(req.guild_id)
         await self._admin.check_not_blocked(guild_id, req.user_id)
@@ -102,6 +141,7 @@ class EditPipeline:
             self.health.call_failed_otherwise()
             await asyncio.shield(self.ledger.release(reservation))
             raise
+        bind(generation_id=generation_id)  # every later line of this edit names it
         try:
             await self.ledger.attach(reservation, generation_id)
             outcome = await self._call(generation_id, api_input, req, reservation)
@@ -218,6 +258,7 @@ class EditPipeline:
             result.elapsed_s,
             cost.amount,
             cost.source,
+            extra={"status": "succeeded", "cost": cost.amount, "duration_s": result.elapsed_s},
         )
         return EditOutcome(
             generation_id=generation_id,
@@ -246,7 +287,7 @@ class EditPipeline:
     def _failure(exc: segmind.SegmindError) -> EditFailed:
         """What the member is told about an API error (halts are the health's business)."""
         reason = f"{type(exc).__name__}: {exc.message}"
-        log.warning("Segmind call failed: %s", reason)
+        log.warning("Segmind call failed: %s", reason, extra={"status": "failed"})
         if isinstance(exc, segmind.AuthError | segmind.InsufficientCredits):
             return EditFailed(MSG_UNAVAILABLE, reason=reason)
         if isinstance(exc, segmind.BadRequest):

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 
 from bot.clock import REAL_CLOCK, Clock
 from bot.errors import BadInput, UserError
+from bot.ratelimit import RateLimiter
 from bot.requests import EditOutcome, EditRequest
 
 log = logging.getLogger(__name__)
 
-RATE_WINDOW_S = 60.0
 INITIAL_DURATION_S = 12.0
 DURATION_SMOOTHING = 0.2
 Member = tuple[int, int]  # (guild id, user id)
@@ -75,27 +75,6 @@ class Job:
     shown_at: float = -math.inf
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     updating: asyncio.Task[None] | None = field(default=None, repr=False)
-
-
-class RateLimiter:
-    """At most `per_minute` starts in any sliding 60-second window."""
-
-    def __init__(self, per_minute: int, clock: Callable[[], float]) -> None:
-        self._limit = per_minute
-        self._clock = clock
-        self._starts: collections.deque[float] = collections.deque()
-
-    def delay(self) -> float:
-        """Seconds until the next start is allowed (0 = now)."""
-        now = self._clock()
-        while self._starts and now - self._starts[0] >= RATE_WINDOW_S:
-            self._starts.popleft()
-        if len(self._starts) >= self._limit:
-            return max(0.0, self._starts[0] + RATE_WINDOW_S - now)
-        return 0.0
-
-    def record(self) -> None:
-        self._starts.append(self._clock())
 
 
 class FairQueue:
@@ -181,6 +160,11 @@ class FairQueue:
     @property
     def running_count(self) -> int:
         return len(self._running_jobs)
+
+    @property
+    def alive(self) -> bool:
+        """True while the dispatcher runs (started, not stopped, not crashed)."""
+        return bool(self._tasks) and not any(task.done() for task in self._tasks)
 
     def waiting_jobs(self) -> list[Job]:
         """The jobs not started yet, in no particular order (see `positions`)."""

@@ -10,11 +10,10 @@ import asyncio
 import base64
 import functools
 import io
-import json
 import logging
 import math
 import random
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,6 +24,7 @@ from bot.clock import REAL_CLOCK, Clock
 from bot.config import ApiSettings
 from bot.images import ImageInfo, InvalidImage, sniff_image
 from bot.params import EditParams
+from bot.segmind_answers import error_text, header_float, header_int, header_text, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,6 @@ MAX_RESPONSE_BYTES = 50 * 1024 * 1024  # a hostile or broken answer cannot exhau
 MAX_RETRY_AFTER_S = 60.0
 DEADLINE_MARGIN_S = 5.0
 BACKOFF_BASE_S = 0.5
-ERROR_TEXT_LIMIT = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 # The operator problems' messages, which also name the incident when edits halt.
 KEY_REJECTED = "the API key was rejected"
 OUT_OF_CREDITS = "the Segmind account is out of credits"
@@ -158,57 +156,6 @@ class EditTransport(Protocol):
     ) -> EditResult: ...
 
 
-def _header_float(headers: httpx.Headers, name: str) -> float | None:
-    raw = headers.get(name)
-    if raw is None:
-        return None
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        log.warning("Ignoring non-numeric %s header", name)
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _header_int(headers: httpx.Headers, name: str) -> int | None:
-    value = _header_float(headers, name)
-    return int(value) if value is not None and value.is_integer() else None
-
-
-def _header_text(headers: httpx.Headers, name: str) -> str | None:
-    raw = headers.get(name)
-    if raw is None:
-        return None
-    return _CONTROL.sub("", raw)[:100] or None
-
-
-def _error_text(response_body: bytes, secret: str) -> str:
-    """The API's reason from an error body of any shape, short, printable, secret-free."""
-    text = response_body.decode("utf-8", "replace").strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        for key in ("error", "message", "detail"):
-            value = data.get(key)
-            if isinstance(value, str | int | float):
-                text = str(value)
-                break
-    elif text.lstrip().startswith("<"):
-        text = ""  # an HTML error page says nothing useful to a member
-    # Mask before cutting, so no fragment of an echoed key survives the length limit.
-    text = _CONTROL.sub(" ", text).replace(secret, "***").strip()
-    return text[:ERROR_TEXT_LIMIT]
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    value = _header_float(headers, "retry-after")
-    if value is None or value < 0:
-        return None
-    return min(value, MAX_RETRY_AFTER_S)
-
-
 class SegmindClient:
     """One pooled HTTP client for the bot's life; bounded, explicit retries."""
 
@@ -237,6 +184,8 @@ class SegmindClient:
         # The whole answer, not just each chunk, must arrive within this.
         self._deadline_s = timeout_s + deadline_margin_s
         self._max_retries = max_retries
+        # Called after every attempt with its HTTP status (None: no answer) and duration.
+        self.call_hooks: list[Callable[[int | None, float], object]] = []
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=10.0, write=30.0, pool=timeout_s),
@@ -324,17 +273,31 @@ class SegmindClient:
         if resp.status_code == 200:
             return KeyCheck(
                 status=200,
-                remaining_credits=_header_float(resp.headers, "x-remaining-credits"),
-                cost=_header_float(resp.headers, "x-cost"),
+                remaining_credits=header_float(resp.headers, "x-remaining-credits"),
+                cost=header_float(resp.headers, "x-cost"),
             )
         if resp.status_code == 422:
             return KeyCheck(status=422, remaining_credits=None, cost=None)
         raise self._error_for(resp.status_code, resp.headers, payload)
 
     async def _post(self, body: dict[str, object]) -> tuple[httpx.Response, bytes]:
-        """One POST, with transport failures mapped to SegmindError."""
-        headers = {"x-api-key": self._key, "accept": "image/*"}
+        """One POST, with transport failures mapped to SegmindError; the hooks hear of it."""
         await self._wait_out_rate_limit()
+        started = self._clock.now()
+        try:
+            resp, payload = await self._exchange(body)
+        except SegmindError as exc:
+            self._tell(exc.status, self._clock.now() - started)
+            raise
+        self._tell(resp.status_code, self._clock.now() - started)
+        return resp, payload
+
+    def _tell(self, status: int | None, elapsed_s: float) -> None:
+        for hook in self.call_hooks:
+            hook(status, elapsed_s)
+
+    async def _exchange(self, body: dict[str, object]) -> tuple[httpx.Response, bytes]:
+        headers = {"x-api-key": self._key, "accept": "image/*"}
         try:
             # httpx's read timeout is per chunk: a slow drip could go on for ever.
             async with asyncio.timeout(self._deadline_s):
@@ -372,10 +335,10 @@ class SegmindClient:
             image=payload,
             info=info,
             elapsed_s=elapsed,
-            remaining_credits=_header_float(resp.headers, "x-remaining-credits"),
-            cost=_header_float(resp.headers, "x-cost"),
-            seed=_header_int(resp.headers, "x-seed-value"),
-            request_id=_header_text(resp.headers, "x-request-id"),
+            remaining_credits=header_float(resp.headers, "x-remaining-credits"),
+            cost=header_float(resp.headers, "x-cost"),
+            seed=header_int(resp.headers, "x-seed-value"),
+            request_id=header_text(resp.headers, "x-request-id"),
             attempts=attempt,
         )
 
@@ -392,13 +355,15 @@ class SegmindClient:
         return bytes(chunks)
 
     def _error_for(self, status: int, headers: httpx.Headers, body: bytes) -> SegmindError:
-        reason = _error_text(body, self._key)
+        reason = error_text(body, self._key)
         if status == 401:
             return AuthError(KEY_REJECTED, status=status)
         if status == 406:
             return InsufficientCredits(OUT_OF_CREDITS, status=status)
         if status == 429:
-            return RateLimited("rate limited by the API", retry_after=_retry_after(headers))
+            return RateLimited(
+                "rate limited by the API", retry_after=retry_after(headers, MAX_RETRY_AFTER_S)
+            )
         if status >= 500:
             return ServerError(f"the API failed with status {status}", status=status)
         if status == 404:

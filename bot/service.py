@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot import jobs
@@ -17,6 +19,7 @@ from bot.db import generations
 from bot.db import jobs as job_rows
 from bot.db.connection import Database
 from bot.delivery import Delivery
+from bot.logs import bind
 from bot.pipeline import EditPipeline
 from bot.ports import Posted, Poster
 from bot.queue import FairQueue, Job, JobCancelled, ProgressHook, QueueLimits
@@ -56,6 +59,8 @@ class EditService:
         self._destinations: dict[int, Destination] = {}
         self._callers: set[asyncio.Task[object]] = set()
         self._stopped: asyncio.Future[None] | None = None
+        # Called with each job's wait (seconds from joining the queue) when it starts.
+        self.started_hooks: list[Callable[[float], object]] = []
 
     def start(self) -> None:
         self.queue.start()
@@ -129,6 +134,13 @@ class EditService:
     async def _execute(self, request: EditRequest) -> EditOutcome | Posted:
         assert request.job_id is not None
         job_id = request.job_id
+        # This runs in the job's own task: what is bound here stays with this job.
+        bind(job_id=job_id, guild_id=request.guild_id, source=request.source)
+        job = self.queue.job(job_id)
+        if job is not None and job.started_at is not None:
+            for hook in self.started_hooks:
+                hook(job.started_at - job.enqueued_at)
+        started = time.monotonic()
         to = self._destinations.pop(job_id, None)
         await job_rows.mark_running(self._db, job_id)
         try:
@@ -147,9 +159,22 @@ class EditService:
             raise
         except BaseException:
             await job_rows.mark_finished(self._db, job_id, "failed")
+            self._log_end(job_id, "failed", started)
             raise
         await job_rows.mark_finished(self._db, job_id, "done")
+        self._log_end(job_id, "done", started)
         return result
+
+    @staticmethod
+    def _log_end(job_id: int, state: str, started: float) -> None:
+        duration = time.monotonic() - started
+        log.info(
+            "Job %d %s after %.1fs",
+            job_id,
+            state,
+            duration,
+            extra={"status": state, "duration_s": round(duration, 3)},
+        )
 
     async def shutdown(self, grace_s: float) -> None:
         """Stop taking edits, let running ones finish for `grace_s`, stop the rest.

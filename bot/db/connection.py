@@ -38,6 +38,12 @@ def _numbered(directory: Path) -> list[tuple[int, Path]]:
     return found
 
 
+def latest_version(directory: Path | None = None) -> int:
+    """The schema version this code migrates a database to."""
+    numbered = _numbered(directory or migrations_dir())
+    return numbered[-1][0] if numbered else 0
+
+
 async def migrate(conn: aiosqlite.Connection, directory: Path | None = None) -> int:
     """Apply pending migrations, each in its own transaction; returns the schema version."""
     (current,) = await (await conn.execute("PRAGMA user_version")).fetchone()  # type: ignore[misc]
@@ -114,6 +120,10 @@ class Database:
                 await self.conn.execute("ROLLBACK")
                 raise
             await self.conn.execute("COMMIT")
+
+    async def ping(self) -> None:
+        """A trivial read: raises when the database cannot be used."""
+        await self.fetchone("SELECT 1")
 
     async def close(self) -> None:
         await self.conn.close()

@@ -79,6 +79,7 @@ class GatewayMixin:
     async def _h_gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=0, autoping=True)
         await ws.prepare(request)
+        await self._gateway_open.wait()  # hold_gateway(): no HELLO until released
         conn = _Conn(ws=ws, number=len(self.gateway_connections) + 1, query=dict(request.query))
         if self.compress_gateway and request.query.get("compress") == "zlib-stream":
             conn.compressor = zlib.compressobj()
@@ -282,6 +283,15 @@ class GatewayMixin:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await conn.ws.close(code=code)
+
+    def hold_gateway(self) -> None:
+        """New gateway connections wait without a HELLO until release_gateway(): after a
+        close_gateway() the bot then stays disconnected for as long as a test needs."""
+        self._gateway_open.clear()
+
+    def release_gateway(self) -> None:
+        """Let held and new gateway connections go on (HELLO, then IDENTIFY or RESUME)."""
+        self._gateway_open.set()
 
     async def request_reconnect(self) -> None:
         """Send op 7 RECONNECT: the bot reconnects and RESUMEs."""

@@ -92,6 +92,7 @@ class HttpMixin:
         r.add_get("/attachments/{channel}/{att}/{filename}", self._h_cdn)
 
         r.add_get(p + "/users/@me", self._h_me)
+        r.add_get(p + "/users/@me/guilds", self._h_my_guilds)
         r.add_post(p + "/users/@me/channels", self._h_create_dm)
         r.add_get(p + "/users/{user}", self._h_user)
         r.add_get(p + "/oauth2/applications/@me", self._h_application)

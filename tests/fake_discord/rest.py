@@ -34,6 +34,29 @@ class RestMixin:
     async def _h_me(self, request: web.Request) -> web.Response:
         return self._ok(request, self._me())
 
+    async def _h_my_guilds(self, request: web.Request) -> web.Response:
+        """The bot's servers as partial guilds, in id order, paged by `after` and `limit`."""
+        after = int(request.query.get("after", 0))
+        limit = min(int(request.query.get("limit", 200)), 200)
+        found = []
+        for gid in sorted(self.guilds):
+            if gid <= after:
+                continue
+            guild = self.guilds[gid]
+            member = self._guild_member(gid, self.bot_user_id)
+            found.append(
+                {
+                    "id": str(gid),
+                    "name": guild["name"],
+                    "icon": None,
+                    "banner": None,
+                    "owner": guild["owner_id"] == str(self.bot_user_id),
+                    "permissions": str(self._permissions(gid, member["roles"] if member else [])),
+                    "features": guild["features"],
+                }
+            )
+        return self._ok(request, found[:limit])
+
     async def _h_user(self, request: web.Request) -> web.Response:
         uid = self._int(request, "user", "User", 10013)
         if uid not in self.users:

@@ -96,6 +96,8 @@ class FakeDiscord(
         self._sessions: dict[str, _Session] = {}
         self._conns: set[_Conn] = set()
         self._conn: _Conn | None = None  # the identified / resumed connection
+        self._gateway_open = asyncio.Event()  # cleared by hold_gateway()
+        self._gateway_open.set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self.port: int = 0
@@ -114,6 +116,7 @@ class FakeDiscord(
         self.port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
+        self._gateway_open.set()  # a held connection must not keep the server open
         pending = list(self._tasks)
         for task in pending:
             task.cancel()
