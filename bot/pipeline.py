@@ -27,6 +27,8 @@ MSG_UNAVAILABLE = f"The bot can't edit images right now; the admins have been to
 MSG_BUSY = f"The image service is busy. Please try again in a minute. {NOT_CHARGED}"
 MSG_TIMEOUT = f"The edit took too long and was stopped. {NOT_CHARGED}"
 MSG_BROKEN = f"The image service sent back a broken image. Please try again. {NOT_CHARGED}"
+# Not retried by the bot: the model may have run, and only the member may choose to pay again.
+MSG_SERVER_ERROR = f"The image service failed on this edit. Please try again. {NOT_CHARGED}"
 
 
 class EditPipeline:
@@ -165,8 +167,10 @@ class EditPipeline:
             result = await self._api.edit(api_input.value, req.params)
         except segmind.SegmindError as exc:
             self.meter.finish_failed(ticket, maybe_billed=exc.maybe_billed)
-            self.health.api_failed(exc)
-            raise self._failure(exc) from exc
+            halted = self.health.api_failed(
+                exc, balance=self.meter.last_balance, edit_cost=await self.meter.expected_cost()
+            )
+            raise self._failure(exc, halted=halted) from exc
         except BaseException:
             # Cancelled mid-call: the request may still run and be billed.
             self.meter.finish_failed(ticket, maybe_billed=True)
@@ -221,11 +225,11 @@ class EditPipeline:
         )
 
     @staticmethod
-    def _failure(exc: segmind.SegmindError) -> EditFailed:
-        """What the member is told about an API error (halts are the health's business)."""
+    def _failure(exc: segmind.SegmindError, *, halted: bool) -> EditFailed:
+        """What the member is told about an API error (`halted`: it stopped every edit)."""
         reason = f"{type(exc).__name__}: {exc.message}"
         log.warning("Segmind call failed: %s", reason)
-        if isinstance(exc, segmind.AuthError | segmind.InsufficientCredits):
+        if halted or isinstance(exc, segmind.AuthError | segmind.InsufficientCredits):
             return EditFailed(MSG_UNAVAILABLE, reason=reason)
         if isinstance(exc, segmind.BadRequest):
             return EditFailed(
@@ -235,4 +239,6 @@ class EditPipeline:
             return EditFailed(MSG_TIMEOUT, reason=reason)
         if isinstance(exc, segmind.InvalidResponse):
             return EditFailed(MSG_BROKEN, reason=reason)
+        if isinstance(exc, segmind.ServerError) and not exc.retryable:
+            return EditFailed(MSG_SERVER_ERROR, reason=reason)
         return EditFailed(MSG_BUSY, reason=reason)
