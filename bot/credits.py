@@ -1,15 +1,18 @@
 """What each call cost, read from the account balance the API reports.
 
 The documented cost signal is the drop in `x-remaining-credits`, which is only
-unambiguous when no other call on the key started or finished meanwhile.
+unambiguous when no other call on the key started or finished meanwhile. The cost of an
+edit is learned from those drops (the median of the latest ones: a robust figure); the
+configured estimate is only the starting value. An admin's key check never feeds it.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.db import credits as readings
 from bot.db import generations
@@ -17,8 +20,11 @@ from bot.db.connection import Database
 
 log = logging.getLogger(__name__)
 
-AVERAGE_WINDOW = 50
-MAX_DROP_FACTOR = 3.0  # a drop larger than this many expected costs is not one edit
+LEARN_WINDOW = 20  # the latest measured costs the expected cost is the median of
+# Learned costs needed before a drop far above them is doubted (until then the operator's
+# estimate may be far off, and a drop of one call alone is the best figure there is).
+TRUSTED_AFTER = 3
+MAX_DROP_FACTOR = 3.0  # a drop larger than this many learned costs is not one edit
 TOP_UP_EPSILON = 1e-9
 
 
@@ -32,8 +38,10 @@ class CallTicket:
 
 @dataclass(frozen=True)
 class Cost:
-    amount: float
-    source: str  # 'header' (x-cost), 'balance_drop' or 'estimate'
+    amount: float  # what the member is charged
+    source: str  # 'header' (x-cost), 'balance_drop' or 'estimate' (the learned cost)
+    # What the call was measured to cost, when it was (learned from, kept in the database).
+    measured: float | None = field(default=None, compare=False)
 
 
 class CreditMeter:
@@ -51,7 +59,7 @@ class CreditMeter:
         # which may predate spending this process never saw).
         self._baseline: float | None = None
         self._loaded = False
-        # The latest unambiguous costs, in memory: asked for on every edit.
+        # The latest measured costs, in memory: asked for on every edit.
         self._observed: collections.deque[float] | None = None
         # Called with every balance the API reports (low-balance alerts listen here).
         self.reading_hooks: list[Callable[[float], object]] = []
@@ -83,20 +91,17 @@ class CreditMeter:
         if maybe_billed:
             self._baseline = None
 
-    async def expected_cost(self) -> float:
-        """The model's observed average cost, or the configured estimate until one is seen."""
+    async def _learned(self) -> collections.deque[float]:
         if self._observed is None:
-            costs = await generations.observed_costs(self._db, self._model, AVERAGE_WINDOW)
-            self._observed = collections.deque(costs, maxlen=AVERAGE_WINDOW)
-        if not self._observed:
-            return self._fallback
-        return sum(self._observed) / len(self._observed)
+            costs = await generations.observed_costs(self._db, self._model, LEARN_WINDOW)
+            self._observed = collections.deque(costs, maxlen=LEARN_WINDOW)
+        return self._observed
 
-    async def _observe(self, cost: Cost) -> Cost:
-        await self.expected_cost()  # loads the window from the database the first time
-        assert self._observed is not None
-        self._observed.append(cost.amount)
-        return cost
+    async def expected_cost(self) -> float:
+        """The median of the latest measured costs of the model, or the configured
+        estimate until one is measured. Reservations and ambiguous calls use it."""
+        learned = await self._learned()
+        return statistics.median(learned) if learned else self._fallback
 
     async def settle(
         self,
@@ -105,10 +110,12 @@ class CreditMeter:
         generation_id: int | None,
         remaining: float | None,
         header_cost: float | None,
+        probe: bool = False,
     ) -> Cost:
         """Record the balance a 200 reported and decide what the call cost.
 
-        `generation_id` is None for a billed call that is not an edit (an admin's key check).
+        `probe`: an admin's key check (no generation): its cost is reported but never
+        learned, since its tiny image costs far less than an edit.
         """
         solo = ticket.alone_at_start and self._events == ticket.events_at_start
         self._events += 1
@@ -125,13 +132,33 @@ class CreditMeter:
             for hook in self.reading_hooks:
                 hook(remaining)
         if header_cost is not None and header_cost >= 0:
-            return await self._observe(Cost(header_cost, "header"))
-        estimate = await self.expected_cost()
+            return await self._measured(Cost(header_cost, "header"), probe=probe)
         if solo and baseline is not None and remaining is not None and remaining <= baseline:
             drop = round(baseline - remaining, 6)
-            if drop <= MAX_DROP_FACTOR * estimate:
-                return await self._observe(Cost(drop, "balance_drop"))
-            # Someone else spent on the key meanwhile (another bot, `kontext-bot edit`).
-            log.warning("Balance fell %.4f during one call: not all of it was this edit", drop)
+            if drop > 0:
+                return await self._measured(Cost(drop, "balance_drop"), probe=probe)
+            # The header lags: this call's cost shows in a later reading, so the next drop
+            # is not one call's own either.
+            self._baseline = None
+            log.info("Balance did not move for generation %s: a lagging header", generation_id)
+        estimate = await self.expected_cost()
         log.info("Cost of generation %s is ambiguous; using estimate %.4f", generation_id, estimate)
         return Cost(estimate, "estimate")
+
+    async def _measured(self, cost: Cost, *, probe: bool) -> Cost:
+        """A call's own cost was measured: learn it (not a probe's), and charge it unless
+        it is far above a cost already learned (someone else spent on the key meanwhile)."""
+        if probe:
+            return cost
+        learned = await self._learned()
+        trusted = len(learned) >= TRUSTED_AFTER
+        reference = statistics.median(learned) if learned else self._fallback
+        if cost.amount > 0:
+            learned.append(cost.amount)
+        measured = cost.amount if cost.amount > 0 else None
+        if cost.source == "balance_drop" and trusted and cost.amount > MAX_DROP_FACTOR * reference:
+            log.warning(
+                "Balance fell %.4f during one call: not all of it was this edit", cost.amount
+            )
+            return Cost(reference, "estimate", measured)
+        return Cost(cost.amount, cost.source, measured)

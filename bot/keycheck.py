@@ -52,6 +52,7 @@ async def run_key_check(
             generation_id=None,
             remaining=answer.remaining_credits,
             header_cost=answer.cost,
+            probe=True,  # its tiny image says nothing about what an edit costs
         )
     else:
         meter.finish_failed(ticket)

@@ -195,6 +195,7 @@ class EditPipeline:
             cost_source=cost.source,
             remaining_credits=result.remaining_credits,
             reencoded=upload.reencoded,
+            measured_cost=cost.measured,
         )
         try:
             # Paid for: keep the bytes until Discord has them (see bot.results).

@@ -142,11 +142,12 @@ async def mark_succeeded(
     cost_source: str | None,
     remaining_credits: float | None,
     reencoded: bool,
+    measured_cost: float | None = None,
 ) -> None:
     await database.write(
         """UPDATE generations SET status = 'succeeded', api_seed = ?, api_time_s = ?,
                api_request_id = ?, cost = ?, cost_source = ?, remaining_credits = ?,
-               result_reencoded = ?, finished_at = ?
+               result_reencoded = ?, measured_cost = ?, finished_at = ?
            WHERE id = ?""",
         (
             api_seed,
@@ -156,6 +157,7 @@ async def mark_succeeded(
             cost_source,
             remaining_credits,
             int(reencoded),
+            measured_cost,
             time.time(),
             generation_id,
         ),
@@ -268,8 +270,8 @@ async def kept_before(database: Database, cutoff: float) -> list[tuple[int, str]
 async def observed_costs(database: Database, model: str, limit: int) -> list[float]:
     """The latest costs that were measured (not estimated), oldest first."""
     rows = await database.fetchall(
-        """SELECT cost FROM generations
-           WHERE model = ? AND cost_source IN ('header', 'balance_drop')
+        """SELECT measured_cost FROM generations
+           WHERE model = ? AND measured_cost IS NOT NULL
            ORDER BY id DESC LIMIT ?""",
         (model, limit),
     )
