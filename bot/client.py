@@ -61,9 +61,11 @@ class KontextBot(commands.Bot):
         self.synced_commands: list[discord.app_commands.AppCommand] = []
 
     async def setup_hook(self) -> None:
-        self._core = self.core = await core_module.build(self.settings)
+        self._core = self.core = await core_module.build(
+            self.settings, channels=DiscordChannels(self)
+        )
         self.core.alerts.sinks.append(self.post_alert)
-        self.core.edits.start()
+        self.core.start()
         for name in extension_names():
             await self.load_extension(name)
         await self.sync_commands()

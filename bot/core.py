@@ -24,12 +24,14 @@ from bot.history import History
 from bot.ledger import Ledger, QuotaStatus
 from bot.operator import OperatorDesk
 from bot.pipeline import EditPipeline
+from bot.ports import Channels
 from bot.queue import QueueLimits
 from bot.recovery import Recovery
 from bot.reports import Reports
 from bot.results import ResultStore
 from bot.segmind import SegmindClient
 from bot.service import EditService
+from bot.upkeep import Upkeep
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,12 @@ class Core:
     reports: Reports
     operator: OperatorDesk
     recovery: Recovery
+    upkeep: Upkeep
+
+    def start(self) -> None:
+        """Start what runs for the bot's life: the edit queue and the hourly expiry."""
+        self.edits.start()
+        self.upkeep.start()
 
     async def quota_view(self, guild_id: int, user_id: int, role_ids: tuple[int, ...]) -> QuotaView:
         block = await self.admin.block_of(guild_id, user_id)
@@ -93,6 +101,7 @@ class Core:
         try:
             await self.edits.shutdown(0)  # a no-op after a graceful shutdown
             await self.recovery.aclose()
+            await self.upkeep.aclose()
             await self.alerts.drain()
         finally:
             await self.api.aclose()
@@ -101,9 +110,15 @@ class Core:
             await self.database.close()
 
 
-async def build(settings: Settings, *, clock: Callable[[], float] = time.time) -> Core:
+async def build(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    channels: Channels | None = None,
+) -> Core:
     """Open the database (migrated), settle what a crash left, and wire every service.
-    Nothing is sent anywhere until the edit queue is started."""
+    Nothing is sent anywhere until the edit queue is started. `channels`: the Discord
+    side's way to reach members (a DM when their channel refuses a result)."""
     database = await db.connect(settings.database_path)
     stack = contextlib.AsyncExitStack()
     stack.push_async_callback(database.close)
@@ -145,9 +160,10 @@ async def build(settings: Settings, *, clock: Callable[[], float] = time.time) -
             admin=admin,
             results=results,
         )
-        delivery = Delivery(database, results)
+        delivery = Delivery(database, results, dms=channels)
         edits = EditService(database, pipeline, delivery, queue_limits(settings))
-        recovery = Recovery(database, ledger, results, delivery, edits)
+        upkeep = Upkeep(results, ledger, clock=clock)
+        recovery = Recovery(database, ledger, upkeep, delivery, edits)
         # Before Discord connects: jobs this run creates must never be "recovered".
         await recovery.settle()
         core = Core(
@@ -175,6 +191,7 @@ async def build(settings: Settings, *, clock: Callable[[], float] = time.time) -
             reports=Reports(database, ledger, reserve=settings.account_reserve_credits),
             operator=OperatorDesk(api, meter, health, admin),
             recovery=recovery,
+            upkeep=upkeep,
         )
         stack.pop_all()  # built: the Core closes them from now on
     return core

@@ -72,8 +72,9 @@ class EditPipeline:
     async def run(self, req: EditRequest) -> EditOutcome:
         """Run one edit. Raises BadInput (nothing spent, no row) or EditFailed (row failed).
 
-        Money: the expected cost is reserved before the call, committed at the real cost
-        after a 200 and released after any failure. `precheck` ran when the edit was
+        Money: the expected cost is reserved before the call, held at the real cost after
+        a 200 (charged once Discord has the result, see bot.delivery) and released after
+        any failure. `precheck` ran when the edit was
         queued; a block an admin set meanwhile still applies.
         """
         guild_id = req.guild_id or 0
@@ -112,11 +113,11 @@ class EditPipeline:
         self, generation_id: int, reservation: Reservation, exc: BaseException
     ) -> None:
         """Settle an edit interrupted by cancellation or a bug: refund it, unless it had
-        already succeeded (then its result is kept and it is charged what it cost)."""
+        already succeeded (then its result is kept and its cost held until delivered)."""
         self.health.call_failed_otherwise()  # frees the probe slot if this was the probe
         gen = await db.get(self._db, generation_id)
         if gen is not None and gen.status == "succeeded" and gen.cost is not None:
-            await self.ledger.commit(reservation, gen.cost, gen.cost_source or "estimate")
+            await self.ledger.hold(reservation, gen.cost, gen.cost_source or "estimate")
             return
         await db.mark_failed(self._db, generation_id, f"error: {exc!r}"[:200])
         await self.ledger.release(reservation)
@@ -202,7 +203,8 @@ class EditPipeline:
             await self.results.save(generation_id, upload.data, upload.extension)
         except OSError:
             log.exception("Could not keep result %d on disk; delivering from memory", generation_id)
-        await self.ledger.commit(reservation, cost.amount, cost.source)
+        # Counted as used from now on, but charged only once Discord has the result.
+        await self.ledger.hold(reservation, cost.amount, cost.source)
         log.info(
             "Generation %d succeeded in %.1fs (cost %.4f from %s)",
             generation_id,

@@ -267,6 +267,14 @@ async def kept_before(database: Database, cutoff: float) -> list[tuple[int, str]
     return [(int(r[0]), str(r[1])) for r in rows]
 
 
+async def kept_paths(database: Database) -> list[str]:
+    """Every result file a generation still points at."""
+    rows = await database.fetchall(
+        "SELECT result_path FROM generations WHERE result_path IS NOT NULL"
+    )
+    return [str(r[0]) for r in rows]
+
+
 async def observed_costs(database: Database, model: str, limit: int) -> list[float]:
     """The latest costs that were measured (not estimated), oldest first."""
     rows = await database.fetchall(
