@@ -1,9 +1,11 @@
 """What each call cost, read from the account balance the API reports.
 
-The documented cost signal is the drop in `x-remaining-credits`, which is only
-unambiguous when no other call on the key started or finished meanwhile. The cost of an
-edit is learned from those drops (the median of the latest ones: a robust figure); the
-configured estimate is only the starting value. An admin's key check never feeds it.
+The documented cost signal is the drop in `x-remaining-credits`. A call is charged its own
+drop only when no other call on the key started or finished meanwhile (it ran alone);
+otherwise it is charged the learned cost: the median of the latest measured costs (a
+robust figure). Costs are measured from the readings sorted in billing order (see
+`bot.balance_run`), so they are learned under steady load too, where no call runs alone.
+The configured estimate is only the starting value. An admin's key check never feeds it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bot.balance_run import BalanceRun
 from bot.db import credits as readings
 from bot.db import generations
 from bot.db.connection import Database
@@ -26,6 +29,7 @@ LEARN_WINDOW = 20  # the latest measured costs the expected cost is the median o
 TRUSTED_AFTER = 3
 MAX_DROP_FACTOR = 3.0  # a drop larger than this many learned costs is not one edit
 TOP_UP_EPSILON = 1e-9
+LAGGING_EPSILON = 1e-9
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class CallTicket:
 
     events_at_start: int
     alone_at_start: bool
+    number: int = 0
 
 
 @dataclass(frozen=True)
@@ -45,19 +50,21 @@ class Cost:
 
 
 class CreditMeter:
-    """Tracks calls in flight and the last balance reading to attribute costs."""
+    """Tracks calls in flight and the balance readings to attribute costs."""
 
     def __init__(self, database: Database, *, model: str, fallback_estimate: float) -> None:
         self._db = database
         self._model = model
         self._fallback = fallback_estimate
         self._events = 0
-        self._in_flight = 0
+        self._tickets = 0
+        self._running: set[int] = set()
         self._last: float | None = None  # the balance as last seen, for the account floor
-        # The last balance this process saw itself, with nothing possibly billed since:
-        # the only reading a drop may be measured from (not one loaded from the database,
-        # which may predate spending this process never saw).
+        # The last balance this process saw itself, with nothing possibly billed since
+        # (not one loaded from the database, which may predate spending this process
+        # never saw): what a key check's own drop is measured from.
         self._baseline: float | None = None
+        self._run = BalanceRun()
         self._loaded = False
         # The latest measured costs, in memory: asked for on every edit.
         self._observed: collections.deque[float] | None = None
@@ -79,17 +86,26 @@ class CreditMeter:
 
     def start(self) -> CallTicket:
         self._events += 1
-        self._in_flight += 1
-        return CallTicket(self._events, alone_at_start=self._in_flight == 1)
+        self._tickets += 1
+        self._running.add(self._tickets)
+        return CallTicket(self._events, len(self._running) == 1, self._tickets)
+
+    def _finished(self, ticket: CallTicket) -> bool:
+        """Whether the call ran alone; it is no longer in flight."""
+        solo = ticket.alone_at_start and self._events == ticket.events_at_start
+        self._events += 1
+        self._running.discard(ticket.number)
+        self._run.finished(ticket.number)
+        return solo
 
     def finish_failed(self, ticket: CallTicket, *, maybe_billed: bool = False) -> None:
         """A call ended without a usable 200. It still overlapped others; and when it may
-        have been billed (a timeout, a broken 200), the next drop is no longer its own."""
-        del ticket
-        self._events += 1
-        self._in_flight -= 1
+        have been billed (a timeout, a 5xx, a broken 200), no drop spanning it is one
+        call's own."""
+        self._finished(ticket)
         if maybe_billed:
             self._baseline = None
+            self._run.clear()
 
     async def _learned(self) -> collections.deque[float]:
         if self._observed is None:
@@ -117,48 +133,62 @@ class CreditMeter:
         `probe`: an admin's key check (no generation): its cost is reported but never
         learned, since its tiny image costs far less than an edit.
         """
-        solo = ticket.alone_at_start and self._events == ticket.events_at_start
-        self._events += 1
-        self._in_flight -= 1
+        solo = self._finished(ticket)
         await self._load()
+        learned = await self._learned()
+        trusted = len(learned) >= TRUSTED_AFTER
+        reference = await self.expected_cost()  # what earlier calls taught, not this one
         previous, baseline = self._last, self._baseline
-        # Without a reading the next drop would cover this call too: forget the last one.
         self._baseline = remaining
-        if remaining is not None:
+        if remaining is None:
+            self._run.clear()  # the next reading's drop would hold this call's cost too
+        else:
             self._last = remaining
             await readings.add_credit_reading(self._db, remaining, generation_id)
             if previous is not None and remaining > previous + TOP_UP_EPSILON:
                 log.info("Credit balance rose from %.4f to %.4f: a top-up", previous, remaining)
             for hook in self.reading_hooks:
                 hook(remaining)
+            self._run.add(remaining, generation_id, self._running, fresh=probe)
+        own = await self._learn_closed_gaps(generation_id)
         if header_cost is not None and header_cost >= 0:
-            return await self._measured(Cost(header_cost, "header"), probe=probe)
-        if solo and baseline is not None and remaining is not None and remaining <= baseline:
-            drop = round(baseline - remaining, 6)
-            if drop > 0:
-                return await self._measured(Cost(drop, "balance_drop"), probe=probe)
+            if header_cost > 0 and not probe:
+                learned.append(header_cost)
+            return Cost(header_cost, "header", None if probe else header_cost)
+        if probe:
+            drop = None
+            if solo and baseline is not None and remaining is not None and remaining <= baseline:
+                drop = round(baseline - remaining, 6)
+            return Cost(drop, "balance_drop") if drop else Cost(reference, "estimate")
+        if solo and own is not None:
+            if trusted and own > MAX_DROP_FACTOR * reference:
+                log.warning("Balance fell %.4f during one call: not all of it was this edit", own)
+                return Cost(reference, "estimate", own)
+            return Cost(own, "balance_drop", own)
+        if solo and _unmoved(remaining, baseline):
             # The header lags: this call's cost shows in a later reading, so the next drop
             # is not one call's own either.
-            self._baseline = None
+            self._run.clear()
             log.info("Balance did not move for generation %s: a lagging header", generation_id)
-        estimate = await self.expected_cost()
-        log.info("Cost of generation %s is ambiguous; using estimate %.4f", generation_id, estimate)
-        return Cost(estimate, "estimate")
+        log.info(
+            "Cost of generation %s is ambiguous; using estimate %.4f", generation_id, reference
+        )
+        return Cost(reference, "estimate", own)
 
-    async def _measured(self, cost: Cost, *, probe: bool) -> Cost:
-        """A call's own cost was measured: learn it (not a probe's), and charge it unless
-        it is far above a cost already learned (someone else spent on the key meanwhile)."""
-        if probe:
-            return cost
+    async def _learn_closed_gaps(self, generation_id: int | None) -> float | None:
+        """Learn every gap that just became one call's cost; returns this call's own."""
+        own = None
         learned = await self._learned()
-        trusted = len(learned) >= TRUSTED_AFTER
-        reference = statistics.median(learned) if learned else self._fallback
-        if cost.amount > 0:
-            learned.append(cost.amount)
-        measured = cost.amount if cost.amount > 0 else None
-        if cost.source == "balance_drop" and trusted and cost.amount > MAX_DROP_FACTOR * reference:
-            log.warning(
-                "Balance fell %.4f during one call: not all of it was this edit", cost.amount
-            )
-            return Cost(reference, "estimate", measured)
-        return Cost(cost.amount, cost.source, measured)
+        for gap in self._run.closed_gaps():
+            learned.append(gap.amount)
+            if gap.generation_id is not None:
+                await generations.set_measured_cost(self._db, gap.generation_id, gap.amount)
+            if generation_id is not None and gap.generation_id == generation_id:
+                own = gap.amount
+        return own
+
+
+def _unmoved(remaining: float | None, baseline: float | None) -> bool:
+    if remaining is None or baseline is None:
+        return False
+    return abs(remaining - baseline) <= LAGGING_EPSILON

@@ -98,6 +98,47 @@ async def test_once_learned_a_drop_far_above_it_is_not_charged_whole(conn: db.Da
     assert await solo(meter, conn, remaining=round(balance - 5.04, 6)) == Cost(0.04, "estimate")
 
 
+async def overlapping(meter: CreditMeter, conn: db.Database, readings: list[float]) -> None:
+    """Calls that all overlap, answering with these balances in turn."""
+    tickets = [meter.start() for _ in readings]
+    for ticket, remaining in zip(tickets, readings, strict=True):
+        gen_id = await generations.insert(conn, make_new_generation(model=MODEL))
+        await meter.settle(ticket, generation_id=gen_id, remaining=remaining, header_cost=None)
+
+
+async def test_the_cost_is_learned_under_steady_load_where_no_call_runs_alone(
+    conn: db.Database,
+) -> None:
+    meter = meter_for(conn, estimate=1.0)
+    await overlapping(meter, conn, [995.0, 990.0, 985.0, 975.0, 975.0, 970.0])
+    # Drops of 5, 5, 10 (two calls billed before one answered) and 0 (then none): the
+    # median is the real cost.
+    assert await meter.expected_cost() == 5.0
+
+
+async def test_answers_out_of_billing_order_teach_the_exact_cost(conn: db.Database) -> None:
+    # Answers are read and checked concurrently: they reach the meter out of the order
+    # Segmind billed them in. Drops in arrival order would be 0.08, a rise, 0.08...
+    meter = meter_for(conn)
+    await solo(meter, conn, remaining=100.0)
+    await overlapping(meter, conn, [99.92, 99.96, 99.84, 99.88])
+    assert await meter.expected_cost() == pytest.approx(0.04)
+    # A call alone after them is measured from the lowest balance, not the last answer's.
+    assert await solo(meter, conn, remaining=99.80) == Cost(0.04, "balance_drop")
+
+
+async def test_a_drop_after_a_call_that_may_have_been_billed_is_not_learned(
+    conn: db.Database,
+) -> None:
+    meter = meter_for(conn)
+    await solo(meter, conn, remaining=100.0)
+    timed_out, other = meter.start(), meter.start()
+    meter.finish_failed(timed_out, maybe_billed=True)  # it may have run: 0.04 unaccounted
+    gen_id = await generations.insert(conn, make_new_generation(model=MODEL))
+    await meter.settle(other, generation_id=gen_id, remaining=99.92, header_cost=None)
+    assert await meter.expected_cost() == ESTIMATE  # 0.08 was not one call's cost
+
+
 @pytest.mark.settings(segmind_cost_estimate=1.0, quota_default_credits=10.5)
 async def test_a_member_cannot_get_six_edits_out_of_ten_credits_at_five_a_call(
     harness: Harness,

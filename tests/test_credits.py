@@ -101,7 +101,9 @@ async def test_first_call_ever_uses_the_configured_estimate(
     assert meter.last_balance == 99.96
 
 
-async def test_overlapping_calls_both_get_the_estimate(conn: db.Database) -> None:
+async def test_overlapping_calls_are_charged_the_learned_cost_never_their_drop(
+    conn: db.Database,
+) -> None:
     meter = meter_for(conn)
     await solo_call(meter, conn, remaining=100.0)
     first, second = meter.start(), meter.start()
@@ -110,6 +112,8 @@ async def test_overlapping_calls_both_get_the_estimate(conn: db.Database) -> Non
     c2 = await meter.settle(second, generation_id=g2, remaining=99.92, header_cost=None)
     assert c1 == Cost(FALLBACK, "estimate")
     assert c2 == Cost(FALLBACK, "estimate")
+    # Both answers are in and nothing else ran: each gap is one call's cost, learned.
+    assert await meter.expected_cost() == pytest.approx(0.04)
     # Once nothing overlaps any more, drops are exact again.
     assert await solo_call(meter, conn, remaining=99.88) == Cost(0.04, "balance_drop")
 

@@ -147,7 +147,7 @@ async def mark_succeeded(
     await database.write(
         """UPDATE generations SET status = 'succeeded', api_seed = ?, api_time_s = ?,
                api_request_id = ?, cost = ?, cost_source = ?, remaining_credits = ?,
-               result_reencoded = ?, measured_cost = ?, finished_at = ?
+               result_reencoded = ?, measured_cost = COALESCE(?, measured_cost), finished_at = ?
            WHERE id = ?""",
         (
             api_seed,
@@ -265,6 +265,13 @@ async def kept_before(database: Database, cutoff: float) -> list[tuple[int, str]
         (cutoff,),
     )
     return [(int(r[0]), str(r[1])) for r in rows]
+
+
+async def set_measured_cost(database: Database, generation_id: int, cost: float) -> None:
+    """What the call was measured to cost (learned from), known when its gap closed."""
+    await database.write(
+        "UPDATE generations SET measured_cost = ? WHERE id = ?", (cost, generation_id)
+    )
 
 
 async def kept_paths(database: Database) -> list[str]:
