@@ -27,7 +27,11 @@ LEARN_WINDOW = 20  # the latest measured costs the expected cost is the median o
 # Learned costs needed before a drop far above them is doubted (until then the operator's
 # estimate may be far off, and a drop of one call alone is the best figure there is).
 TRUSTED_AFTER = 3
-MAX_DROP_FACTOR = 3.0  # a drop larger than this many learned costs is not one edit
+# Once costs are learned, a call alone whose drop is this much above the learned cost is
+# charged the learned cost: its drop holds another bill (a timed-out call Segmind billed
+# after the bot gave up, someone else using the key). Per-generation pricing barely moves;
+# a real price change is learned by the median within a few calls.
+MAX_DROP_FACTOR = 1.5
 TOP_UP_EPSILON = 1e-9
 LAGGING_EPSILON = 1e-9
 
@@ -95,17 +99,20 @@ class CreditMeter:
         solo = ticket.alone_at_start and self._events == ticket.events_at_start
         self._events += 1
         self._running.discard(ticket.number)
-        self._run.finished(ticket.number)
+        self._run.finished(ticket.number, self._running)
         return solo
+
+    def _billed_unseen(self, ticket: CallTicket) -> None:
+        self._run.billed_unseen(started=ticket.events_at_start, last_ticket=self._tickets)
 
     def finish_failed(self, ticket: CallTicket, *, maybe_billed: bool = False) -> None:
         """A call ended without a usable 200. It still overlapped others; and when it may
-        have been billed (a timeout, a 5xx, a broken 200), no drop spanning it is one
-        call's own."""
+        have been billed (a timeout, a 5xx, a broken 200), no drop that may hold its bill
+        is one call's own."""
         self._finished(ticket)
         if maybe_billed:
             self._baseline = None
-            self._run.clear()
+            self._billed_unseen(ticket)
 
     async def _learned(self) -> collections.deque[float]:
         if self._observed is None:
@@ -141,7 +148,7 @@ class CreditMeter:
         previous, baseline = self._last, self._baseline
         self._baseline = remaining
         if remaining is None:
-            self._run.clear()  # the next reading's drop would hold this call's cost too
+            self._billed_unseen(ticket)  # a later drop holds this call's cost too
         else:
             self._last = remaining
             await readings.add_credit_reading(self._db, remaining, generation_id)
@@ -149,7 +156,14 @@ class CreditMeter:
                 log.info("Credit balance rose from %.4f to %.4f: a top-up", previous, remaining)
             for hook in self.reading_hooks:
                 hook(remaining)
-            self._run.add(remaining, generation_id, self._running, fresh=probe)
+            self._run.add(
+                remaining,
+                generation_id=generation_id,
+                ticket=ticket.number,
+                arrived=self._events,
+                in_flight=self._running,
+                probe=probe,
+            )
         own = await self._learn_closed_gaps(generation_id)
         if header_cost is not None and header_cost >= 0:
             if header_cost > 0 and not probe:
@@ -168,7 +182,7 @@ class CreditMeter:
         if solo and _unmoved(remaining, baseline):
             # The header lags: this call's cost shows in a later reading, so the next drop
             # is not one call's own either.
-            self._run.clear()
+            self._billed_unseen(ticket)
             log.info("Balance did not move for generation %s: a lagging header", generation_id)
         log.info(
             "Cost of generation %s is ambiguous; using estimate %.4f", generation_id, reference
@@ -176,14 +190,15 @@ class CreditMeter:
         return Cost(reference, "estimate", own)
 
     async def _learn_closed_gaps(self, generation_id: int | None) -> float | None:
-        """Learn every gap that just became one call's cost; returns this call's own."""
+        """Learn every gap that just became one call's cost; returns this call's own, when
+        no unseen bill may be in it."""
         own = None
         learned = await self._learned()
         for gap in self._run.closed_gaps():
             learned.append(gap.amount)
             if gap.generation_id is not None:
                 await generations.set_measured_cost(self._db, gap.generation_id, gap.amount)
-            if generation_id is not None and gap.generation_id == generation_id:
+            if generation_id is not None and gap.generation_id == generation_id and gap.clean:
                 own = gap.amount
         return own
 

@@ -127,16 +127,36 @@ async def test_answers_out_of_billing_order_teach_the_exact_cost(conn: db.Databa
     assert await solo(meter, conn, remaining=99.80) == Cost(0.04, "balance_drop")
 
 
-async def test_a_drop_after_a_call_that_may_have_been_billed_is_not_learned(
+async def test_a_drop_that_may_hold_an_unseen_bill_is_never_charged_as_one_calls(
     conn: db.Database,
 ) -> None:
     meter = meter_for(conn)
-    await solo(meter, conn, remaining=100.0)
-    timed_out, other = meter.start(), meter.start()
-    meter.finish_failed(timed_out, maybe_billed=True)  # it may have run: 0.04 unaccounted
-    gen_id = await generations.insert(conn, make_new_generation(model=MODEL))
-    await meter.settle(other, generation_id=gen_id, remaining=99.92, header_cost=None)
-    assert await meter.expected_cost() == ESTIMATE  # 0.08 was not one call's cost
+    for remaining in (100.0, 99.96, 99.92):
+        await solo(meter, conn, remaining=remaining)
+    timed_out = meter.start()
+    meter.finish_failed(timed_out, maybe_billed=True)  # it ran: 0.04 billed, never seen
+
+    after = await solo(meter, conn, remaining=99.84)
+
+    assert after == Cost(0.04, "estimate")  # not 0.08: half of it was the timed-out call
+    # Learned all the same: one gap holds that bill, and the median is not moved by it.
+    assert await meter.expected_cost() == pytest.approx(0.04)
+
+
+async def test_a_timed_out_call_billed_after_the_bot_gave_up_is_not_charged_to_the_next(
+    conn: db.Database,
+) -> None:
+    meter = meter_for(conn)
+    for remaining in (100.0, 99.96, 99.92, 99.88):
+        await solo(meter, conn, remaining=remaining)
+    timed_out = meter.start()
+    meter.finish_failed(timed_out, maybe_billed=True)  # Segmind is still working on it
+    assert await solo(meter, conn, remaining=99.84) == Cost(0.04, "estimate")
+
+    # Segmind finishes (and bills) the timed-out call while the next one runs alone.
+    late = await solo(meter, conn, remaining=99.76)
+
+    assert late == Cost(0.04, "estimate")
 
 
 @pytest.mark.settings(segmind_cost_estimate=1.0, quota_default_credits=10.5)
