@@ -116,6 +116,17 @@ async def test_the_cost_is_learned_under_steady_load_where_no_call_runs_alone(
     assert await meter.expected_cost() == 5.0
 
 
+async def test_the_cost_is_learned_while_a_call_that_will_time_out_is_running(
+    conn: db.Database,
+) -> None:
+    meter = meter_for(conn, estimate=1.0)
+    slow = meter.start()  # runs all along, and times out in the end
+    await overlapping(meter, conn, [995.0, 990.0, 985.0, 980.0, 975.0])
+    meter.finish_failed(slow, maybe_billed=True)
+    await overlapping(meter, conn, [970.0])  # the next answer finds the gaps final
+    assert await meter.expected_cost() == 5.0
+
+
 async def test_answers_out_of_billing_order_teach_the_exact_cost(conn: db.Database) -> None:
     # Answers are read and checked concurrently: they reach the meter out of the order
     # Segmind billed them in. Drops in arrival order would be 0.08, a rise, 0.08...
