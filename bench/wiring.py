@@ -83,7 +83,7 @@ class BenchPoster:
 async def core(settings: Settings) -> AsyncIterator[Core]:
     """The bot's own core, built and started as the bot does at start-up."""
     made = await build(settings)
-    made.edits.start()
+    made.start()
     try:
         yield made
     finally:

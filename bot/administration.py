@@ -163,7 +163,7 @@ class ServerAdmin:
             now = self.clock()
             window = period_window(allowance.period, now)
             since = await self._ledger.usage_start(guild_id, user_id, window)
-            used = await charges.committed_since(self._db, guild_id, user_id, since)
+            used = await charges.spent_since(self._db, guild_id, user_id, since)
             await quotas.set_usage_reset(conn, guild_id, user_id, now)
             change = Change(f"used {used:.2f}", "used 0.00")
             await self.audit(conn, guild_id, actor_id, "quota.reset", f"member:{user_id}", change)

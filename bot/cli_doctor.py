@@ -26,7 +26,7 @@ async def run_doctor() -> int:
     findings.append(results_finding(settings))
     findings += await discord_findings(settings, channels)
     findings.append(
-        Finding("segmind key", SKIP, "not tried: a try costs credits (use /admin check)")
+        Finding("segmind key", SKIP, "not tried: a try costs credits (use /operator check)")
     )
     print(table(findings))
     return EXIT_PROBLEM if any(f.status == FAIL for f in findings) else 0

@@ -80,11 +80,13 @@ class KontextBot(commands.Bot):
         self.ops_http: OpsServer | None = None  # /healthz and /metrics, when HTTP_PORT is set
 
     async def setup_hook(self) -> None:
-        self._core = self.core = await core_module.build(self.settings)
+        self._core = self.core = await core_module.build(
+            self.settings, channels=DiscordChannels(self)
+        )
         self.core.alerts.sinks.append(self.post_alert)
         await self._resolve_operators()
         self.core.metrics.watch_gateway(lambda: self.gateway.connected, lambda: self.latency)
-        self.core.edits.start()
+        self.core.start()
         if self.settings.http_port is not None:
             self.ops_http = OpsServer(
                 self.core,

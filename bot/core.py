@@ -25,6 +25,7 @@ from bot.ledger import Ledger, QuotaStatus
 from bot.metrics import Metrics
 from bot.operator import OperatorDesk
 from bot.pipeline import EditPipeline
+from bot.ports import Channels
 from bot.queue import QueueLimits
 from bot.recovery import Recovery
 from bot.reports import Reports
@@ -32,6 +33,7 @@ from bot.results import ResultStore
 from bot.segmind import SegmindClient
 from bot.servers import Servers
 from bot.service import EditService
+from bot.upkeep import Upkeep
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,12 @@ class Core:
     operator: OperatorDesk
     recovery: Recovery
     metrics: Metrics
+    upkeep: Upkeep
+
+    def start(self) -> None:
+        """Start what runs for the bot's life: the edit queue and the hourly expiry."""
+        self.edits.start()
+        self.upkeep.start()
 
     async def quota_view(self, guild_id: int, user_id: int, role_ids: tuple[int, ...]) -> QuotaView:
         block = await self.admin.block_of(guild_id, user_id)
@@ -107,6 +115,7 @@ class Core:
         try:
             await self.edits.shutdown(0)  # a no-op after a graceful shutdown
             await self.recovery.aclose()
+            await self.upkeep.aclose()
             await self.alerts.drain()
         finally:
             await self.api.aclose()
@@ -138,9 +147,15 @@ def watch(
     return metrics
 
 
-async def build(settings: Settings, *, clock: Callable[[], float] = time.time) -> Core:
+async def build(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    channels: Channels | None = None,
+) -> Core:
     """Open the database (migrated), settle what a crash left, and wire every service.
-    Nothing is sent anywhere until the edit queue is started."""
+    Nothing is sent anywhere until the edit queue is started. `channels`: the Discord
+    side's way to reach members (a DM when their channel refuses a result)."""
     database = await db.connect(settings.database_path)
     stack = contextlib.AsyncExitStack()
     stack.push_async_callback(database.close)
@@ -188,9 +203,10 @@ async def build(settings: Settings, *, clock: Callable[[], float] = time.time) -
             results=results,
             notify=alerts.notify,
         )
-        delivery = Delivery(database, results)
+        delivery = Delivery(database, results, dms=channels)
         edits = EditService(database, pipeline, delivery, queue_limits(settings))
-        recovery = Recovery(database, ledger, results, delivery, edits)
+        upkeep = Upkeep(results, ledger, clock=clock)
+        recovery = Recovery(database, ledger, upkeep, delivery, edits)
         operator = OperatorDesk(
             database, api, meter, health, admin, operator_ids=settings.operator_ids
         )
@@ -225,6 +241,7 @@ async def build(settings: Settings, *, clock: Callable[[], float] = time.time) -
             operator=operator,
             recovery=recovery,
             metrics=metrics,
+            upkeep=upkeep,
         )
         stack.pop_all()  # built: the Core closes them from now on
     return core

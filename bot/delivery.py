@@ -1,8 +1,14 @@
 """Delivery: a paid-for result reaches Discord exactly once.
 
 claim (one upload of a result at a time) -> post through a `Poster`, retrying what
-Discord failed to take -> record the message (the chain finds it there) and drop the
-copy kept on disk. Replies that arrive before the record is written wait on it in memory.
+Discord failed to take -> record the message (the chain finds it there), charge what the
+edit held, and drop the copy kept on disk. Replies that arrive before the record is
+written wait on it in memory.
+
+A result Discord will not take stays kept, its cost held (not charged): the member may
+press Deliver in /history; if it is never delivered it is refunded when the kept copy
+expires. When the channel refuses it (no permission, channel gone) the member is told by
+a DM, since a reply in that channel would be refused too.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from bot.cards import ResultCard
 from bot.db import generations, messages
 from bot.db.connection import Database
 from bot.errors import UserError
-from bot.ports import Posted, Poster, PostFailed
+from bot.ports import DirectMessages, Posted, Poster, PostFailed
 from bot.requests import EditOutcome
 from bot.results import ResultStore
 
@@ -29,7 +35,32 @@ MSG_UNDELIVERED = (
     "Your edit is done, but Discord would not take the upload just now. It is kept for "
     "you: open /history and press Deliver."
 )
+MSG_REFUSED = (
+    "Your edit is done, but Discord refused to take it in this channel (the bot may lack the "
+    "right to post or attach files here, or the channel is gone). It is kept for you: open "
+    "/history and press Deliver once the bot may post. If it is never delivered, you are not "
+    "charged."
+)
 MSG_ALREADY_DELIVERING = "That result is being posted right now."
+PROMPT_PREVIEW = 80
+
+
+class Undelivered(UserError):
+    """A paid-for result Discord did not take: kept on disk, its cost held, not charged.
+    `refused`: the channel refused it (retrying the same post cannot help)."""
+
+    def __init__(self, message: str, *, refused: bool) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
+def refused_dm(prompt: str, channel_id: int, hours: float) -> str:
+    short = prompt if len(prompt) <= PROMPT_PREVIEW else prompt[:PROMPT_PREVIEW] + "…"
+    return (
+        f"Your edit “{short}” is done, but Discord would not let me post it in <#{channel_id}>. "
+        f"It is kept for {hours:g} hours: once I may post there, open /history in that server "
+        "and press Deliver. If it is never delivered, you are not charged."
+    )
 
 
 class Delivery:
@@ -38,12 +69,14 @@ class Delivery:
         database: Database,
         results: ResultStore,
         *,
+        dms: DirectMessages | None = None,
         attempts: int = DELIVERY_ATTEMPTS,
         backoff_s: float = DELIVERY_BACKOFF_S,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._db = database
         self._results = results
+        self._dms = dms  # None: nobody to tell privately (the benchmark)
         self.attempts = attempts
         self.backoff_s = backoff_s  # tests shorten it
         self._sleep = sleep
@@ -75,7 +108,8 @@ class Delivery:
     ) -> Posted | None:
         """Post a paid-for result from the copy kept on disk (a failed upload, a restart),
         pinging its member. None when it was delivered already, is no longer kept, or is
-        being posted right now (a second press of Deliver)."""
+        being posted right now (a second press of Deliver). Raises Undelivered when Discord
+        still does not take it."""
         if generation_id in self._claimed:
             return None
         async with self._claim(generation_id):
@@ -133,7 +167,14 @@ class Delivery:
     async def _post_and_record(
         self, card: ResultCard, image: bytes, poster: Poster, *, is_result: bool
     ) -> Posted:
-        posted = await self._post_with_retries(card, image, poster)
+        try:
+            posted = await self._post_with_retries(card, image, poster)
+        except PostFailed as exc:
+            if not is_result:
+                raise
+            log.warning("Discord refused result %d (%s); it stays kept", card.generation_id, exc)
+            await self._tell_refused(card)
+            raise Undelivered(MSG_REFUSED, refused=True) from exc
         await messages.record_delivery(
             self._db,
             card.generation_id,
@@ -164,4 +205,12 @@ class Delivery:
                 )
             if attempt < self.attempts:
                 await self._sleep(self.backoff_s * 2 ** (attempt - 1))
-        raise UserError(MSG_UNDELIVERED)
+        raise Undelivered(MSG_UNDELIVERED, refused=False)
+
+    async def _tell_refused(self, card: ResultCard) -> None:
+        """A DM: the channel that refused the result would refuse a reply too."""
+        gen = await generations.get(self._db, card.generation_id)
+        if self._dms is None or gen is None:
+            return
+        hours = self._results.retention_s / 3600
+        await self._dms.dm(card.requester_id, refused_dm(gen.prompt, gen.channel_id, hours))

@@ -139,15 +139,26 @@ class ServiceHealth:
             log.error("Edits halted: %s. Fix it, then edits resume after a probe.", halt.detail)
             self._tell(halt)
 
-    def api_failed(self, exc: segmind.SegmindError) -> None:
-        """An edit's call failed: operator problems halt, a run of outages is reported."""
+    def api_failed(
+        self,
+        exc: segmind.SegmindError,
+        *,
+        balance: float | None = None,
+        edit_cost: float | None = None,
+    ) -> bool:
+        """A call failed: operator problems halt (True), a run of outages is reported.
+
+        A 406 halts only when it means the account is empty: its answer says so, or the
+        last `balance` seen is below one edit's cost. Any other 406 refused that request.
+        """
         if isinstance(exc, segmind.AuthError):
             self.needs_admin = True  # a rejected key will not fix itself: no probes
             self.halt(Incident(IncidentKind.KEY_REJECTED, exc.message))
-            return
-        if isinstance(exc, segmind.InsufficientCredits):
-            self.halt(Incident(IncidentKind.OUT_OF_CREDITS, exc.message))
-            return
+            return True
+        broke = balance is not None and edit_cost is not None and balance < edit_cost
+        if isinstance(exc, segmind.InsufficientCredits) or (exc.status == 406 and broke):
+            self.halt(Incident(IncidentKind.OUT_OF_CREDITS, segmind.OUT_OF_CREDITS))
+            return True
         self._probing = False
         if isinstance(exc, _OUTAGES):
             self._failures += 1
@@ -161,6 +172,7 @@ class ServiceHealth:
                 )
         else:
             self._failures = 0  # a refused request: the API itself is up
+        return False
 
     def call_succeeded(self) -> None:
         self._failures = 0

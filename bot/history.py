@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.db import generations
+from bot.db import charges, generations
 from bot.db.connection import Database
 from bot.db.generations import Generation
 
@@ -15,6 +15,7 @@ PAGE_SIZE = 5
 class HistoryEntry:
     generation: Generation
     step: int
+    charge: str | None = None  # its charge's state: 'held' until delivered, 'released'...
 
     @property
     def undelivered(self) -> bool:
@@ -43,5 +44,9 @@ class History:
         rows = await generations.history(
             self._db, guild_id, user_id, limit=self.page_size, offset=page * self.page_size
         )
-        entries = [HistoryEntry(g, await generations.chain_step(self._db, g.id)) for g in rows]
+        states = await charges.states_of(self._db, [g.id for g in rows])
+        entries = [
+            HistoryEntry(g, await generations.chain_step(self._db, g.id), states.get(g.id))
+            for g in rows
+        ]
         return HistoryPage(entries, page, pages, total)

@@ -37,7 +37,7 @@ async def run_key_check(
         answer = await api.check_key()
     except segmind.SegmindError as exc:
         meter.finish_failed(ticket, maybe_billed=exc.maybe_billed)
-        health.api_failed(exc)
+        health.api_failed(exc, balance=meter.last_balance, edit_cost=await meter.expected_cost())
         log.warning("Key check failed: %s", exc.message)
         return KeyCheckResult(
             False, exc.status, None, meter.last_balance, exc.message, health.halted_reason
@@ -52,6 +52,7 @@ async def run_key_check(
             generation_id=None,
             remaining=answer.remaining_credits,
             header_cost=answer.cost,
+            probe=True,  # its tiny image says nothing about what an edit costs
         )
     else:
         meter.finish_failed(ticket)

@@ -1,5 +1,7 @@
 """The quota ledger: per-member allowances and per-server budgets in Segmind credits,
-reserved before a call, committed at the real cost after a 200, released after a failure."""
+reserved before a call, held at the real cost after a 200, charged once Discord has the
+result, and given back after any failure, or when a result that could never be delivered
+expires."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ class Allowance:
 class QuotaStatus:
     allowance: Allowance
     window: Window
-    used: float  # committed this period
+    used: float  # charged this period, or held for results awaiting delivery
     held: float  # reserved by edits still running
 
     @property
@@ -194,19 +196,30 @@ class Ledger:
         await charges.attach(self._db, reservation.id, generation_id)
 
     async def commit(self, reservation: Reservation, amount: float, source: str) -> bool:
-        """Charge the real cost; False when the reservation was already settled."""
+        """Charge at once, with no result to deliver; False when already settled."""
         done = await charges.commit(self._db, reservation.id, amount, source, self.clock())
+        self._spent(done, reservation, amount)
+        return done
+
+    async def hold(self, reservation: Reservation, amount: float, source: str) -> bool:
+        """The API answered: hold the real cost (it counts as used) until Discord has the
+        result (`bot.delivery` charges it then) or its kept copy expires (refunded)."""
+        done = await charges.hold(self._db, reservation.id, amount, source)
+        self._spent(done, reservation, amount)
+        return done
+
+    def _spent(self, done: bool, reservation: Reservation, amount: float) -> None:
+        """The account paid for this edit: the spend metric hears it once."""
         if done:
             for hook in self.charge_hooks:
                 hook(reservation.guild_id, amount)
-        return done
 
     async def release(self, reservation: Reservation) -> bool:
         """Give the reservation back: the member pays nothing for an edit they did not get."""
         return await charges.release(self._db, reservation.id, self.clock())
 
     async def refund_generation(self, generation_id: int) -> bool:
-        """Give back what an edit was charged (its result was lost before delivery)."""
+        """Give back what an undelivered edit holds (its result was lost before delivery)."""
         changed = await charges.release_generation(self._db, generation_id, self.clock())
         if changed:
             log.warning(
@@ -216,15 +229,26 @@ class Ledger:
                 hook()
         return changed > 0
 
-    async def settle_stale(self, older_than_s: float) -> tuple[int, int]:
-        """Settle reservations a crash left behind: commit the edits that succeeded
-        (at their recorded cost), release the rest. Returns (committed, released)."""
+    async def refund_undelivered(self, finished_before: float) -> list[int]:
+        """Refund every result never delivered that finished before `finished_before`
+        (its kept copy expired). Returns the generations refunded."""
+        refunded = await charges.release_expired(self._db, finished_before, self.clock())
+        if refunded:
+            log.warning("Refunded %d result(s) never delivered before they expired", len(refunded))
+        return refunded
+
+    async def settle_stale(self, older_than_s: float) -> charges.Settled:
+        """Settle reservations a crash left behind: an edit that succeeded holds its
+        recorded cost until delivered (charged at once if Discord already had it), the
+        rest are released."""
         now = self.clock()
-        committed, released = await charges.settle_stale(self._db, now - older_than_s, now)
-        if committed or released:
+        settled = await charges.settle_stale(self._db, now - older_than_s, now)
+        if settled.held or settled.committed or settled.released:
             log.warning(
-                "Settled reservations left by an interrupted run: %d committed, %d released",
-                committed,
-                released,
+                "Settled money left by an interrupted run: %d held for delivery, "
+                "%d charged (delivered), %d released",
+                settled.held,
+                settled.committed,
+                settled.released,
             )
-        return committed, released
+        return settled

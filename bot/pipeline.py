@@ -31,6 +31,8 @@ MSG_UNAVAILABLE = f"The bot can't edit images right now; the admins have been to
 MSG_BUSY = f"The image service is busy. Please try again in a minute. {NOT_CHARGED}"
 MSG_TIMEOUT = f"The edit took too long and was stopped. {NOT_CHARGED}"
 MSG_BROKEN = f"The image service sent back a broken image. Please try again. {NOT_CHARGED}"
+# Not retried by the bot: the model may have run, and only the member may choose to pay again.
+MSG_SERVER_ERROR = f"The image service failed on this edit. Please try again. {NOT_CHARGED}"
 
 
 class Finish(enum.StrEnum):
@@ -102,8 +104,9 @@ class EditPipeline:
     async def run(self, req: EditRequest) -> EditOutcome:
         """Run one edit. Raises BadInput (nothing spent, no row) or EditFailed (row failed).
 
-        Money: the expected cost is reserved before the call, committed at the real cost
-        after a 200 and released after any failure. `precheck` ran when the edit was
+        Money: the expected cost is reserved before the call, held at the real cost after
+        a 200 (charged once Discord has the result, see bot.delivery) and released after
+        any failure. `precheck` ran when the edit was
         queued; a block an admin set meanwhile still applies.
         """
         try:
@@ -159,11 +162,11 @@ class EditPipeline:
         self, generation_id: int, reservation: Reservation, exc: BaseException
     ) -> None:
         """Settle an edit interrupted by cancellation or a bug: refund it, unless it had
-        already succeeded (then its result is kept and it is charged what it cost)."""
+        already succeeded (then its result is kept and its cost held until delivered)."""
         self.health.call_failed_otherwise()  # frees the probe slot if this was the probe
         gen = await db.get(self._db, generation_id)
         if gen is not None and gen.status == "succeeded" and gen.cost is not None:
-            await self.ledger.commit(reservation, gen.cost, gen.cost_source or "estimate")
+            await self.ledger.hold(reservation, gen.cost, gen.cost_source or "estimate")
             return
         await db.mark_failed(self._db, generation_id, f"error: {exc!r}"[:200])
         await self.ledger.release(reservation)
@@ -216,8 +219,10 @@ class EditPipeline:
             )
         except segmind.SegmindError as exc:
             self.meter.finish_failed(ticket, maybe_billed=exc.maybe_billed)
-            self.health.api_failed(exc)
-            raise self._failure(exc) from exc
+            halted = self.health.api_failed(
+                exc, balance=self.meter.last_balance, edit_cost=await self.meter.expected_cost()
+            )
+            raise self._failure(exc, halted=halted) from exc
         except BaseException:
             # Cancelled mid-call: the request may still run and be billed.
             self.meter.finish_failed(ticket, maybe_billed=True)
@@ -242,13 +247,15 @@ class EditPipeline:
             cost_source=cost.source,
             remaining_credits=result.remaining_credits,
             reencoded=upload.reencoded,
+            measured_cost=cost.measured,
         )
         try:
             # Paid for: keep the bytes until Discord has them (see bot.results).
             await self.results.save(generation_id, upload.data, upload.extension)
         except OSError:
             log.exception("Could not keep result %d on disk; delivering from memory", generation_id)
-        await self.ledger.commit(reservation, cost.amount, cost.source)
+        # Counted as used from now on, but charged only once Discord has the result.
+        await self.ledger.hold(reservation, cost.amount, cost.source)
         incident = await self._servers.budget_incident(req.guild_id or 0)
         if incident is not None:
             self._notify(incident)
@@ -284,11 +291,11 @@ class EditPipeline:
         return req.guild_id is not None and await self._admin.safety_filter_off(req.guild_id)
 
     @staticmethod
-    def _failure(exc: segmind.SegmindError) -> EditFailed:
-        """What the member is told about an API error (halts are the health's business)."""
+    def _failure(exc: segmind.SegmindError, *, halted: bool) -> EditFailed:
+        """What the member is told about an API error (`halted`: it stopped every edit)."""
         reason = f"{type(exc).__name__}: {exc.message}"
         log.warning("Segmind call failed: %s", reason, extra={"status": "failed"})
-        if isinstance(exc, segmind.AuthError | segmind.InsufficientCredits):
+        if halted or isinstance(exc, segmind.AuthError | segmind.InsufficientCredits):
             return EditFailed(MSG_UNAVAILABLE, reason=reason)
         if isinstance(exc, segmind.BadRequest):
             return EditFailed(
@@ -298,4 +305,6 @@ class EditPipeline:
             return EditFailed(MSG_TIMEOUT, reason=reason)
         if isinstance(exc, segmind.InvalidResponse):
             return EditFailed(MSG_BROKEN, reason=reason)
+        if isinstance(exc, segmind.ServerError) and not exc.retryable:
+            return EditFailed(MSG_SERVER_ERROR, reason=reason)
         return EditFailed(MSG_BUSY, reason=reason)

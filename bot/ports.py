@@ -45,7 +45,15 @@ class MessageReader(Protocol):
         ...
 
 
-class Channels(Protocol):
+class DirectMessages(Protocol):
+    """Reaches a member privately, when their channel will not take the bot's posts."""
+
+    async def dm(self, user_id: int, text: str) -> bool:
+        """Send a DM; False when it could not be sent (DMs closed): logged, not raised."""
+        ...
+
+
+class Channels(DirectMessages, Protocol):
     """Reaches a channel when no interaction is at hand (after a restart)."""
 
     def poster(

@@ -1,9 +1,11 @@
 """After a crash or restart: finish what the last run left behind.
 
 Before Discord connects, `settle` reads the jobs left unfinished, fails generations that
-were interrupted, settles stale reservations and prunes old kept results. Once Discord is
-ready, `finish` queues waiting edits again and, for each edit that was running, delivers
-its kept result (the API had answered) or refunds and tells its member it did not finish.
+were interrupted, settles stale reservations (a succeeded edit holds its cost until it is
+delivered) and expires old kept results. Once Discord is ready, `finish` queues waiting
+edits again and, for each edit that was running, delivers its kept result (the API had
+answered) or refunds and tells its member it did not finish. A kept result Discord will
+not take stays held, for /history's Deliver, until it expires and is refunded.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from bot import jobs
 from bot.db import generations
 from bot.db import jobs as job_rows
 from bot.db.connection import Database
-from bot.delivery import Delivery
+from bot.delivery import Delivery, Undelivered
 from bot.errors import UserError
 from bot.ledger import Ledger
 from bot.ports import Channels
-from bot.results import ResultStore
 from bot.service import Destination, EditService
+from bot.upkeep import Upkeep
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +43,13 @@ class Recovery:
         self,
         database: Database,
         ledger: Ledger,
-        results: ResultStore,
+        upkeep: Upkeep,
         delivery: Delivery,
         edits: EditService,
     ) -> None:
         self._db = database
         self._ledger = ledger
-        self._results = results
+        self._upkeep = upkeep
         self._delivery = delivery
         self._edits = edits
         self._left: list[jobs.StoredJob] = []
@@ -61,7 +63,7 @@ class Recovery:
         if interrupted:
             log.warning("Marked %d interrupted generation(s) as failed", interrupted)
         await self._ledger.settle_stale(older_than_s=0)
-        await self._results.prune()
+        await self._upkeep.at_start_up()
 
     async def finish(self, channels: Channels) -> None:
         """Once Discord is ready: deliver or refund what was running, queue what waited."""
@@ -89,13 +91,20 @@ class Recovery:
         posted = None
         if gen is not None and gen.status == "succeeded":
             if gen.result_message_id is None:
-                posted = await self._delivery.deliver_kept(
-                    gen.id,
-                    lambda g: channels.poster(
-                        g.channel_id, g.guild_id, reply_to_message_id=job.reply_to_message_id
-                    ),
-                    NOTE_RESUMED,
-                )
+                try:
+                    posted = await self._delivery.deliver_kept(
+                        gen.id,
+                        lambda g: channels.poster(
+                            g.channel_id, g.guild_id, reply_to_message_id=job.reply_to_message_id
+                        ),
+                        NOTE_RESUMED,
+                    )
+                except Undelivered as exc:
+                    # Still kept and held: Deliver in /history, or refunded when it expires.
+                    await job_rows.mark_finished(self._db, job.id, "failed")
+                    if not exc.refused:  # a refusing channel was not written to: a DM was
+                        await channels.tell(req.channel_id, req.guild_id, req.user_id, exc.message)
+                    return
                 if posted is None:
                     # Paid for, but the image is gone: give the money back before saying so.
                     await self._ledger.refund_generation(gen.id)

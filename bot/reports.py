@@ -3,7 +3,8 @@
 Real spend comes from the balance Segmind reports after every billed call
 (`credit_readings`): the drop between two readings is everything the key paid for in
 between, including calls no member was charged for (a timed-out call that still ran,
-a broken 200, an admin's key check, another program using the same key).
+a broken 200, a 5xx after the model ran, an admin's key check, a result never delivered,
+another program using the same key).
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ class SpendReport:
     month: float
     charged_month: float  # charged to members, every server
     charged_month_here: float  # charged to members of this server
+    held_month: float  # held for results not delivered yet: charged only once they are
     topped_up_month: float
     trend: list[DaySpend]  # the last TREND_DAYS days, oldest first
     rate_per_day: float | None  # average over the trend (or since the first reading)
@@ -111,8 +113,9 @@ class SpendReport:
 
     @property
     def unattributed_month(self) -> float:
-        """What the balance dropped by this month that no member was charged for."""
-        return max(0.0, self.month - self.charged_month)
+        """What the balance dropped by this month that no member was charged for (nor is
+        held for a result awaiting delivery)."""
+        return max(0.0, self.month - self.charged_month - self.held_month)
 
     @property
     def days_left(self) -> float | None:
@@ -144,6 +147,7 @@ async def spend(database: Database, guild_id: int, now: float, reserve: float) -
             spent.append((at, amount))
 
     charged_all, charged_here = await queries.charged_settled_since(database, guild_id, month)
+    held = await queries.held_for_delivery(database, month)
     first = await queries.first_reading_at(database)
     trend = [
         DaySpend(start, sum(a for at, a in spent if start <= at < start + DAY_S))
@@ -160,6 +164,7 @@ async def spend(database: Database, guild_id: int, now: float, reserve: float) -
         month=sum(a for at, a in spent if at >= month),
         charged_month=charged_all,
         charged_month_here=charged_here,
+        held_month=held,
         topped_up_month=topped_up,
         trend=trend,
         rate_per_day=rate,

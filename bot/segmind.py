@@ -20,11 +20,24 @@ from typing import Protocol
 import httpx
 from PIL import Image
 
+from bot.api_errors import KEY_REJECTED as KEY_REJECTED
+from bot.api_errors import OUT_OF_CREDITS as OUT_OF_CREDITS
+from bot.api_errors import AuthError as AuthError
+from bot.api_errors import BadRequest as BadRequest
+from bot.api_errors import ConnectFailed as ConnectFailed
+from bot.api_errors import InsufficientCredits as InsufficientCredits
+from bot.api_errors import InvalidResponse as InvalidResponse
+from bot.api_errors import NotAcceptable as NotAcceptable
+from bot.api_errors import RateLimited as RateLimited
+from bot.api_errors import SegmindError as SegmindError
+from bot.api_errors import SegmindTimeout as SegmindTimeout
+from bot.api_errors import ServerError as ServerError
+from bot.api_errors import error_for
 from bot.clock import REAL_CLOCK, Clock
 from bot.config import ApiSettings
 from bot.images import ImageInfo, InvalidImage, sniff_image
 from bot.params import EditParams
-from bot.segmind_answers import error_text, header_float, header_int, header_text, retry_after
+from bot.segmind_answers import header_float, header_int, header_text, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -32,71 +45,6 @@ MAX_RESPONSE_BYTES = 50 * 1024 * 1024  # a hostile or broken answer cannot exhau
 MAX_RETRY_AFTER_S = 60.0
 DEADLINE_MARGIN_S = 5.0
 BACKOFF_BASE_S = 0.5
-# The operator problems' messages, which also name the incident when edits halt.
-KEY_REJECTED = "the API key was rejected"
-OUT_OF_CREDITS = "the Segmind account is out of credits"
-
-
-class SegmindError(Exception):
-    """An API failure; `message` is safe to show (never carries the key).
-
-    `retryable`: sending it again cannot double a bill. `maybe_billed`: the call may have
-    run and been billed although no usable answer came back.
-    """
-
-    retryable = False
-    maybe_billed = False
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-
-class AuthError(SegmindError):
-    """401: the key is wrong or revoked (an operator problem)."""
-
-
-class InsufficientCredits(SegmindError):
-    """406: the account is out of credits (an operator problem)."""
-
-
-class BadRequest(SegmindError):
-    """Another 4xx: the request itself was refused; `message` is the API's reason."""
-
-
-class RateLimited(SegmindError):
-    """429: too many requests; `retry_after` seconds when the API said so."""
-
-    retryable = True
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message, status=429)
-        self.retry_after = retry_after
-
-
-class ServerError(SegmindError):
-    """5xx: the API failed; nothing was billed."""
-
-    retryable = True
-
-
-class ConnectFailed(SegmindError):
-    """The request never reached the API (refused, DNS, connect timeout)."""
-
-    retryable = True
-
-
-class SegmindTimeout(SegmindError):
-    """No answer in time. The call may still have run and been billed; never retried."""
-
-    maybe_billed = True
-
-
-class InvalidResponse(SegmindError):
-    """A 200 whose body is not a usable image (billed, but unusable)."""
-
-    maybe_billed = True
 
 
 @dataclass(frozen=True)
@@ -247,8 +195,9 @@ class SegmindClient:
                 await self._clock.sleep(delay)
 
     def _backoff(self, attempt: int, exc: SegmindError) -> float:
-        if isinstance(exc, RateLimited):
-            # A 429 holds back every call on this client, not just the one that got it.
+        if isinstance(exc, RateLimited | ServerError):
+            # A 429 or a 503 "come back later" holds back every call on this client, not
+            # just the one that got it. (Only a 503 with Retry-After is ever retried.)
             base = self._backoff_base_s
             delay = exc.retry_after if exc.retry_after is not None else base * attempt
             self._paused_until = max(self._paused_until, self._clock.now() + delay)
@@ -278,7 +227,7 @@ class SegmindClient:
             )
         if resp.status_code == 422:
             return KeyCheck(status=422, remaining_credits=None, cost=None)
-        raise self._error_for(resp.status_code, resp.headers, payload)
+        raise self._error_for(resp, payload)
 
     async def _post(self, body: dict[str, object]) -> tuple[httpx.Response, bytes]:
         """One POST, with transport failures mapped to SegmindError; the hooks hear of it."""
@@ -324,7 +273,7 @@ class SegmindClient:
         resp, payload = await self._post(body)
         elapsed = self._clock.now() - started
         if resp.status_code != 200:
-            raise self._error_for(resp.status_code, resp.headers, payload)
+            raise self._error_for(resp, payload)
         try:
             info = await asyncio.to_thread(sniff_image, payload)
         except InvalidImage:
@@ -354,18 +303,11 @@ class SegmindClient:
                 raise InvalidResponse("the API's answer is too large", status=resp.status_code)
         return bytes(chunks)
 
-    def _error_for(self, status: int, headers: httpx.Headers, body: bytes) -> SegmindError:
-        reason = error_text(body, self._key)
-        if status == 401:
-            return AuthError(KEY_REJECTED, status=status)
-        if status == 406:
-            return InsufficientCredits(OUT_OF_CREDITS, status=status)
-        if status == 429:
-            return RateLimited(
-                "rate limited by the API", retry_after=retry_after(headers, MAX_RETRY_AFTER_S)
-            )
-        if status >= 500:
-            return ServerError(f"the API failed with status {status}", status=status)
-        if status == 404:
-            return BadRequest(f"unknown model `{self.model}` (404)", status=status)
-        return BadRequest(reason or f"the API refused the request ({status})", status=status)
+    def _error_for(self, resp: httpx.Response, body: bytes) -> SegmindError:
+        return error_for(
+            resp.status_code,
+            body,
+            secret=self._key,
+            model=self.model,
+            retry_after=retry_after(resp.headers, MAX_RETRY_AFTER_S),
+        )

@@ -29,12 +29,15 @@ def _line(entry: HistoryEntry) -> str:
     when = f"<t:{int(gen.created_at)}:R>"
     if gen.status == "succeeded":
         cost = f"{format_credits(gen.cost)} credits" if gen.cost is not None else "cost unknown"
-        where = (
-            f"[result]({jump_url(gen.guild_id, gen.result_channel_id, gen.result_message_id)})"
-            if gen.result_message_id and gen.result_channel_id
-            else "not delivered"
-        )
-        status = f"{cost} · {where}"
+        if gen.result_message_id and gen.result_channel_id:
+            link = jump_url(gen.guild_id, gen.result_channel_id, gen.result_message_id)
+            status = f"{cost} · [result]({link})"
+        elif entry.charge == "held":
+            status = f"not delivered · {cost} held, charged only once delivered"
+        elif entry.charge == "released":
+            status = "not delivered · not charged"
+        else:
+            status = f"{cost} · not delivered"
     elif gen.status == "failed":
         status = "failed, not charged"
     else:

@@ -65,6 +65,9 @@ MAX_FETCH_BYTES = 20 * 1024 * 1024
 FETCH_TIMEOUT_S = 10.0
 # Bytes served by not_image_next(): clearly not any image format.
 GARBAGE_BODY = b"<html><body>definitely not an image</body></html>"
+# The contract's 406 is "not enough credits"; its body says so. `fail_next(406)` sends
+# another 406 ({"error": "Not Acceptable"}, what a proxy or a content negotiation answers).
+OUT_OF_CREDITS_ERROR = "Insufficient credits"
 
 
 @dataclass
@@ -84,6 +87,7 @@ class _Fault:
     status: int
     body: bytes | str | dict | None
     headers: dict[str, str]
+    billed: bool = False
 
 
 class _ValidationError(Exception):
@@ -220,13 +224,19 @@ class FakeSegmind:
         body: bytes | str | dict | None = None,
         headers: dict[str, str] | None = None,
         times: int = 1,
+        billed: bool = False,
     ) -> None:
-        """The next ``times`` model requests answer this instead of doing the work (not billed).
+        """The next ``times`` model requests answer this instead of doing the work.
 
         ``body=None`` sends ``{"error": "<reason phrase>"}``; pass ``b""`` for an empty body.
+        ``billed``: the model ran and was billed before the failure (a 5xx after the work).
         """
         for _ in range(times):
-            self._faults.append(_Fault(status, body, dict(headers or {})))
+            self._faults.append(_Fault(status, body, dict(headers or {}), billed))
+
+    def out_of_credits_next(self, times: int = 1) -> None:
+        """The next ``times`` requests get the contract's 406, as an empty account would."""
+        self.fail_next(406, body={"error": OUT_OF_CREDITS_ERROR}, times=times)
 
     def delay_next(self, seconds: float, times: int = 1) -> None:
         """The next ``times`` requests sleep ``seconds`` (not ``delay``), then answer as usual.
@@ -278,6 +288,9 @@ class FakeSegmind:
                 await asyncio.sleep(sleep_for)
             if fault is not None:
                 log.info("scripted fault %s for %s %s", fault.status, rec.method, rec.path)
+                if fault.billed:
+                    self.credits = round(self.credits - self.cost, 6)
+                    self.calls_billed += 1
                 return self._fault_response(fault)
             return await self._serve(request, rec, started)
         finally:
@@ -320,7 +333,7 @@ class FakeSegmind:
             # Never echo or log the key that was sent.
             return _json_error(401, "Invalid API key")
         if self.credits < self.cost:
-            return _json_error(406, "Insufficient credits")
+            return _json_error(406, OUT_OF_CREDITS_ERROR)
 
         try:
             params = self._validate(request, rec, model)
@@ -341,7 +354,7 @@ class FakeSegmind:
 
         # Re-check at billing time: concurrent calls may have drained the balance meanwhile.
         if self.credits < self.cost:
-            return _json_error(406, "Insufficient credits")
+            return _json_error(406, OUT_OF_CREDITS_ERROR)
         self.credits = round(self.credits - self.cost, 6)
         self.calls_billed += 1
 

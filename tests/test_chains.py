@@ -433,13 +433,13 @@ async def test_a_server_can_keep_iteration_to_each_results_author(h: Harness) ->
 
 async def test_a_failure_after_the_token_expired_is_told_in_the_channel(h: Harness) -> None:
     h.segmind.delay = 0.5
-    h.segmind.fail_next(500, times=2)
+    h.segmind.fail_next(500)
     await h.edit("slow and failing")
     await h.discord.wait_for(lambda: h.segmind.in_flight == 1)
     h.discord.advance(16 * 60)
     h.bot.clock = lambda: time.time() + 16 * 60
     told = await h.discord.wait_for(
-        lambda: [m for m in h.channel_messages() if "busy" in (m.get("content") or "")]
+        lambda: [m for m in h.channel_messages() if "try again" in (m.get("content") or "")]
     )
     [message] = told
     assert message["content"].startswith(f"<@{MEMBER_ID}> ")

@@ -151,11 +151,16 @@ async def test_bad_input_gets_a_private_answer_and_costs_nothing(
     ("fault", "expected", "calls"),
     [
         ({"status": 401}, "can't edit images right now; the admins have been told", 1),
-        ({"status": 406}, "can't edit images right now; the admins have been told", 1),
+        (
+            {"status": 406, "body": {"error": "Insufficient credits"}},
+            "can't edit images right now; the admins have been told",
+            1,
+        ),
         ({"status": 404}, "unknown model", 1),
         ({"status": 422, "body": {"error": "prompt is not allowed"}}, "prompt is not allowed", 1),
         ({"status": 429, "headers": {"Retry-After": "0"}, "times": 2}, "busy", 2),
-        ({"status": 500, "times": 2}, "busy", 2),
+        ({"status": 503, "headers": {"Retry-After": "0"}, "times": 2}, "busy", 2),
+        ({"status": 500, "times": 2}, "failed on this edit. Please try again", 1),
     ],
 )
 async def test_api_faults_are_explained_and_leave_no_pending_row(
@@ -173,7 +178,7 @@ async def test_api_faults_are_explained_and_leave_no_pending_row(
 
 
 async def test_a_retried_server_error_then_success_delivers_the_image(h: Harness) -> None:
-    h.segmind.fail_next(503)
+    h.segmind.fail_next(503, headers={"Retry-After": "0"})
     answer = await h.answer(await h.edit("make it pop"))
     assert answer["attachments"]
     assert len(edit_requests(h)) == 2

@@ -102,9 +102,9 @@ async def test_metrics_parse_and_counters_move_by_exactly_one_per_edit(harness: 
 async def test_a_failed_edit_counts_once_and_each_5xx_or_429_attempt_is_counted(
     harness: Harness,
 ) -> None:
-    h = harness  # one retry after a 5xx or 429 (segmind_max_retries=1)
+    h = harness  # one retry after a 503 "come back later" or a 429 (segmind_max_retries=1)
     before = await scrape(h)
-    h.segmind.fail_next(500, times=2)
+    h.segmind.fail_next(503, times=2, headers={"Retry-After": "0"})
     await h.answer(await h.edit("fails twice"))
     h.segmind.fail_next(429, headers={"Retry-After": "0"})
     await h.answer(await h.edit("rate limited once, then fine"))
@@ -164,9 +164,9 @@ async def test_the_ledger_reports_charges_and_refunds(tmp_path: Path) -> None:
         reservation = await core.ledger.reserve(GUILD_ID, 1, (), 0.04)
         generation_id = await generations.insert(core.database, make_new_generation())
         await core.ledger.attach(reservation, generation_id)
-        assert await core.ledger.commit(reservation, 0.05, "header")
-        assert not await core.ledger.commit(reservation, 0.05, "header")  # settled: no more
-        assert await core.ledger.refund_generation(generation_id)
+        assert await core.ledger.hold(reservation, 0.05, "header")  # the API answered
+        assert not await core.ledger.hold(reservation, 0.05, "header")  # once only
+        assert await core.ledger.refund_generation(generation_id)  # never delivered
         samples = parse(core.metrics.exposition()[0].decode())
         assert value(samples, "kontext_spend_credits_total", guild_id=str(GUILD_ID)) == 0.05
         assert value(samples, "kontext_refunds_total") == 1

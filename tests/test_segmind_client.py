@@ -316,21 +316,20 @@ async def test_429_with_retry_after_waits_then_succeeds(segmind: FakeSegmind) ->
     assert segmind.calls_billed == 1
 
 
-async def test_500_is_retried_max_retries_times_then_server_error(segmind: FakeSegmind) -> None:
-    segmind.fail_next(500, times=10)
+async def test_a_refused_connection_is_retried_max_retries_times_with_jitter() -> None:
     clock = ManualClock(auto=True)
-    exc = await failure(segmind, max_retries=3, clock=clock, backoff_base_s=2.0)
-    assert type(exc) is ServerError
-    assert exc.status == 500
-    assert len(segmind.requests) == 4
-    assert segmind.calls_billed == 0
+    async with api_client(
+        f"http://127.0.0.1:{unused_port()}/v1", max_retries=3, clock=clock, backoff_base_s=2.0
+    ) as client:
+        with pytest.raises(ConnectFailed):
+            await client.edit(INPUT_B64, PARAMS)
     # Full jitter below a doubling ceiling: 2 s, 4 s, 8 s.
     assert len(clock.slept) == 3
     assert all(0 <= s <= 2.0 * 2**n for n, s in enumerate(clock.slept))
 
 
-async def test_500_then_success_returns_the_image(segmind: FakeSegmind) -> None:
-    segmind.fail_next(503)
+async def test_503_come_back_later_then_success_returns_the_image(segmind: FakeSegmind) -> None:
+    segmind.fail_next(503, headers={"Retry-After": "0"})
     result = await edit(segmind)
     assert result.attempts == 2
     assert len(segmind.requests) == 2
@@ -338,7 +337,7 @@ async def test_500_then_success_returns_the_image(segmind: FakeSegmind) -> None:
 
 
 async def test_no_retries_when_max_retries_is_zero(segmind: FakeSegmind) -> None:
-    segmind.fail_next(500)
+    segmind.fail_next(503, headers={"Retry-After": "0"})
     exc = await failure(segmind, max_retries=0)
     assert type(exc) is ServerError
     assert len(segmind.requests) == 1

@@ -126,13 +126,20 @@ class InteractionPoster:
         except PostFailed as exc:
             if late or not isinstance(exc.__cause__, discord.Forbidden):
                 raise
-            message = await self.interaction.followup.send(
-                embed=result_embed(card),
-                file=image_file(image, card.filename),
-                view=result_view(card.generation_id),
-                allowed_mentions=discord.AllowedMentions.none(),
-                wait=True,
-            )
+            try:
+                message = await self.interaction.followup.send(
+                    embed=result_embed(card),
+                    file=image_file(image, card.filename),
+                    view=result_view(card.generation_id),
+                    allowed_mentions=discord.AllowedMentions.none(),
+                    wait=True,
+                )
+            except discord.HTTPException as followup_exc:
+                retryable = followup_exc.status >= 500 or followup_exc.status == 429
+                raise PostFailed(f"HTTP {followup_exc.status}", retryable=retryable) from exc
+            except (TimeoutError, aiohttp.ClientError, OSError) as followup_exc:
+                name = type(followup_exc).__name__
+                raise PostFailed(f"network: {name}", retryable=True) from exc
             return posted(message)
         if not late:
             await settle_placeholder(self.interaction, result.jump_url, private=self.private)
@@ -177,3 +184,13 @@ class DiscordChannels:
             )
         except discord.HTTPException:
             log.warning("Could not tell member %s in channel %s", user_id, channel_id)
+
+    async def dm(self, user_id: int, text: str) -> bool:
+        try:
+            channel = await self.bot.create_dm(discord.Object(user_id))
+            await channel.send(safe_text(text), allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException as exc:
+            # DMs closed, or no server shared any more: nothing else can reach them.
+            log.warning("Could not DM member %s (HTTP %s)", user_id, exc.status)
+            return False
+        return True

@@ -35,8 +35,15 @@ def credits_embed(report: SpendReport, *, halted_reason: str | None) -> discord.
         value=(
             f"charged to members: {money(report.charged_month)}"
             f" (this server: {money(report.charged_month_here)})\n"
-            f"not charged to anyone: {money(report.unattributed_month)}"
-            " (calls that failed after billing, key checks, other use of the key)"
+            + (
+                f"held for results not delivered yet: {money(report.held_month)}"
+                " (charged when delivered, refunded if they expire)\n"
+                if report.held_month > 0
+                else ""
+            )
+            + f"not charged to anyone: {money(report.unattributed_month)}"
+            " (calls that failed after billing, results never delivered, key checks, "
+            "other use of the key)"
         ),
         inline=False,
     )

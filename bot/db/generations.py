@@ -142,11 +142,12 @@ async def mark_succeeded(
     cost_source: str | None,
     remaining_credits: float | None,
     reencoded: bool,
+    measured_cost: float | None = None,
 ) -> None:
     await database.write(
         """UPDATE generations SET status = 'succeeded', api_seed = ?, api_time_s = ?,
                api_request_id = ?, cost = ?, cost_source = ?, remaining_credits = ?,
-               result_reencoded = ?, finished_at = ?
+               result_reencoded = ?, measured_cost = COALESCE(?, measured_cost), finished_at = ?
            WHERE id = ?""",
         (
             api_seed,
@@ -156,6 +157,7 @@ async def mark_succeeded(
             cost_source,
             remaining_credits,
             int(reencoded),
+            measured_cost,
             time.time(),
             generation_id,
         ),
@@ -265,11 +267,26 @@ async def kept_before(database: Database, cutoff: float) -> list[tuple[int, str]
     return [(int(r[0]), str(r[1])) for r in rows]
 
 
+async def set_measured_cost(database: Database, generation_id: int, cost: float) -> None:
+    """What the call was measured to cost (learned from), known when its gap closed."""
+    await database.write(
+        "UPDATE generations SET measured_cost = ? WHERE id = ?", (cost, generation_id)
+    )
+
+
+async def kept_paths(database: Database) -> list[str]:
+    """Every result file a generation still points at."""
+    rows = await database.fetchall(
+        "SELECT result_path FROM generations WHERE result_path IS NOT NULL"
+    )
+    return [str(r[0]) for r in rows]
+
+
 async def observed_costs(database: Database, model: str, limit: int) -> list[float]:
     """The latest costs that were measured (not estimated), oldest first."""
     rows = await database.fetchall(
-        """SELECT cost FROM generations
-           WHERE model = ? AND cost_source IN ('header', 'balance_drop')
+        """SELECT measured_cost FROM generations
+           WHERE model = ? AND measured_cost IS NOT NULL
            ORDER BY id DESC LIMIT ?""",
         (model, limit),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from bot.db import charges
 from bot.db.connection import Database
 
 
@@ -18,7 +19,8 @@ async def record_delivery(
     url: str | None,
     is_result: bool = True,
 ) -> None:
-    """Remember a message that shows this generation's image (the result, or a re-post)."""
+    """Remember a message that shows this generation's image (the result, or a re-post).
+    A result's held cost is charged in the same transaction: Discord has it now."""
     async with database.transaction() as conn:
         await conn.execute(
             """INSERT OR REPLACE INTO result_messages
@@ -33,6 +35,7 @@ async def record_delivery(
                    WHERE id = ?""",
                 (channel_id, message_id, attachment_id, url, generation_id),
             )
+            await charges.commit_delivered(conn, generation_id, time.time())
 
 
 @dataclass(frozen=True)

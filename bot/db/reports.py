@@ -41,6 +41,16 @@ async def readings_since(
     return [(float(r[0]), float(r[1]), r[2]) for r in rows]
 
 
+async def held_for_delivery(database: Database, since: float) -> float:
+    """What results not delivered yet hold (made since `since`): spent at the API, charged
+    to no one unless they are delivered."""
+    row = await database.fetchone(
+        "SELECT COALESCE(SUM(amount), 0) FROM charges WHERE state = 'held' AND created_at >= ?",
+        (since,),
+    )
+    return float(row[0]) if row else 0.0
+
+
 async def charged_settled_since(
     database: Database, guild_id: int, since: float
 ) -> tuple[float, float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiosqlite
 
+from bot.db.charges import SPENT
 from bot.db.connection import Database
 
 
@@ -41,11 +42,12 @@ async def set_access(conn: aiosqlite.Connection, guild_id: int, allowed: bool) -
 
 
 async def spent_and_held(database: Database, guild_id: int, since: float) -> tuple[float, float]:
-    """A server's committed spend and what its running edits hold, since `since`."""
+    """A server's spend (charged, or held for results awaiting delivery) and what its
+    running edits have reserved, since `since`."""
     row = await database.fetchone(
-        """SELECT COALESCE(SUM(CASE WHEN state = 'committed' THEN amount END), 0),
+        f"""SELECT COALESCE(SUM(CASE WHEN state IN {SPENT} THEN amount END), 0),
                   COALESCE(SUM(CASE WHEN state = 'reserved' THEN reserved END), 0)
-           FROM charges WHERE guild_id = ? AND created_at >= ?""",
+           FROM charges WHERE guild_id = ? AND created_at >= ?""",  # noqa: S608
         (guild_id, since),
     )
     return (float(row[0]), float(row[1])) if row else (0.0, 0.0)

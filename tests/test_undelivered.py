@@ -1,0 +1,300 @@
+"""A paid result is charged only once Discord has it: until then its cost is held (it counts
+as used); a result that can never be delivered is refunded when its kept copy expires, and
+its member hears of it by DM when the channel refuses it (issue 12, items 1 and 13)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import db
+from bot.db import generations
+from bot.ledger import Ledger
+from bot.results import ResultStore
+from bot.upkeep import Upkeep
+from tests.clock import ManualClock, advance, until
+from tests.conftest import CHANNEL_ID, GUILD_ID, MEMBER_ID, Harness, operator
+from tests.helpers import make_new_generation
+from tests.test_queue_flow import (
+    deliver_buttons,
+    open_history,
+    press,
+    result_of,
+    wait_followup,
+)
+
+MISSING_PERMISSIONS = {"message": "Missing Permissions", "code": 50013}
+UNKNOWN_CHANNEL = {"message": "Unknown Channel", "code": 10003}
+RETENTION_S = 72 * 3600
+HOUR_S = 3600.0
+CHANNEL_POST = rf"^/channels/{CHANNEL_ID}/messages$"  # the members' channel, not a DM
+
+
+@pytest.fixture
+def h(harness: Harness) -> Harness:
+    harness.bot.core.delivery.backoff_s = 0.01
+    return harness
+
+
+async def charges(h: Harness) -> list[tuple[str, float | None]]:
+    rows = await h.bot.core.database.fetchall(
+        "SELECT state, amount FROM charges WHERE user_id = ? ORDER BY id", (MEMBER_ID,)
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+async def used(h: Harness) -> float:
+    return (await h.bot.core.ledger.status(GUILD_ID, MEMBER_ID, ())).used
+
+
+def dms(h: Harness, user_id: int = MEMBER_ID) -> list[dict[str, Any]]:
+    """Messages the bot sent to a member's DM channel."""
+    dm_channels = {
+        cid
+        for cid, c in h.discord.channels.items()
+        if c["type"] == 1 and c["recipients"][0]["id"] == str(user_id)
+    }
+    return [m for m in h.discord.messages.values() if int(m["channel_id"]) in dm_channels]
+
+
+async def refused_edit(h: Harness, status: int = 403, body: dict | None = None) -> dict:
+    """An /edit whose channel refuses the result (and every other post there); the token
+    has run out, so the interaction's webhook cannot carry it either."""
+    h.bot.clock = lambda: time.time() + 16 * 60
+    h.discord.fail_next("POST", CHANNEL_POST, status, body=body or MISSING_PERMISSIONS, times=10)
+    await h.edit("make it night")
+    [dm] = await h.discord.wait_for(lambda: dms(h), message="a DM")  # type: ignore[misc]
+    gen = await h.bot.core.database.fetchone(
+        "SELECT * FROM generations WHERE user_id = ? ORDER BY id DESC LIMIT 1", (MEMBER_ID,)
+    )
+    await h.discord.wait_for(
+        lambda: h.bot.core.database.fetchone("SELECT 1 FROM jobs WHERE state = 'failed'"),
+        message="the job to end",
+    )
+    return dict(gen) | {"dm": dm}
+
+
+# -- held until delivered ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "body"), [(403, MISSING_PERMISSIONS), (404, UNKNOWN_CHANNEL)], ids=["403", "gone"]
+)
+async def test_a_result_the_channel_refuses_is_held_not_charged_and_the_member_gets_a_dm(
+    h: Harness, status: int, body: dict
+) -> None:
+    gen = await refused_edit(h, status, body)
+
+    assert "/history" in gen["dm"]["content"] and "not charged" in gen["dm"]["content"]
+    assert f"<#{CHANNEL_ID}>" in gen["dm"]["content"] and "72 hours" in gen["dm"]["content"]
+    assert gen["status"] == "succeeded" and gen["result_message_id"] is None
+    assert await asyncio.to_thread(Path(gen["result_path"]).is_file)  # kept for Deliver
+    assert await charges(h) == [("held", 0.04)]
+    assert await used(h) == pytest.approx(0.04)  # held money cannot be spent twice
+    history = (await open_history(h))["embeds"][0]["description"]
+    assert "not delivered" in history and "held, charged only once delivered" in history
+
+
+async def test_a_refused_dm_is_fine(h: Harness) -> None:
+    h.discord.fail_next("POST", r"^/users/@me/channels$", 403, body={"code": 50007})
+    h.bot.clock = lambda: time.time() + 16 * 60
+    h.discord.fail_next("POST", CHANNEL_POST, 403, body=MISSING_PERMISSIONS, times=10)
+    await h.edit("make it night")
+    await h.discord.wait_for(
+        lambda: h.bot.core.database.fetchone("SELECT 1 FROM jobs WHERE state = 'failed'")
+    )
+    assert dms(h) == []
+    assert await charges(h) == [("held", 0.04)]
+
+
+async def test_a_result_delivered_from_history_is_charged_then(h: Harness) -> None:
+    h.discord.fail_next("POST", CHANNEL_POST, 503, times=h.bot.core.delivery.attempts)
+    await h.answer(await h.edit("make it night"))
+    assert await charges(h) == [("held", 0.04)]
+    history = await open_history(h)
+    [button] = deliver_buttons(history)
+
+    await wait_followup(h, await press(h, button["custom_id"], history, user_id=MEMBER_ID), "Deliv")
+
+    await h.discord.wait_for(lambda: _committed(h), message="the charge")
+    assert await used(h) == pytest.approx(0.04)
+
+
+async def _committed(h: Harness) -> bool:
+    return await charges(h) == [("committed", 0.04)]
+
+
+async def test_a_delivered_result_is_charged(h: Harness) -> None:
+    await result_of(h, await h.edit("make it night"))
+    await h.discord.wait_for(lambda: _committed(h), message="the charge")
+
+
+# -- refunded when the kept copy expires ---------------------------------------------------
+
+
+async def test_a_result_never_delivered_is_refunded_when_its_kept_copy_expires(
+    h: Harness,
+) -> None:
+    gen = await refused_edit(h)
+    upkeep = h.bot.core.upkeep
+
+    upkeep.clock = lambda: time.time() + RETENTION_S - HOUR_S
+    assert await upkeep.expire() == []  # not yet
+    upkeep.clock = lambda: time.time() + RETENTION_S + 1
+    assert await upkeep.expire() == [gen["id"]]
+
+    assert await charges(h) == [("released", 0)]
+    assert await used(h) == 0
+    assert not await asyncio.to_thread(Path(gen["result_path"]).exists)
+    history = await open_history(h)
+    assert "not delivered · not charged" in history["embeds"][0]["description"]
+    assert deliver_buttons(history) == []
+
+
+async def test_credits_report_what_is_held_and_what_no_one_was_charged_for(h: Harness) -> None:
+    await result_of(h, await h.edit("one"))  # 99.96, charged the estimate (first reading)
+    await result_of(h, await h.edit("two"))  # 99.92, charged its drop
+    await refused_edit(h)  # 99.88, held
+
+    shown = _fields(await operator(h, "credits"))
+    assert shown["This month"] == "0.12"
+    assert shown["This month, by who paid"].startswith(
+        "charged to members: 0.08 (this server: 0.08)\n"
+        "held for results not delivered yet: 0.04 (charged when delivered, refunded if they"
+    )
+    assert "not charged to anyone: 0.00" in shown["This month, by who paid"]
+
+    h.bot.core.upkeep.clock = lambda: time.time() + RETENTION_S + 1
+    await h.bot.core.upkeep.expire()
+    shown = _fields(await operator(h, "credits"))
+    assert shown["This month, by who paid"].startswith(
+        "charged to members: 0.08 (this server: 0.08)\nnot charged to anyone: 0.04"
+    )
+
+
+def _fields(message: dict[str, Any]) -> dict[str, str]:
+    [embed] = message["embeds"]
+    return {f["name"]: f["value"] for f in embed["fields"]}
+
+
+# -- after a crash -------------------------------------------------------------------------
+
+
+async def test_a_paid_result_a_crash_left_is_held_until_the_channel_takes_it(
+    h: Harness,
+) -> None:
+    h.discord.fail_next("POST", CHANNEL_POST, 503, times=h.bot.core.delivery.attempts)
+    await h.answer(await h.edit("crash before posting"))
+    # As if the process had died during the upload: the job still 'running', the charge
+    # as the API's answer left it.
+    await h.bot.core.database.write("UPDATE jobs SET state = 'running', finished_at = NULL")
+    await h.bot.core.database.write("UPDATE charges SET state = 'reserved', amount = NULL")
+    h.discord.fail_next("POST", CHANNEL_POST, 403, body=MISSING_PERMISSIONS, times=10)
+
+    await h.restart()
+
+    await h.discord.wait_for(lambda: dms(h), message="a DM")
+    await h.discord.wait_for(
+        lambda: h.bot.core.database.fetchone("SELECT 1 FROM jobs WHERE state = 'failed'")
+    )
+    assert await charges(h) == [("held", 0.04)]
+
+
+async def test_start_up_settles_money_by_whether_discord_had_the_result(
+    conn: db.Database,
+) -> None:
+    ledger = Ledger(conn, default_credits=1.0, default_period="day")
+    ids = {}
+    for name in ("delivered", "undelivered", "failed", "held"):
+        reservation = await ledger.reserve(GUILD_ID, MEMBER_ID, (), 0.04)
+        gen_id = await generations.insert(conn, make_new_generation())
+        await ledger.attach(reservation, gen_id)
+        if name != "failed":
+            await generations.mark_succeeded(
+                conn, gen_id, api_seed=1, api_time_s=1.0, request_id=None, cost=0.05,
+                cost_source="balance_drop", remaining_credits=9.0, reencoded=False,
+            )  # fmt: skip
+        if name == "held":
+            await ledger.hold(reservation, 0.05, "balance_drop")
+        if name == "delivered":
+            await conn.write("UPDATE generations SET result_message_id = 1 WHERE id = ?", (gen_id,))
+        ids[name] = reservation.id
+
+    settled = await ledger.settle_stale(older_than_s=0)
+
+    rows = await conn.fetchall("SELECT id, state, amount FROM charges")
+    states = {r[0]: (r[1], r[2]) for r in rows}
+    assert states[ids["delivered"]] == ("committed", 0.05)
+    assert states[ids["undelivered"]] == ("held", 0.05)
+    assert states[ids["held"]] == ("held", 0.05)
+    assert states[ids["failed"]] == ("released", 0)
+    assert (settled.held, settled.committed, settled.released) == (1, 1, 1)
+    status = await ledger.status(GUILD_ID, MEMBER_ID, ())
+    assert status.used == pytest.approx(0.15) and status.held == 0
+
+
+# -- item 13: kept results expire while the bot runs; no half-written file -----------------
+
+
+async def test_kept_results_expire_every_hour_while_the_bot_runs(
+    conn: db.Database, tmp_path: Path
+) -> None:
+    ledger = Ledger(conn, default_credits=1.0, default_period="day")
+    results = ResultStore(conn, tmp_path / "results", retention_s=RETENTION_S)
+    timer = ManualClock()
+    offset = 0.0
+    upkeep = Upkeep(results, ledger, timer=timer, clock=lambda: time.time() + offset)
+    reservation = await ledger.reserve(GUILD_ID, MEMBER_ID, (), 0.04)
+    gen_id = await generations.insert(conn, make_new_generation())
+    await ledger.attach(reservation, gen_id)
+    await generations.mark_succeeded(
+        conn, gen_id, api_seed=1, api_time_s=1.0, request_id=None, cost=0.04,
+        cost_source="estimate", remaining_credits=None, reencoded=False,
+    )  # fmt: skip
+    kept = await results.save(gen_id, b"paid for", "png")
+    await ledger.hold(reservation, 0.04, "estimate")
+    upkeep.start()
+    try:
+        await until(lambda: timer.sleeping)
+        offset = RETENTION_S - HOUR_S / 2
+        await advance(timer, HOUR_S)
+        await until(lambda: timer.sleeping)
+        assert await asyncio.to_thread(kept.exists)  # not expired yet
+
+        offset = RETENTION_S + HOUR_S / 2
+        await advance(timer, HOUR_S)
+        await until(lambda: timer.sleeping)  # that hour's expiry is done
+        assert not await asyncio.to_thread(kept.exists)
+    finally:
+        await upkeep.aclose()
+    [row] = await conn.fetchall("SELECT state FROM charges")
+    assert row[0] == "released"
+    assert await generations.result_path(conn, gen_id) is None
+
+
+async def test_a_save_cancelled_half_way_leaves_no_file(conn: db.Database, tmp_path: Path) -> None:
+    results = ResultStore(conn, tmp_path / "results", retention_s=RETENTION_S)
+    gen_id = await generations.insert(conn, make_new_generation())
+    saving = asyncio.create_task(results.save(gen_id, b"x" * (64 * 1024 * 1024), "png"))
+    await until(lambda: results.directory.is_dir() and any(results.directory.iterdir()))
+
+    saving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await saving
+
+    # Whatever the writing thread was doing has finished: nothing is half-written.
+    await until(lambda: not any(p.suffix == ".tmp" for p in results.directory.iterdir()), 10)
+    assert list(results.directory.iterdir()) == []
+    assert await generations.result_path(conn, gen_id) is None
+
+
+async def test_a_file_no_result_points_at_is_removed_at_start_up(h: Harness) -> None:
+    stray = h.bot.core.results.directory / "77.png.tmp"
+    await asyncio.to_thread(stray.parent.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(stray.write_bytes, b"half written when the power went")
+    await h.restart()
+    assert not await asyncio.to_thread(stray.exists)
