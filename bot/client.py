@@ -19,6 +19,7 @@ from bot.adapter.posting import DiscordChannels
 from bot.config import Settings
 from bot.core import Core
 from bot.health import Incident
+from bot.instance import InstanceLock
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,9 @@ class KontextBot(commands.Bot):
 
     core: Core
 
-    def __init__(self, settings: Settings, **options: object) -> None:
+    def __init__(
+        self, settings: Settings, *, instance: InstanceLock | None = None, **options: object
+    ) -> None:
         intents = discord.Intents.default()
         intents.message_content = settings.message_content_intent
         super().__init__(
@@ -52,6 +55,7 @@ class KontextBot(commands.Bot):
             **options,  # type: ignore[arg-type]
         )
         self.settings = settings
+        self._instance = instance  # the database lock the process took, handed to the core
         # Wall clock for deadlines such as the 15-minute interaction token; tests move it.
         self.clock: Callable[[], float] = time.time
         self._core: Core | None = None
@@ -61,7 +65,7 @@ class KontextBot(commands.Bot):
         self.synced_commands: list[discord.app_commands.AppCommand] = []
 
     async def setup_hook(self) -> None:
-        self._core = self.core = await core_module.build(self.settings)
+        self._core = self.core = await core_module.build(self.settings, instance=self._instance)
         self.core.alerts.sinks.append(self.post_alert)
         self.core.edits.start()
         for name in extension_names():

@@ -21,6 +21,7 @@ from bot.credits import CreditMeter
 from bot.delivery import Delivery
 from bot.health import ServiceHealth
 from bot.history import History
+from bot.instance import InstanceLock
 from bot.ledger import Ledger, QuotaStatus
 from bot.operator import OperatorDesk
 from bot.pipeline import EditPipeline
@@ -77,6 +78,7 @@ class Core:
     reports: Reports
     operator: OperatorDesk
     recovery: Recovery
+    instance: InstanceLock
 
     async def quota_view(self, guild_id: int, user_id: int, role_ids: tuple[int, ...]) -> QuotaView:
         block = await self.admin.block_of(guild_id, user_id)
@@ -99,15 +101,25 @@ class Core:
             await self.downloads.aclose()
             # aiosqlite's worker thread is not a daemon: an unclosed database hangs the exit.
             await self.database.close()
+            self.instance.release()  # last: the database is closed, another bot may start
 
 
-async def build(settings: Settings, *, clock: Callable[[], float] = time.time) -> Core:
-    """Open the database (migrated), settle what a crash left, and wire every service.
-    Nothing is sent anywhere until the edit queue is started."""
-    database = await db.connect(settings.database_path)
+async def build(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    instance: InstanceLock | None = None,
+) -> Core:
+    """Lock the database to this process (or take over `instance`, the lock the caller
+    took), open it (migrated), settle what a crash left, and wire every service.
+    Nothing is sent anywhere until the edit queue is started. Raises AlreadyRunning."""
+    if instance is None:
+        instance = InstanceLock.acquire(settings.database_path)
     stack = contextlib.AsyncExitStack()
-    stack.push_async_callback(database.close)
+    stack.callback(instance.release)
     async with stack:
+        database = await db.connect(settings.database_path)
+        stack.push_async_callback(database.close)
         downloads = httpx.AsyncClient(timeout=DOWNLOAD_TIMEOUT, follow_redirects=False)
         stack.push_async_callback(downloads.aclose)
         api = SegmindClient.from_settings(settings)
@@ -175,6 +187,7 @@ async def build(settings: Settings, *, clock: Callable[[], float] = time.time) -
             reports=Reports(database, ledger, reserve=settings.account_reserve_credits),
             operator=OperatorDesk(api, meter, health, admin),
             recovery=recovery,
+            instance=instance,
         )
         stack.pop_all()  # built: the Core closes them from now on
     return core

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sqlite3
 import sys
 from collections.abc import AsyncIterator
@@ -180,3 +181,33 @@ async def test_sigterm_past_the_grace_period_stops_the_edit_without_charge(
     assert any("restarting" in t and "not charged" in t for t in told), told
     assert query(tmp_path, "SELECT status FROM generations") == [("failed",)]
     assert query(tmp_path, "SELECT state FROM charges") == [("released",)]
+
+
+async def test_a_second_process_on_the_same_database_refuses_to_start(
+    tmp_path: Path, world: tuple
+) -> None:
+    discord, segmind = world
+    env = bot_env(tmp_path, discord, segmind)
+    async with bot_process(tmp_path, discord, env) as first:
+        second = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            _out, err = await asyncio.wait_for(second.communicate(), READY_S)
+        finally:
+            if second.returncode is None:
+                second.kill()
+                await second.wait()
+        assert second.returncode == 2
+        lines = err.decode().strip().splitlines()
+        assert lines == [
+            f"Another Kontext is already running on {tmp_path / 'kontext.db'} "
+            f"(pid {first.pid} on host {socket.gethostname()}); stop it first"
+        ]
+        assert first.returncode is None  # the first one runs on, untouched
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+    # A crash leaves no lock behind: the next start works.
+    async with bot_process(tmp_path, discord, env) as third:
+        assert third.returncode is None
