@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import httpx
 
@@ -67,8 +68,11 @@ class EditPipeline:
             guild_id, req.user_id, req.role_ids, await self.meter.expected_cost()
         )
 
-    async def run(self, req: EditRequest) -> EditOutcome:
+    async def run(
+        self, req: EditRequest, *, on_call: Callable[[], None] | None = None
+    ) -> EditOutcome:
         """Run one edit. Raises BadInput (nothing spent, no row) or EditFailed (row failed).
+        `on_call` is told when the API call goes out (what the per-minute limit counts).
 
         Money: the expected cost is reserved before the call, committed at the real cost
         after a 200 and released after any failure. `precheck` ran when the edit was
@@ -95,7 +99,7 @@ class EditPipeline:
             raise
         try:
             await self.ledger.attach(reservation, generation_id)
-            outcome = await self._call(generation_id, api_input, req, reservation)
+            outcome = await self._call(generation_id, api_input, req, reservation, on_call)
         except EditFailed as exc:
             await db.mark_failed(self._db, generation_id, exc.reason)
             await self.ledger.release(reservation)
@@ -159,8 +163,11 @@ class EditPipeline:
         api_input: images.ApiInput,
         req: EditRequest,
         reservation: Reservation,
+        on_call: Callable[[], None] | None,
     ) -> EditOutcome:
         ticket = self.meter.start()
+        if on_call is not None:
+            on_call()
         try:
             result = await self._api.edit(api_input.value, req.params)
         except segmind.SegmindError as exc:

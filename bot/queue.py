@@ -1,6 +1,7 @@
 """A fair queue in front of the API.
 
-At most `max_concurrency` calls run at once and at most `rpm` start in any minute; each
+At most `max_concurrency` jobs run at once and at most `rpm` API calls start in any
+minute (`bot.ratelimit`: a job refused before its call takes no slot); each
 member has at most `per_member_running` edits running and `per_member_queued` waiting
 (`QueueLimits`).
 Members take turns (round-robin), so one member firing twenty edits cannot starve the
@@ -21,11 +22,11 @@ from dataclasses import dataclass, field
 
 from bot.clock import REAL_CLOCK, Clock
 from bot.errors import BadInput, UserError
+from bot.ratelimit import RateLimiter, Slot
 from bot.requests import EditOutcome, EditRequest
 
 log = logging.getLogger(__name__)
 
-RATE_WINDOW_S = 60.0
 INITIAL_DURATION_S = 12.0
 DURATION_SMOOTHING = 0.2
 Member = tuple[int, int]  # (guild id, user id)
@@ -60,6 +61,9 @@ class Progress:
 
 
 ProgressHook = Callable[[Progress], Awaitable[None]]
+# Runs one job. It calls `call_sent()` as its API call goes out: only then does the job
+# count against the per-minute limit (a job refused before its call takes no slot).
+Runner = Callable[[EditRequest, Callable[[], None]], Awaitable[EditOutcome]]
 
 
 @dataclass(eq=False, slots=True)
@@ -73,29 +77,9 @@ class Job:
     started_at: float | None = None
     shown: Progress | None = None
     shown_at: float = -math.inf
+    slot: Slot | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     updating: asyncio.Task[None] | None = field(default=None, repr=False)
-
-
-class RateLimiter:
-    """At most `per_minute` starts in any sliding 60-second window."""
-
-    def __init__(self, per_minute: int, clock: Callable[[], float]) -> None:
-        self._limit = per_minute
-        self._clock = clock
-        self._starts: collections.deque[float] = collections.deque()
-
-    def delay(self) -> float:
-        """Seconds until the next start is allowed (0 = now)."""
-        now = self._clock()
-        while self._starts and now - self._starts[0] >= RATE_WINDOW_S:
-            self._starts.popleft()
-        if len(self._starts) >= self._limit:
-            return max(0.0, self._starts[0] + RATE_WINDOW_S - now)
-        return 0.0
-
-    def record(self) -> None:
-        self._starts.append(self._clock())
 
 
 class FairQueue:
@@ -103,7 +87,7 @@ class FairQueue:
 
     def __init__(
         self,
-        runner: Callable[[EditRequest], Awaitable[EditOutcome]],
+        runner: Runner,
         limits: QueueLimits | None = None,
         *,
         clock: Clock = REAL_CLOCK,
@@ -267,7 +251,10 @@ class FairQueue:
             return Progress(job.id, "running", elapsed_s=self._clock.now() - job.started_at)
         ahead = (positions if positions is not None else self.positions()).get(job.id, 0)
         rounds = (ahead + self.running_count) // self.limits.max_concurrency + 1
-        return Progress(job.id, "queued", ahead=ahead, eta_s=rounds * self.avg_duration_s)
+        # It cannot start before the per-minute limit lets `ahead + 1` more calls out.
+        by_rate = self.limiter.wait_for(ahead + 1) + self.avg_duration_s
+        eta = max(rounds * self.avg_duration_s, by_rate)
+        return Progress(job.id, "queued", ahead=ahead, eta_s=eta)
 
     def positions(self) -> dict[int, int]:
         """For every waiting job, how many start before it, taking turns as the dispatcher
@@ -313,13 +300,14 @@ class FairQueue:
             while self.running_count < self.limits.max_concurrency:
                 delay = self.limiter.delay()
                 if delay > 0:
-                    # Try again when the rate window (or a 429 pause) allows.
-                    self._wake_after(delay)
+                    # Try again when the rate window allows (a job ending wakes us too).
+                    if math.isfinite(delay):
+                        self._wake_after(delay)
                     break
                 job = self._next_job()
                 if job is None:
                     break
-                self.limiter.record()
+                job.slot = self.limiter.hold()
                 self._launch(job)
 
     def _wake_after(self, delay: float) -> None:
@@ -340,8 +328,14 @@ class FairQueue:
         job.task = asyncio.create_task(self._run(job), name=f"edit-job-{job.id}")
 
     async def _run(self, job: Job) -> None:
+        slot = job.slot
+        assert slot is not None
+
+        def call_sent() -> None:
+            self.limiter.use(slot)
+
         try:
-            outcome = await self._runner(job.request)
+            outcome = await self._runner(job.request, call_sent)
         except asyncio.CancelledError:
             if not job.future.done():
                 job.future.set_exception(JobCancelled(self._stop_reason))
@@ -356,6 +350,7 @@ class FairQueue:
             if not job.future.done():
                 job.future.set_result(outcome)
         finally:
+            self.limiter.release(slot)  # a slot its job never used is free again at once
             self._running[job.member] -= 1
             self._running_jobs.discard(job)
             self._jobs.pop(job.id, None)

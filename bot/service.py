@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot import jobs
@@ -126,13 +127,15 @@ class EditService:
     def owner_of(self, job_id: int) -> int | None:
         return self.queue.owner_of(job_id)
 
-    async def _execute(self, request: EditRequest) -> EditOutcome | Posted:
+    async def _execute(
+        self, request: EditRequest, call_sent: Callable[[], None]
+    ) -> EditOutcome | Posted:
         assert request.job_id is not None
         job_id = request.job_id
         to = self._destinations.pop(job_id, None)
         await job_rows.mark_running(self._db, job_id)
         try:
-            outcome = await self.pipeline.run(request)
+            outcome = await self.pipeline.run(request, on_call=call_sent)
             result: EditOutcome | Posted = outcome
             if to is not None:
                 result = await self._delivery.deliver(
