@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import discord
@@ -25,7 +23,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WORKING = "\N{HOURGLASS WITH FLOWING SAND}"
 HINT_HIDDEN_TEXT = (
     "I can't read replies that don't mention me. To keep editing, reply **with ping** "
     "(leave the @ on) and say what to change, or use the buttons under the result."
@@ -66,11 +63,10 @@ class Chains(commands.Cog):
         if parent is None and self.bot.user not in message.mentions:
             return
         try:
-            async with self._working(message):
-                if parent is not None:
-                    await self._continue_chain(message, parent)
-                else:
-                    await self._edit_mentioned(message)
+            if parent is not None:
+                await self._continue_chain(message, parent)
+            else:
+                await self._edit_mentioned(message)
         except UserError as exc:
             await self._answer(message, describe(exc) or exc.message)
         except Exception as exc:  # noqa: BLE001 - a listener must never die on one message
@@ -137,23 +133,6 @@ class Chains(commands.Cog):
             message, image=found[0], params=params, seed_explicit=seed is not None, parent_id=None
         )
         await flow.run_for_message(self.bot, message, request, note=note)
-
-    @contextlib.asynccontextmanager
-    async def _working(self, message: discord.Message) -> AsyncIterator[None]:
-        """Show a reaction while the edit runs (the typing indicator if reactions are denied)."""
-        reacted = False
-        try:
-            await message.add_reaction(WORKING)
-            reacted = True
-        except discord.HTTPException:
-            with contextlib.suppress(discord.HTTPException):
-                await message.channel.typing()
-        try:
-            yield
-        finally:
-            if reacted and self.bot.user is not None:
-                with contextlib.suppress(discord.HTTPException):
-                    await message.remove_reaction(WORKING, self.bot.user)
 
     async def _answer(self, message: discord.Message, text: str) -> None:
         """A short answer in the member's reply thread."""

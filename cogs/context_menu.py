@@ -49,7 +49,6 @@ class InstructionModal(ReportingModal, title="Edit image"):
             params=params,
             seed_explicit=seed is not None,
         )
-        await interaction.response.defer(thinking=True, ephemeral=True)
         await flow.run_for_interaction(
             self.bot, interaction, request, reply_to=self.target, note=self.note, private=True
         )

@@ -211,3 +211,33 @@ async def test_a_second_process_on_the_same_database_refuses_to_start(
     # A crash leaves no lock behind: the next start works.
     async with bot_process(tmp_path, discord, env) as third:
         assert third.returncode is None
+
+
+async def test_an_edit_is_written_down_before_discord_shows_it_accepted(
+    tmp_path: Path, world: tuple
+) -> None:
+    discord, segmind = world
+    env = bot_env(tmp_path, discord, segmind)
+    async with bot_process(tmp_path, discord, env) as proc:
+        # Discord keeps the bot's acknowledgement ("thinking...") waiting; the process dies
+        # right then, as a kill -9 between the two would have it.
+        held = discord.hold_next("POST", r"^/interactions/\d+/[^/]+/callback$")
+        await send_edit(discord, "seen accepted", MEMBER_ID)
+        await asyncio.wait_for(held.arrived.wait(), 15)
+        assert held.request is not None and held.request.json["type"] == 5
+        assert query(tmp_path, "SELECT user_id, state FROM jobs") == [(MEMBER_ID, "queued")]
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        held.release.set()
+    assert [r for r in segmind.requests if r.method == "POST"] == []
+
+    async with bot_process(tmp_path, discord, env):
+        # The edit the member saw accepted runs after the restart and pings them.
+        await discord.wait_for(
+            lambda: any(t == f"<@{MEMBER_ID}> your edit is ready." for t in channel_texts(discord)),
+            20,
+        )
+        await discord.wait_for(lambda: query(tmp_path, "SELECT state FROM jobs") == [("done",)], 10)
+    assert query(tmp_path, "SELECT prompt, status FROM generations") == [
+        ("seen accepted", "succeeded")
+    ]

@@ -611,8 +611,10 @@ async def test_two_edits_at_once_over_the_limit_leave_no_runnable_job_row(
 
     refused = [r for r in results if isinstance(r, QueueFull)]
     assert len(refused) == 1 and service.queue.waiting_count == 3
-    # The refused edit was written down before the queue said no; a restart must not run
-    # it (and charge for it): what is left unfinished is exactly what is queued or running.
+    # The queue keeps a place for each edit while it is checked and written down, so the
+    # refused one never got a row; a restart must not run it (and charge for it): what is
+    # left unfinished is exactly what is queued or running.
+    assert len(await job_states(conn)) == 4
     left = {job.id for job in await jobs.unfinished(conn)}
     live = {job.id for job in service.queue.waiting_jobs()} | {
         job.id for job in service.queue.running_jobs()
