@@ -43,6 +43,7 @@ def queue_limits(settings: Settings) -> QueueLimits:
         rpm=settings.segmind_rpm,
         per_member_running=settings.max_inflight_per_user,
         per_member_queued=settings.max_queued_per_user,
+        max_queued_total=settings.max_queued_total,
         status_interval_s=settings.status_update_interval_s,
     )
 

@@ -52,6 +52,7 @@ class QueueLimits:
     rpm: int = 50
     per_member_running: int = 1
     per_member_queued: int = 3
+    max_queued_total: int = 200  # waiting across all members and servers
     status_interval_s: float = 3.0
 
 
@@ -195,10 +196,11 @@ class FairQueue:
         """The waiting or running job with this id, or None once it ended or was cancelled."""
         return self._jobs.get(job_id)
 
-    def hold_place(self, request: EditRequest) -> Place:
+    def hold_place(self, request: EditRequest, *, resumed: bool = False) -> Place:
         """Keep a waiting place for an edit while it is checked, written down and
         acknowledged; raises QueueFull (or refuses during shutdown) before anything is
-        written. The place goes to its job in `submit`, or back with `release_place`."""
+        written. The place goes to its job in `submit`, or back with `release_place`.
+        A `resumed` edit, accepted before a restart, is not held to the total bound."""
         if not self._accepting:
             raise BadInput(MSG_RESTARTING)
         member = (request.guild_id or 0, request.user_id)
@@ -207,6 +209,12 @@ class FairQueue:
             raise QueueFull(
                 f"You already have {mine} edits waiting. Let one finish (or cancel one) "
                 "before adding more. Nothing was charged."
+            )
+        everyone = self.waiting_count + sum(self._places.values())
+        if not resumed and everyone >= self.limits.max_queued_total:
+            raise QueueFull(
+                f"The bot has {everyone} edit{'s' if everyone != 1 else ''} waiting, as many "
+                "as it takes at a time. Please try again in a few minutes. Nothing was charged."
             )
         self._places[member] += 1
         return Place(member)
@@ -226,11 +234,12 @@ class FairQueue:
         on_progress: ProgressHook | None = None,
         job_id: int | None = None,
         place: Place | None = None,
+        resumed: bool = False,
     ) -> Job:
         """Queue an edit in the place held for it (or a new one); await `job.future` for
         the outcome. Raises QueueFull."""
         if place is None:
-            place = self.hold_place(request)
+            place = self.hold_place(request, resumed=resumed)
         self.release_place(place)  # the job takes it
         if not self._accepting:
             raise BadInput(MSG_RESTARTING)

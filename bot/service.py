@@ -80,7 +80,7 @@ class EditService:
         result there and its outcome is the `Posted` message."""
         place = None
         try:
-            place = self.queue.hold_place(request)
+            place = self.queue.hold_place(request, resumed=job_id is not None)
             await self.pipeline.precheck(request)
             if job_id is None:
                 job_id = await jobs.add(self._db, request, reply_to_message_id=reply_to_message_id)

@@ -230,6 +230,27 @@ async def test_a_member_over_the_waiting_limit_is_refused_and_nothing_is_queued(
     assert (await bob.future).filename == "B1.png"
 
 
+async def test_past_the_total_bound_only_an_edit_resumed_after_a_restart_is_queued(
+    gate: Gate, started: list[FairQueue]
+) -> None:
+    queue = make_queue(gate, max_concurrency=1, per_member_queued=3, max_queued_total=2)
+    started.append(queue)
+    queue.start()
+    submit(queue, ALICE, "A1")
+    await gate.until_started(1)
+    submit(queue, BOB, "B1")
+    place = queue.hold_place(make_edit_request(CAROL, "C1"))  # being written down
+    with pytest.raises(QueueFull, match="2 edits waiting"):
+        submit(queue, DAVE, "D1")
+    queue.release_place(place)  # Carol's edit was refused after all
+    submit(queue, DAVE, "D1")
+    with pytest.raises(QueueFull, match="2 edits waiting"):
+        submit(queue, ZOE, "Z1")
+    # An edit accepted before a restart keeps its place in line.
+    submit(queue, ZOE, "Z1", resumed=True)
+    assert queue.waiting_count == 3
+
+
 async def test_the_rate_limit_holds_the_third_start_until_the_minute_has_passed(
     clock: ManualClock, gate: Gate, started: list[FairQueue]
 ) -> None:

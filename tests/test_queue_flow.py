@@ -242,6 +242,26 @@ async def test_a_fifth_edit_while_three_wait_is_refused_and_costs_nothing(h: Har
     assert [c["state"] for c in await rows_of(h, "charges", MEMBER_ID)] == ["reserved"]
 
 
+@pytest.mark.settings(max_queued_total=1, segmind_max_concurrency=1)
+async def test_past_the_total_queue_bound_new_edits_are_refused_at_once_and_cost_nothing(
+    h: Harness,
+) -> None:
+    h.segmind.delay = 2.0
+    await h.edit("running", user_id=MEMBER_ID)
+    await h.discord.wait_for(lambda: h.segmind.in_flight == 1)
+    await h.edit("waiting", user_id=OTHER_MEMBER_ID)
+    await wait_jobs(h, 2)
+    credits = h.segmind.credits
+
+    answer = await h.answer(await h.edit("one too many", user_id=ADMIN_ID))
+
+    assert answer["flags"] & FLAG_EPHEMERAL
+    assert "1 edit waiting" in answer["content"] and "Nothing was charged" in answer["content"]
+    assert len(await job_rows(h)) == 2  # never written down
+    assert await rows_of(h, "charges", ADMIN_ID) == []
+    assert len(api_calls(h)) == 1 and h.segmind.credits == credits
+
+
 # -- the per-minute limit -------------------------------------------------------------------
 
 
