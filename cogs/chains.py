@@ -125,12 +125,23 @@ class Chains(commands.Cog):
         if not text:
             assert self.bot.user is not None
             raise UserError(HINT_EMPTY.format(name=self.bot.user.display_name))
-        prompt, changes = split_inline_options(text)
-        seed = changes.pop("seed", None)
-        params = build_params(prompt, seed=seed, **changes)  # type: ignore[arg-type]
+        # An image that is one of the bot's results (a link to it, a reply to a message
+        # showing it) continues that result's chain, under the same rule as a reply.
+        parent = await self.core.chains.continued_from(found[0], message.author.id)
+        if parent is not None:
+            params, seed_explicit = self.core.chains.next_step(parent, text)
+        else:
+            prompt, changes = split_inline_options(text)
+            seed = changes.pop("seed", None)
+            params = build_params(prompt, seed=seed, **changes)  # type: ignore[arg-type]
+            seed_explicit = seed is not None
         note = f"used the first of {len(found)} images" if len(found) > 1 else None
         request = request_for_message(
-            message, image=found[0], params=params, seed_explicit=seed is not None, parent_id=None
+            message,
+            image=found[0],
+            params=params,
+            seed_explicit=seed_explicit,
+            parent_id=parent.id if parent is not None else None,
         )
         await flow.run_for_message(self.bot, message, request, note=note)
 

@@ -431,6 +431,90 @@ async def test_a_server_can_keep_iteration_to_each_results_author(h: Harness) ->
     assert tuple(audit) == ("iteration", "default", "only the author")
 
 
+async def context_menu_edit(h: Harness, target: dict, text: str, *, user_id: int) -> int:
+    """Right-click > Apps > Edit image on `target`, then the modal; returns the submit's id
+    (or the menu's own id when it answered without a modal)."""
+    payload = h.discord.context_menu(
+        "Edit image", target, user_id=user_id, guild_id=GUILD_ID, channel_id=CHANNEL_ID
+    )
+    await h.discord.send_interaction(payload)
+    modal = await h.discord.wait_for(
+        lambda: h.discord.last_modal(payload["id"]) or h.discord.callbacks.get(int(payload["id"]))
+    )
+    if "custom_id" not in modal:
+        return int(payload["id"])
+    [text_input] = [c for c in h.discord.components_of(modal) if c.get("type") == 4]
+    submit = h.discord.modal_submit(
+        modal["custom_id"], {text_input["custom_id"]: text},
+        user_id=user_id, guild_id=GUILD_ID, channel_id=CHANNEL_ID,
+    )  # fmt: skip
+    await h.discord.send_interaction(submit)
+    return int(submit["id"])
+
+
+def result_link_embed(result: dict) -> dict:
+    """What Discord shows for a message that pastes a link to a result's image."""
+    [attachment] = result["attachments"]
+    return {
+        "type": "image",
+        "url": attachment["url"],
+        "thumbnail": {
+            "url": attachment["url"],
+            "proxy_url": attachment["proxy_url"],
+            "width": attachment["width"],
+            "height": attachment["height"],
+        },
+    }
+
+
+@pytest.mark.settings(iterate_author_only=True)
+async def test_the_context_menu_on_someone_elses_result_follows_the_iteration_rule(
+    h: Harness,
+) -> None:
+    step1 = await first_result(h)
+    refused = await h.answer(await context_menu_edit(h, step1, "mine now", user_id=OTHER_MEMBER_ID))
+    assert refused["flags"] & FLAG_EPHEMERAL
+    assert "only the member who made a result" in refused["content"]
+    assert len(api_calls(h)) == 1
+    # Its author continues the chain from the menu: the next step of the same chain.
+    await context_menu_edit(h, step1, "add snow", user_id=MEMBER_ID)
+    step2 = await h.reply_answer(step1)
+    g1, g2 = await rows(h)
+    assert g2["parent_id"] == g1["id"] and "step 2" in embed_text(step2)
+
+
+@pytest.mark.settings(iterate_author_only=True)
+async def test_a_mention_with_a_link_to_someone_elses_result_follows_the_iteration_rule(
+    h: Harness,
+) -> None:
+    step1 = await first_result(h)
+    message = h.discord.make_message(
+        CHANNEL_ID, author_id=OTHER_MEMBER_ID,
+        content=f"<@{h.discord.bot_user_id}> mine now {step1['attachments'][0]['url']}",
+        mentions=[h.discord.bot_user_id], embeds=[result_link_embed(step1)],
+    )  # fmt: skip
+    await h.discord.dispatch("MESSAGE_CREATE", message)
+    refused = await h.reply_answer(message)
+    assert "only the member who made a result" in refused["content"]
+    assert len(api_calls(h)) == 1
+
+
+@pytest.mark.settings(iterate_author_only=True)
+async def test_a_mention_replying_to_someone_elses_result_follows_the_iteration_rule(
+    h: Harness,
+) -> None:
+    step1 = await first_result(h)
+    photo = h.discord.make_message(
+        CHANNEL_ID, author_id=OTHER_MEMBER_ID, embeds=[result_link_embed(step1)]
+    )
+    # A mention in reply to the result itself, and to a message that shows its link.
+    for target in (step1, photo):
+        ask = await h.reply(target, f"<@{h.discord.bot_user_id}> mine now", user_id=OTHER_MEMBER_ID)
+        refused = await h.reply_answer(ask)
+        assert "only the member who made a result" in refused["content"]
+    assert len(api_calls(h)) == 1
+
+
 async def test_a_failure_after_the_token_expired_is_told_in_the_channel(h: Harness) -> None:
     h.segmind.delay = 0.5
     h.segmind.fail_next(500, times=2)
