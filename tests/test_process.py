@@ -12,8 +12,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID
 from tests.fake_discord import FakeDiscord
 from tests.fake_segmind import FakeSegmind
@@ -88,15 +86,6 @@ async def send_edit(discord: FakeDiscord, prompt: str, user_id: int) -> int:
 
 def channel_texts(discord: FakeDiscord) -> list[str]:
     return [m.get("content") or "" for m in discord.messages.values()]
-
-
-@pytest.fixture
-async def world(segmind: FakeSegmind) -> AsyncIterator[tuple[FakeDiscord, FakeSegmind]]:
-    async with FakeDiscord() as discord:
-        discord.add_guild(
-            GUILD_ID, channels=[CHANNEL_ID], members=[{"id": MEMBER_ID}, {"id": OTHER_MEMBER_ID}]
-        )
-        yield discord, segmind
 
 
 async def test_kill_9_mid_call_loses_nothing(tmp_path: Path, world: tuple) -> None:
