@@ -31,6 +31,7 @@ from bot.reports import Reports
 from bot.results import ResultStore
 from bot.segmind import SegmindClient
 from bot.service import EditService
+from bot.throttle import AnswerThrottle
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class Core:
     operator: OperatorDesk
     recovery: Recovery
     instance: InstanceLock
+    answers: AnswerThrottle  # public answers to refused mentions and replies
 
     async def quota_view(self, guild_id: int, user_id: int, role_ids: tuple[int, ...]) -> QuotaView:
         block = await self.admin.block_of(guild_id, user_id)
@@ -189,6 +191,7 @@ async def build(
             operator=OperatorDesk(api, meter, health, admin),
             recovery=recovery,
             instance=instance,
+            answers=AnswerThrottle(),
         )
         stack.pop_all()  # built: the Core closes them from now on
     return core

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+REFUSED = "\N{CROSS MARK}"
 HINT_HIDDEN_TEXT = (
     "I can't read replies that don't mention me. To keep editing, reply **with ping** "
     "(leave the @ on) and say what to change, or use the buttons under the result."
@@ -146,7 +148,13 @@ class Chains(commands.Cog):
         await flow.run_for_message(self.bot, message, request, note=note)
 
     async def _answer(self, message: discord.Message, text: str) -> None:
-        """A short answer in the member's reply thread."""
+        """A short answer in the member's reply thread; a reaction only when they were
+        answered in public moments ago (a member cannot make the bot flood a channel)."""
+        member = (message.guild.id if message.guild else 0, message.author.id)
+        if not self.core.answers.may_answer(member):
+            with contextlib.suppress(discord.HTTPException):
+                await message.add_reaction(REFUSED)
+            return
         try:
             await message.reply(
                 text, mention_author=False, allowed_mentions=discord.AllowedMentions.none()

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from bot.db import generations, messages
-from tests.conftest import CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
+from tests.conftest import ADMIN_ID, CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
 from tests.fake_discord import FLAG_EPHEMERAL
 from tests.helpers import make_image, open_image
 
@@ -159,6 +159,36 @@ async def test_a_mention_without_an_image_explains_how(h: Harness) -> None:
     answer = await h.reply_answer(message)
     assert "Attach an image" in answer["content"]
     assert api_calls(h) == []
+
+
+def bot_reactions(h: Harness, message: dict) -> list[str]:
+    stored = h.discord.messages[int(message["id"])]
+    return [r["emoji"]["name"] for r in stored.get("reactions", []) if r["me"]]
+
+
+async def test_refused_mentions_get_one_public_answer_per_half_minute_then_a_reaction(
+    h: Harness,
+) -> None:
+    asks = []
+    for n in range(3):
+        ask = h.discord.make_message(
+            CHANNEL_ID, author_id=MEMBER_ID, content=f"<@{h.discord.bot_user_id}> hello {n}",
+            mentions=[h.discord.bot_user_id],
+        )  # fmt: skip
+        await h.discord.dispatch("MESSAGE_CREATE", ask)
+        asks.append(ask)
+    assert "Attach an image" in (await h.reply_answer(asks[0]))["content"]
+    for ask in asks[1:]:
+        await h.discord.wait_for(lambda ask=ask: bot_reactions(h, ask) == ["\N{CROSS MARK}"])
+    answers = [m for m in h.channel_messages() if m["author"]["id"] == str(h.discord.bot_user_id)]
+    assert len(answers) == 1
+    # Another member's refusal is answered: the limit is per member.
+    other = h.discord.make_message(
+        CHANNEL_ID, author_id=OTHER_MEMBER_ID, content=f"<@{h.discord.bot_user_id}> hi",
+        mentions=[h.discord.bot_user_id],
+    )  # fmt: skip
+    await h.discord.dispatch("MESSAGE_CREATE", other)
+    assert "Attach an image" in (await h.reply_answer(other))["content"]
 
 
 async def test_a_reply_to_a_deleted_result_gets_a_clear_answer(h: Harness) -> None:
@@ -507,9 +537,10 @@ async def test_a_mention_replying_to_someone_elses_result_follows_the_iteration_
     photo = h.discord.make_message(
         CHANNEL_ID, author_id=OTHER_MEMBER_ID, embeds=[result_link_embed(step1)]
     )
-    # A mention in reply to the result itself, and to a message that shows its link.
-    for target in (step1, photo):
-        ask = await h.reply(target, f"<@{h.discord.bot_user_id}> mine now", user_id=OTHER_MEMBER_ID)
+    # A mention in reply to the result itself, and to a message that shows its link (by
+    # two members: one member refused twice in a row gets a reaction the second time).
+    for target, user_id in ((step1, OTHER_MEMBER_ID), (photo, ADMIN_ID)):
+        ask = await h.reply(target, f"<@{h.discord.bot_user_id}> mine now", user_id=user_id)
         refused = await h.reply_answer(ask)
         assert "only the member who made a result" in refused["content"]
     assert len(api_calls(h)) == 1
