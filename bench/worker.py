@@ -131,6 +131,7 @@ async def queue_run(cfg: Result) -> Result:
             segmind_rpm=RPM_LIFTED,
             max_inflight_per_user=1,
             max_queued_per_user=per_member,
+            max_queued_total=members * per_member,  # the long-queue run queues them all
         )
         log_to_file(data_dir / "bot.log")
         attachment = stand.attachments["photo"]

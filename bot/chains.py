@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from urllib.parse import urlsplit
 
 import httpx
 
 from bot import images
 from bot.administration import ServerAdmin
-from bot.db import generations
+from bot.db import generations, messages
 from bot.db.connection import Database
 from bot.db.generations import Generation
 from bot.errors import UserError
@@ -55,6 +56,33 @@ class Chains:
         if gen is None:
             raise UserError(MSG_UNKNOWN)
         return gen
+
+    async def result_shown(self, image: InputImage) -> Generation | None:
+        """The bot's result this image is, if it is one: the same Discord attachment,
+        whether on the result's own message or pasted as a link to it."""
+        attachment_id = image.attachment_id or self._attachment_in(image.url)
+        if attachment_id is None:
+            return None
+        generation_id = await messages.generation_of_attachment(self._db, attachment_id)
+        return None if generation_id is None else await generations.get(self._db, generation_id)
+
+    async def continued_from(self, image: InputImage, user_id: int) -> Generation | None:
+        """An edit of one of the bot's results continues that result's chain, whichever
+        way it was asked for (a reply, the menu, a link): the iteration rule applies
+        (UserError) and the result is the new step's parent. None for any other image."""
+        gen = await self.result_shown(image)
+        if gen is not None:
+            await self.check_may_iterate(gen, user_id)
+        return gen
+
+    def _attachment_in(self, url: str) -> int | None:
+        """The attachment id in a Discord CDN URL (/attachments/<channel>/<id>/<name>)."""
+        if not images.host_allowed(url, self._cdn_hosts):
+            return None
+        parts = urlsplit(url).path.split("/")
+        if len(parts) >= 4 and parts[1] == "attachments" and parts[3].isdigit():
+            return int(parts[3])
+        return None
 
     # -- permissions --------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from bot.config import (
     StorageSettings,
     load,
 )
+from bot.instance import AlreadyRunning, InstanceLock
 from bot.logs import setup_logging
 from bot.params import ASPECT_RATIOS, OUTPUT_FORMATS
 
@@ -95,11 +96,25 @@ def _load_or_exit(cls: type[SettingsT]) -> SettingsT:
 
 async def run_bot(settings: Settings) -> int:
     """Run until stopped by SIGINT/SIGTERM; returns the process exit status."""
+    try:
+        # Before anything else (even logging in): a second bot on this database would
+        # "recover" the live jobs of the first.
+        instance = InstanceLock.acquire(settings.database_path)
+    except AlreadyRunning as exc:
+        print(exc.message, file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        return await _run_locked(settings, instance)
+    finally:
+        instance.release()
+
+
+async def _run_locked(settings: Settings, instance: InstanceLock) -> int:
     from bot.client import KontextBot, point_discord_at
 
     if settings.discord_api_url or settings.discord_gateway_url:
         point_discord_at(settings.discord_api_url, settings.discord_gateway_url)
-    bot = KontextBot(settings)
+    bot = KontextBot(settings, instance=instance)
     loop = asyncio.get_running_loop()
     stopping: set[asyncio.Future[None]] = set()  # keeps the shutdown task referenced
 

@@ -22,6 +22,7 @@ from bot.adapter.posting import DiscordChannels
 from bot.config import Settings
 from bot.core import Core
 from bot.health import Incident
+from bot.instance import InstanceLock
 from cogs.operator import OPERATOR_GROUP
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,9 @@ class KontextBot(commands.Bot):
 
     core: Core
 
-    def __init__(self, settings: Settings, **options: object) -> None:
+    def __init__(
+        self, settings: Settings, *, instance: InstanceLock | None = None, **options: object
+    ) -> None:
         intents = discord.Intents.default()
         intents.message_content = settings.message_content_intent
         super().__init__(
@@ -69,6 +72,7 @@ class KontextBot(commands.Bot):
             **options,  # type: ignore[arg-type]
         )
         self.settings = settings
+        self._instance = instance  # the database lock the process took, handed to the core
         # Wall clock for deadlines such as the 15-minute interaction token; tests move it.
         self.clock: Callable[[], float] = time.time
         self._core: Core | None = None
@@ -81,7 +85,7 @@ class KontextBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         self._core = self.core = await core_module.build(
-            self.settings, channels=DiscordChannels(self)
+            self.settings, channels=DiscordChannels(self), instance=self._instance
         )
         self.core.alerts.sinks.append(self.post_alert)
         await self._resolve_operators()

@@ -126,6 +126,7 @@ class Settings(ApiSettings, StorageSettings, HttpSettings):
     segmind_rpm: int = Field(default=50, ge=1, le=10_000)
     max_inflight_per_user: int = Field(default=1, ge=1, le=16)
     max_queued_per_user: int = Field(default=3, ge=0, le=100)
+    max_queued_total: int = Field(default=200, ge=1, le=100_000)
     status_update_interval_s: float = Field(default=3.0, ge=1.0, le=60.0)
     shutdown_grace_s: float = Field(default=30.0, ge=0, le=600)
     results_dir: Path = Path("data/results")

@@ -21,6 +21,7 @@ from bot.credits import CreditMeter
 from bot.delivery import Delivery
 from bot.health import ServiceHealth
 from bot.history import History
+from bot.instance import InstanceLock
 from bot.ledger import Ledger, QuotaStatus
 from bot.metrics import Metrics
 from bot.operator import OperatorDesk
@@ -33,6 +34,7 @@ from bot.results import ResultStore
 from bot.segmind import SegmindClient
 from bot.servers import Servers
 from bot.service import EditService
+from bot.throttle import AnswerThrottle
 from bot.upkeep import Upkeep
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ def queue_limits(settings: Settings) -> QueueLimits:
         rpm=settings.segmind_rpm,
         per_member_running=settings.max_inflight_per_user,
         per_member_queued=settings.max_queued_per_user,
+        max_queued_total=settings.max_queued_total,
         status_interval_s=settings.status_update_interval_s,
     )
 
@@ -94,6 +97,8 @@ class Core:
     recovery: Recovery
     metrics: Metrics
     upkeep: Upkeep
+    instance: InstanceLock
+    answers: AnswerThrottle  # public answers to refused mentions and replies
 
     def start(self) -> None:
         """Start what runs for the bot's life: the edit queue and the hourly expiry."""
@@ -122,6 +127,7 @@ class Core:
             await self.downloads.aclose()
             # aiosqlite's worker thread is not a daemon: an unclosed database hangs the exit.
             await self.database.close()
+            self.instance.release()  # last: the database is closed, another bot may start
 
 
 def watch(
@@ -152,14 +158,20 @@ async def build(
     *,
     clock: Callable[[], float] = time.time,
     channels: Channels | None = None,
+    instance: InstanceLock | None = None,
 ) -> Core:
-    """Open the database (migrated), settle what a crash left, and wire every service.
-    Nothing is sent anywhere until the edit queue is started. `channels`: the Discord
-    side's way to reach members (a DM when their channel refuses a result)."""
-    database = await db.connect(settings.database_path)
+    """Lock the database to this process (or take over `instance`, the lock the caller
+    took), open it (migrated), settle what a crash left, and wire every service.
+    Nothing is sent anywhere until the edit queue is started. Raises AlreadyRunning.
+    `channels`: the Discord side's way to reach members (a DM when their channel refuses
+    a result)."""
+    if instance is None:
+        instance = InstanceLock.acquire(settings.database_path)
     stack = contextlib.AsyncExitStack()
-    stack.push_async_callback(database.close)
+    stack.callback(instance.release)
     async with stack:
+        database = await db.connect(settings.database_path)
+        stack.push_async_callback(database.close)
         downloads = download_client()
         stack.push_async_callback(downloads.aclose)
         api = api_client(settings)
@@ -242,6 +254,8 @@ async def build(
             recovery=recovery,
             metrics=metrics,
             upkeep=upkeep,
+            instance=instance,
+            answers=AnswerThrottle(),
         )
         stack.pop_all()  # built: the Core closes them from now on
     return core

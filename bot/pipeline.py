@@ -101,16 +101,19 @@ class EditPipeline:
             guild_id, req.user_id, req.role_ids, await self.meter.expected_cost()
         )
 
-    async def run(self, req: EditRequest) -> EditOutcome:
+    async def run(
+        self, req: EditRequest, *, on_call: Callable[[], None] | None = None
+    ) -> EditOutcome:
         """Run one edit. Raises BadInput (nothing spent, no row) or EditFailed (row failed).
+        `on_call` is told when the API call goes out (what the per-minute limit counts).
 
         Money: the expected cost is reserved before the call, held at the real cost after
         a 200 (charged once Discord has the result, see bot.delivery) and released after
-        any failure. `precheck` ran when the edit was
-        queued; a block an admin set meanwhile still applies.
+        any failure. `precheck` ran when the edit was queued; a block an admin set
+        meanwhile still applies.
         """
         try:
-            outcome = await self._run(req)
+            outcome = await self._run(req, on_call)
         except BadInput:
             self._finished(Finish.REFUSED, req)
             raise
@@ -123,7 +126,7 @@ class EditPipeline:
         self._finished(Finish.SUCCEEDED, req)
         return outcome
 
-    async def _run(self, req: EditRequest) -> EditOutcome:
+    async def _run(self, req: EditRequest, on_call: Callable[[], None] | None) -> EditOutcome:
         guild_id = req.guild_id or 0
         self._servers.check_served(req.guild_id)
         await self._admin.check_not_blocked(guild_id, req.user_id)
@@ -147,7 +150,7 @@ class EditPipeline:
         bind(generation_id=generation_id)  # every later line of this edit names it
         try:
             await self.ledger.attach(reservation, generation_id)
-            outcome = await self._call(generation_id, api_input, req, reservation)
+            outcome = await self._call(generation_id, api_input, req, reservation, on_call)
         except EditFailed as exc:
             await db.mark_failed(self._db, generation_id, exc.reason)
             await self.ledger.release(reservation)
@@ -211,8 +214,11 @@ class EditPipeline:
         api_input: images.ApiInput,
         req: EditRequest,
         reservation: Reservation,
+        on_call: Callable[[], None] | None,
     ) -> EditOutcome:
         ticket = self.meter.start()
+        if on_call is not None:
+            on_call()
         try:
             result = await self._api.edit(
                 api_input.value, req.params, disable_safety_checker=await self._safety_off(req)

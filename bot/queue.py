@@ -1,6 +1,7 @@
 """A fair queue in front of the API.
 
-At most `max_concurrency` calls run at once and at most `rpm` start in any minute; each
+At most `max_concurrency` jobs run at once and at most `rpm` API calls start in any
+minute (`bot.ratelimit`: a job refused before its call takes no slot); each
 member has at most `per_member_running` edits running and `per_member_queued` waiting
 (`QueueLimits`).
 Members take turns (round-robin), so one member firing twenty edits cannot starve the
@@ -21,7 +22,8 @@ from dataclasses import dataclass, field
 
 from bot.clock import REAL_CLOCK, Clock
 from bot.errors import BadInput, UserError
-from bot.ratelimit import RateLimiter
+from bot.queue_status import keep_posted
+from bot.ratelimit import RateLimiter, Slot
 from bot.requests import EditOutcome, EditRequest
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,9 @@ Member = tuple[int, int]  # (guild id, user id)
 
 class QueueFull(BadInput):
     """The member already has as many edits waiting as allowed."""
+
+
+MSG_RESTARTING = "The bot is restarting. Please try again in a minute."
 
 
 class JobCancelled(UserError):
@@ -47,6 +52,7 @@ class QueueLimits:
     rpm: int = 50
     per_member_running: int = 1
     per_member_queued: int = 3
+    max_queued_total: int = 200  # waiting across all members and servers
     status_interval_s: float = 3.0
 
 
@@ -60,6 +66,17 @@ class Progress:
 
 
 ProgressHook = Callable[[Progress], Awaitable[None]]
+# Runs one job. It calls `call_sent()` as its API call goes out: only then does the job
+# count against the per-minute limit (a job refused before its call takes no slot).
+Runner = Callable[[EditRequest, Callable[[], None]], Awaitable[EditOutcome]]
+
+
+@dataclass(eq=False, slots=True)
+class Place:
+    """A waiting place kept for an edit not queued yet (see `FairQueue.hold_place`)."""
+
+    member: Member
+    held: bool = True
 
 
 @dataclass(eq=False, slots=True)
@@ -73,6 +90,7 @@ class Job:
     started_at: float | None = None
     shown: Progress | None = None
     shown_at: float = -math.inf
+    slot: Slot | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     updating: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -82,7 +100,7 @@ class FairQueue:
 
     def __init__(
         self,
-        runner: Callable[[EditRequest], Awaitable[EditOutcome]],
+        runner: Runner,
         limits: QueueLimits | None = None,
         *,
         clock: Clock = REAL_CLOCK,
@@ -94,6 +112,7 @@ class FairQueue:
         self._waiting: dict[Member, collections.deque[Job]] = {}
         self._order: collections.deque[Member] = collections.deque()  # whose turn is next
         self._running: dict[Member, int] = collections.Counter()
+        self._places: dict[Member, int] = collections.Counter()  # held, not queued yet
         self._jobs: dict[int, Job] = {}
         self._running_jobs: set[Job] = set()
         self._wakeup = asyncio.Event()
@@ -109,7 +128,7 @@ class FairQueue:
     def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._dispatch(), name="queue-dispatch"),
-            asyncio.create_task(self._tick(), name="queue-status"),
+            asyncio.create_task(keep_posted(self, self._clock), name="queue-status"),
         ]
 
     async def close(self) -> None:
@@ -182,16 +201,36 @@ class FairQueue:
         """The waiting or running job with this id, or None once it ended or was cancelled."""
         return self._jobs.get(job_id)
 
-    def check_capacity(self, request: EditRequest) -> None:
-        """Raise QueueFull (or refuse during shutdown) before anything is written down."""
+    def hold_place(self, request: EditRequest, *, resumed: bool = False) -> Place:
+        """Keep a waiting place for an edit while it is checked, written down and
+        acknowledged; raises QueueFull (or refuses during shutdown) before anything is
+        written. The place goes to its job in `submit`, or back with `release_place`.
+        A `resumed` edit, accepted before a restart, is not held to the total bound."""
         if not self._accepting:
-            raise BadInput("The bot is restarting. Please try again in a minute.")
-        queue = self._waiting.get((request.guild_id or 0, request.user_id))
-        if queue is not None and len(queue) >= self.limits.per_member_queued:
+            raise BadInput(MSG_RESTARTING)
+        member = (request.guild_id or 0, request.user_id)
+        mine = len(self._waiting.get(member, ())) + self._places[member]
+        if mine >= self.limits.per_member_queued:
             raise QueueFull(
-                f"You already have {len(queue)} edits waiting. Let one finish (or cancel one) "
+                f"You already have {mine} edits waiting. Let one finish (or cancel one) "
                 "before adding more. Nothing was charged."
             )
+        everyone = self.waiting_count + sum(self._places.values())
+        if not resumed and everyone >= self.limits.max_queued_total:
+            raise QueueFull(
+                f"The bot has {everyone} edit{'s' if everyone != 1 else ''} waiting, as many "
+                "as it takes at a time. Please try again in a few minutes. Nothing was charged."
+            )
+        self._places[member] += 1
+        return Place(member)
+
+    def release_place(self, place: Place) -> None:
+        """Give a place back (its edit was refused or abandoned); safe to call twice."""
+        if place.held:
+            place.held = False
+            self._places[place.member] -= 1
+            if not self._places[place.member]:
+                del self._places[place.member]
 
     def submit(
         self,
@@ -199,9 +238,16 @@ class FairQueue:
         *,
         on_progress: ProgressHook | None = None,
         job_id: int | None = None,
+        place: Place | None = None,
+        resumed: bool = False,
     ) -> Job:
-        """Queue an edit; await `job.future` for the outcome. Raises QueueFull."""
-        self.check_capacity(request)
+        """Queue an edit in the place held for it (or a new one); await `job.future` for
+        the outcome. Raises QueueFull."""
+        if place is None:
+            place = self.hold_place(request, resumed=resumed)
+        self.release_place(place)  # the job takes it
+        if not self._accepting:
+            raise BadInput(MSG_RESTARTING)
         member = (request.guild_id or 0, request.user_id)
         queue = self._waiting.get(member)
         if job_id is None:
@@ -251,7 +297,10 @@ class FairQueue:
             return Progress(job.id, "running", elapsed_s=self._clock.now() - job.started_at)
         ahead = (positions if positions is not None else self.positions()).get(job.id, 0)
         rounds = (ahead + self.running_count) // self.limits.max_concurrency + 1
-        return Progress(job.id, "queued", ahead=ahead, eta_s=rounds * self.avg_duration_s)
+        # It cannot start before the per-minute limit lets `ahead + 1` more calls out.
+        by_rate = self.limiter.wait_for(ahead + 1) + self.avg_duration_s
+        eta = max(rounds * self.avg_duration_s, by_rate)
+        return Progress(job.id, "queued", ahead=ahead, eta_s=eta)
 
     def positions(self) -> dict[int, int]:
         """For every waiting job, how many start before it, taking turns as the dispatcher
@@ -297,13 +346,14 @@ class FairQueue:
             while self.running_count < self.limits.max_concurrency:
                 delay = self.limiter.delay()
                 if delay > 0:
-                    # Try again when the rate window (or a 429 pause) allows.
-                    self._wake_after(delay)
+                    # Try again when the rate window allows (a job ending wakes us too).
+                    if math.isfinite(delay):
+                        self._wake_after(delay)
                     break
                 job = self._next_job()
                 if job is None:
                     break
-                self.limiter.record()
+                job.slot = self.limiter.hold()
                 self._launch(job)
 
     def _wake_after(self, delay: float) -> None:
@@ -324,8 +374,14 @@ class FairQueue:
         job.task = asyncio.create_task(self._run(job), name=f"edit-job-{job.id}")
 
     async def _run(self, job: Job) -> None:
+        slot = job.slot
+        assert slot is not None
+
+        def call_sent() -> None:
+            self.limiter.use(slot)
+
         try:
-            outcome = await self._runner(job.request)
+            outcome = await self._runner(job.request, call_sent)
         except asyncio.CancelledError:
             if not job.future.done():
                 job.future.set_exception(JobCancelled(self._stop_reason))
@@ -340,49 +396,8 @@ class FairQueue:
             if not job.future.done():
                 job.future.set_result(outcome)
         finally:
+            self.limiter.release(slot)  # a slot its job never used is free again at once
             self._running[job.member] -= 1
             self._running_jobs.discard(job)
             self._jobs.pop(job.id, None)
             self._wakeup.set()
-
-    # -- status updates -----------------------------------------------------------------
-
-    async def _tick(self) -> None:
-        """Tell waiting members where they stand, at most once per interval per job."""
-        while True:
-            interval = self.limits.status_interval_s
-            await self._clock.sleep(min(1.0, interval))
-            now = self._clock.now()
-            positions = self.positions()
-            for job in list(self._jobs.values()):
-                if job.on_progress is None or now - job.shown_at < interval:
-                    continue
-                if job.updating is not None and not job.updating.done():
-                    continue  # the last update is still on its way to Discord
-                progress = self.progress(job, positions)
-                if (
-                    job.shown is None
-                    and progress.state == "running"
-                    and (progress.elapsed_s < interval)
-                ):
-                    continue  # a quick edit needs no status message at all
-                if _same_display(job.shown, progress, interval):
-                    continue
-                job.shown, job.shown_at = progress, now
-                # Each update runs on its own: one slow Discord edit must not hold the rest.
-                job.updating = asyncio.create_task(_show(job.on_progress, progress))
-
-
-async def _show(hook: ProgressHook, progress: Progress) -> None:
-    try:
-        await hook(progress)
-    except Exception:  # a failed status edit must not stop the queue
-        log.warning("Status update for job %s failed", progress.job_id, exc_info=True)
-
-
-def _same_display(old: Progress | None, new: Progress, interval: float) -> bool:
-    if old is None or old.state != new.state:
-        return False
-    if new.state == "queued":
-        return old.ahead == new.ahead and round(old.eta_s / 5) == round(new.eta_s / 5)
-    return int(old.elapsed_s // interval) == int(new.elapsed_s // interval)

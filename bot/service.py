@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot import jobs
@@ -28,6 +28,8 @@ from bot.requests import EditOutcome, EditRequest
 log = logging.getLogger(__name__)
 
 CALLERS_GRACE_S = 5.0
+# Shows the member their edit was taken (a "thinking..." reply, a reaction).
+Acknowledge = Callable[[], Awaitable[None]]
 MSG_RESTARTING = "The bot is restarting, so your edit was not started. You were not charged."
 MSG_RESTARTING_RUNNING = (
     "The bot is restarting in the middle of your edit. If it had already finished, it will "
@@ -73,24 +75,34 @@ class EditService:
         reply_to_message_id: int | None = None,
         on_progress: ProgressHook | None = None,
         job_id: int | None = None,
+        acknowledge: Acknowledge | None = None,
     ) -> Job:
-        """Queue an edit (refused at once when the member has too many waiting). With
-        `to`, the job delivers its result there and its outcome is the `Posted` message."""
+        """Check an edit (refused at once when the member has too many waiting, is out of
+        allowance...), write its job row, then `acknowledge` it to the member, then queue
+        it. Written down before acknowledged: a crash in between can cost the member a
+        surprise result, never an edit they saw accepted. With `to`, the job delivers its
+        result there and its outcome is the `Posted` message."""
+        place = None
         try:
-            self.queue.check_capacity(request)
+            place = self.queue.hold_place(request, resumed=job_id is not None)
             await self.pipeline.precheck(request)
+            if job_id is None:
+                job_id = await jobs.add(self._db, request, reply_to_message_id=reply_to_message_id)
         except BaseException:
+            if place is not None:
+                self.queue.release_place(place)
             if job_id is not None:  # a job resumed after a restart: it ends here
                 await job_rows.mark_finished(self._db, job_id, "failed")
             raise
-        if job_id is None:
-            job_id = await jobs.add(self._db, request, reply_to_message_id=reply_to_message_id)
-        if to is not None:
-            self._destinations[job_id] = to
         request = dataclasses.replace(request, job_id=job_id)
         try:
-            return self.queue.submit(request, on_progress=on_progress, job_id=job_id)
+            if acknowledge is not None:
+                await acknowledge()
+            if to is not None:
+                self._destinations[job_id] = to
+            return self.queue.submit(request, on_progress=on_progress, job_id=job_id, place=place)
         except BaseException:
+            self.queue.release_place(place)
             self._destinations.pop(job_id, None)
             await job_rows.mark_finished(self._db, job_id, "cancelled")
             raise
@@ -102,15 +114,20 @@ class EditService:
         to: Destination,
         reply_to_message_id: int | None = None,
         on_progress: ProgressHook | None = None,
+        acknowledge: Acknowledge | None = None,
     ) -> Posted:
-        """Queue an edit and wait until its result is posted."""
+        """Queue an edit (see `submit`) and wait until its result is posted."""
         caller = asyncio.current_task()
         if caller is not None and caller not in self._callers:
             # Shutdown waits for callers too: they tell members what became of their edit.
             self._callers.add(caller)
             caller.add_done_callback(self._callers.discard)
         job = await self.submit(
-            request, to=to, reply_to_message_id=reply_to_message_id, on_progress=on_progress
+            request,
+            to=to,
+            reply_to_message_id=reply_to_message_id,
+            on_progress=on_progress,
+            acknowledge=acknowledge,
         )
         return await self.wait(job)  # type: ignore[return-value]
 
@@ -131,7 +148,9 @@ class EditService:
     def owner_of(self, job_id: int) -> int | None:
         return self.queue.owner_of(job_id)
 
-    async def _execute(self, request: EditRequest) -> EditOutcome | Posted:
+    async def _execute(
+        self, request: EditRequest, call_sent: Callable[[], None]
+    ) -> EditOutcome | Posted:
         assert request.job_id is not None
         job_id = request.job_id
         # This runs in the job's own task: what is bound here stays with this job.
@@ -144,7 +163,7 @@ class EditService:
         to = self._destinations.pop(job_id, None)
         await job_rows.mark_running(self._db, job_id)
         try:
-            outcome = await self.pipeline.run(request)
+            outcome = await self.pipeline.run(request, on_call=call_sent)
             result: EditOutcome | Posted = outcome
             if to is not None:
                 result = await self._delivery.deliver(

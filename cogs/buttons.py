@@ -91,13 +91,12 @@ class ResultButtons(commands.Cog, name=BUTTONS_COG):
         self, interaction: discord.Interaction, gen: Generation, message: discord.Message, text: str
     ) -> None:
         params, seed_explicit = self.core.chains.next_step(gen, text)
-        await interaction.response.defer(thinking=True, ephemeral=True)
         source = shown_image(message) or await self.core.chains.result_image(gen, self.reader)
         await self._start(interaction, source, params, seed_explicit, gen.id, message)
 
     async def _reroll(self, interaction: discord.Interaction, gen: Generation) -> None:
-        # Acknowledge first: finding the input may ask Discord for a fresh copy.
-        await interaction.response.defer(thinking=True, ephemeral=True)
+        # Finding the input may ask Discord for a fresh copy (one quick request): the
+        # click is acknowledged only once the edit is written down, within Discord's 3 s.
         source = await self.core.chains.input_of(gen, self.reader)
         params = self.core.chains.reroll(gen)
         await self._start(interaction, source, params, False, gen.parent_id, interaction.message)
@@ -111,7 +110,7 @@ class ResultButtons(commands.Cog, name=BUTTONS_COG):
         parent_id: int | None,
         reply_to: discord.Message | None,
     ) -> None:
-        """Run an edit for an interaction already acknowledged with a private defer."""
+        """Run an edit for a click; acknowledged privately once it is written down."""
         request = request_for_interaction(
             interaction,
             source="button",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import discord
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WORKING = "\N{HOURGLASS WITH FLOWING SAND}"
+REFUSED = "\N{CROSS MARK}"
 HINT_HIDDEN_TEXT = (
     "I can't read replies that don't mention me. To keep editing, reply **with ping** "
     "(leave the @ on) and say what to change, or use the buttons under the result."
@@ -67,11 +66,10 @@ class Chains(commands.Cog):
             return
         try:
             self.core.servers.check_served(message.guild.id)
-            async with self._working(message):
-                if parent is not None:
-                    await self._continue_chain(message, parent)
-                else:
-                    await self._edit_mentioned(message)
+            if parent is not None:
+                await self._continue_chain(message, parent)
+            else:
+                await self._edit_mentioned(message)
         except UserError as exc:
             await self._answer(message, describe(exc) or exc.message)
         except Exception as exc:  # noqa: BLE001 - a listener must never die on one message
@@ -130,34 +128,34 @@ class Chains(commands.Cog):
         if not text:
             assert self.bot.user is not None
             raise UserError(HINT_EMPTY.format(name=self.bot.user.display_name))
-        prompt, changes = split_inline_options(text)
-        seed = changes.pop("seed", None)
-        params = build_params(prompt, seed=seed, **changes)  # type: ignore[arg-type]
+        # An image that is one of the bot's results (a link to it, a reply to a message
+        # showing it) continues that result's chain, under the same rule as a reply.
+        parent = await self.core.chains.continued_from(found[0], message.author.id)
+        if parent is not None:
+            params, seed_explicit = self.core.chains.next_step(parent, text)
+        else:
+            prompt, changes = split_inline_options(text)
+            seed = changes.pop("seed", None)
+            params = build_params(prompt, seed=seed, **changes)  # type: ignore[arg-type]
+            seed_explicit = seed is not None
         note = f"used the first of {len(found)} images" if len(found) > 1 else None
         request = request_for_message(
-            message, image=found[0], params=params, seed_explicit=seed is not None, parent_id=None
+            message,
+            image=found[0],
+            params=params,
+            seed_explicit=seed_explicit,
+            parent_id=parent.id if parent is not None else None,
         )
         await flow.run_for_message(self.bot, message, request, note=note)
 
-    @contextlib.asynccontextmanager
-    async def _working(self, message: discord.Message) -> AsyncIterator[None]:
-        """Show a reaction while the edit runs (the typing indicator if reactions are denied)."""
-        reacted = False
-        try:
-            await message.add_reaction(WORKING)
-            reacted = True
-        except discord.HTTPException:
-            with contextlib.suppress(discord.HTTPException):
-                await message.channel.typing()
-        try:
-            yield
-        finally:
-            if reacted and self.bot.user is not None:
-                with contextlib.suppress(discord.HTTPException):
-                    await message.remove_reaction(WORKING, self.bot.user)
-
     async def _answer(self, message: discord.Message, text: str) -> None:
-        """A short answer in the member's reply thread."""
+        """A short answer in the member's reply thread; a reaction only when they were
+        answered in public moments ago (a member cannot make the bot flood a channel)."""
+        member = (message.guild.id if message.guild else 0, message.author.id)
+        if not self.core.answers.may_answer(member):
+            with contextlib.suppress(discord.HTTPException):
+                await message.add_reaction(REFUSED)
+            return
         try:
             await message.reply(
                 text, mention_author=False, allowed_mentions=discord.AllowedMentions.none()

@@ -39,17 +39,24 @@ class InstructionModal(ReportingModal, title="Edit image"):
         self.bot, self.target, self.source, self.note = bot, target, source, note
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        prompt, changes = split_inline_options(self.instruction.value)
-        seed = changes.pop("seed", None)
-        params = build_params(prompt, seed=seed, **changes)  # type: ignore[arg-type]
+        chains = self.bot.core.chains
+        # Asked again: an admin may have changed the rule while the box was open.
+        parent = await chains.continued_from(self.source, interaction.user.id)
+        if parent is not None:  # one of the bot's results: the next step of its chain
+            params, seed_explicit = chains.next_step(parent, self.instruction.value)
+        else:
+            prompt, changes = split_inline_options(self.instruction.value)
+            seed = changes.pop("seed", None)
+            params = build_params(prompt, seed=seed, **changes)  # type: ignore[arg-type]
+            seed_explicit = seed is not None
         request = request_for_interaction(
             interaction,
             source="context",
             image=self.source,
             params=params,
-            seed_explicit=seed is not None,
+            seed_explicit=seed_explicit,
+            parent_id=parent.id if parent is not None else None,
         )
-        await interaction.response.defer(thinking=True, ephemeral=True)
         await flow.run_for_interaction(
             self.bot, interaction, request, reply_to=self.target, note=self.note, private=True
         )
@@ -73,6 +80,8 @@ class ContextMenu(commands.Cog):
             raise UserError(MSG_NO_IMAGE)
         # Checked before the modal, so a bad image is refused before the member types.
         check_input(found[0], self.bot.core.settings.max_input_bytes)
+        # Someone else's result may be off limits on this server: say so before the box.
+        await self.bot.core.chains.continued_from(found[0], interaction.user.id)
         note = f"used the first of {len(found)} images" if len(found) > 1 else None
         await interaction.response.send_modal(InstructionModal(self.bot, message, found[0], note))
 

@@ -82,7 +82,7 @@ class Editing(commands.Cog):
             params=params,
             seed_explicit=seed is not None,
         )
-        await interaction.response.defer(thinking=True)
+        # Acknowledged ("thinking...") once the edit is written down.
         await flow.run_for_interaction(self.bot, interaction, request)
 
 

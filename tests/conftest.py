@@ -260,6 +260,16 @@ async def harness(
             yield Harness(discord, segmind, bot, settings, stack)
 
 
+@pytest.fixture
+async def world(segmind: FakeSegmind) -> AsyncIterator[tuple[FakeDiscord, FakeSegmind]]:
+    """Both stand-ins, for a bot run as a real process (tests/test_process.py)."""
+    async with FakeDiscord() as discord:
+        discord.add_guild(
+            GUILD_ID, channels=[CHANNEL_ID], members=[{"id": MEMBER_ID}, {"id": OTHER_MEMBER_ID}]
+        )
+        yield discord, segmind
+
+
 # -- quotas and admin commands -----------------------------------------------------------
 
 MANAGE_GUILD = 1 << 5

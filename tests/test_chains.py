@@ -7,7 +7,7 @@ import time
 import pytest
 
 from bot.db import generations, messages
-from tests.conftest import CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
+from tests.conftest import ADMIN_ID, CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
 from tests.fake_discord import FLAG_EPHEMERAL
 from tests.helpers import make_image, open_image
 
@@ -159,6 +159,36 @@ async def test_a_mention_without_an_image_explains_how(h: Harness) -> None:
     answer = await h.reply_answer(message)
     assert "Attach an image" in answer["content"]
     assert api_calls(h) == []
+
+
+def bot_reactions(h: Harness, message: dict) -> list[str]:
+    stored = h.discord.messages[int(message["id"])]
+    return [r["emoji"]["name"] for r in stored.get("reactions", []) if r["me"]]
+
+
+async def test_refused_mentions_get_one_public_answer_per_half_minute_then_a_reaction(
+    h: Harness,
+) -> None:
+    asks = []
+    for n in range(3):
+        ask = h.discord.make_message(
+            CHANNEL_ID, author_id=MEMBER_ID, content=f"<@{h.discord.bot_user_id}> hello {n}",
+            mentions=[h.discord.bot_user_id],
+        )  # fmt: skip
+        await h.discord.dispatch("MESSAGE_CREATE", ask)
+        asks.append(ask)
+    assert "Attach an image" in (await h.reply_answer(asks[0]))["content"]
+    for ask in asks[1:]:
+        await h.discord.wait_for(lambda ask=ask: bot_reactions(h, ask) == ["\N{CROSS MARK}"])
+    answers = [m for m in h.channel_messages() if m["author"]["id"] == str(h.discord.bot_user_id)]
+    assert len(answers) == 1
+    # Another member's refusal is answered: the limit is per member.
+    other = h.discord.make_message(
+        CHANNEL_ID, author_id=OTHER_MEMBER_ID, content=f"<@{h.discord.bot_user_id}> hi",
+        mentions=[h.discord.bot_user_id],
+    )  # fmt: skip
+    await h.discord.dispatch("MESSAGE_CREATE", other)
+    assert "Attach an image" in (await h.reply_answer(other))["content"]
 
 
 async def test_a_reply_to_a_deleted_result_gets_a_clear_answer(h: Harness) -> None:
@@ -429,6 +459,91 @@ async def test_a_server_can_keep_iteration_to_each_results_author(h: Harness) ->
     assert (await h.reply_answer(await h.reply(step1, "still mine")))["attachments"]
     [audit] = await h.bot.core.database.fetchall("SELECT action, before, after FROM audit_log")
     assert tuple(audit) == ("iteration", "default", "only the author")
+
+
+async def context_menu_edit(h: Harness, target: dict, text: str, *, user_id: int) -> int:
+    """Right-click > Apps > Edit image on `target`, then the modal; returns the submit's id
+    (or the menu's own id when it answered without a modal)."""
+    payload = h.discord.context_menu(
+        "Edit image", target, user_id=user_id, guild_id=GUILD_ID, channel_id=CHANNEL_ID
+    )
+    await h.discord.send_interaction(payload)
+    modal = await h.discord.wait_for(
+        lambda: h.discord.last_modal(payload["id"]) or h.discord.callbacks.get(int(payload["id"]))
+    )
+    if "custom_id" not in modal:
+        return int(payload["id"])
+    [text_input] = [c for c in h.discord.components_of(modal) if c.get("type") == 4]
+    submit = h.discord.modal_submit(
+        modal["custom_id"], {text_input["custom_id"]: text},
+        user_id=user_id, guild_id=GUILD_ID, channel_id=CHANNEL_ID,
+    )  # fmt: skip
+    await h.discord.send_interaction(submit)
+    return int(submit["id"])
+
+
+def result_link_embed(result: dict) -> dict:
+    """What Discord shows for a message that pastes a link to a result's image."""
+    [attachment] = result["attachments"]
+    return {
+        "type": "image",
+        "url": attachment["url"],
+        "thumbnail": {
+            "url": attachment["url"],
+            "proxy_url": attachment["proxy_url"],
+            "width": attachment["width"],
+            "height": attachment["height"],
+        },
+    }
+
+
+@pytest.mark.settings(iterate_author_only=True)
+async def test_the_context_menu_on_someone_elses_result_follows_the_iteration_rule(
+    h: Harness,
+) -> None:
+    step1 = await first_result(h)
+    refused = await h.answer(await context_menu_edit(h, step1, "mine now", user_id=OTHER_MEMBER_ID))
+    assert refused["flags"] & FLAG_EPHEMERAL
+    assert "only the member who made a result" in refused["content"]
+    assert len(api_calls(h)) == 1
+    # Its author continues the chain from the menu: the next step of the same chain.
+    await context_menu_edit(h, step1, "add snow", user_id=MEMBER_ID)
+    step2 = await h.reply_answer(step1)
+    g1, g2 = await rows(h)
+    assert g2["parent_id"] == g1["id"] and "step 2" in embed_text(step2)
+
+
+@pytest.mark.settings(iterate_author_only=True)
+async def test_a_mention_with_a_link_to_someone_elses_result_follows_the_iteration_rule(
+    h: Harness,
+) -> None:
+    step1 = await first_result(h)
+    message = h.discord.make_message(
+        CHANNEL_ID, author_id=OTHER_MEMBER_ID,
+        content=f"<@{h.discord.bot_user_id}> mine now {step1['attachments'][0]['url']}",
+        mentions=[h.discord.bot_user_id], embeds=[result_link_embed(step1)],
+    )  # fmt: skip
+    await h.discord.dispatch("MESSAGE_CREATE", message)
+    refused = await h.reply_answer(message)
+    assert "only the member who made a result" in refused["content"]
+    assert len(api_calls(h)) == 1
+
+
+@pytest.mark.settings(iterate_author_only=True)
+async def test_a_mention_replying_to_someone_elses_result_follows_the_iteration_rule(
+    h: Harness,
+) -> None:
+    step1 = await first_result(h)
+    photo = h.discord.make_message(
+        CHANNEL_ID, author_id=OTHER_MEMBER_ID, embeds=[result_link_embed(step1)]
+    )
+    # A mention in reply to the result itself, and to a message that shows its link (by
+    # two members: one member refused twice in a row gets a reaction the second time).
+    for target, user_id in ((step1, OTHER_MEMBER_ID), (photo, ADMIN_ID)):
+        ask = await h.reply(target, f"<@{h.discord.bot_user_id}> mine now", user_id=user_id)
+        refused = await h.reply_answer(ask)
+        assert "only the member who made a result" in refused["content"]
+    assert len(api_calls(h)) == 1
 
 
 async def test_a_failure_after_the_token_expired_is_told_in_the_channel(h: Harness) -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID
 from tests.fake_discord import FakeDiscord
@@ -87,15 +86,6 @@ async def send_edit(discord: FakeDiscord, prompt: str, user_id: int) -> int:
 
 def channel_texts(discord: FakeDiscord) -> list[str]:
     return [m.get("content") or "" for m in discord.messages.values()]
-
-
-@pytest.fixture
-async def world(segmind: FakeSegmind) -> AsyncIterator[tuple[FakeDiscord, FakeSegmind]]:
-    async with FakeDiscord() as discord:
-        discord.add_guild(
-            GUILD_ID, channels=[CHANNEL_ID], members=[{"id": MEMBER_ID}, {"id": OTHER_MEMBER_ID}]
-        )
-        yield discord, segmind
 
 
 async def test_kill_9_mid_call_loses_nothing(tmp_path: Path, world: tuple) -> None:
@@ -180,3 +170,63 @@ async def test_sigterm_past_the_grace_period_stops_the_edit_without_charge(
     assert any("restarting" in t and "not charged" in t for t in told), told
     assert query(tmp_path, "SELECT status FROM generations") == [("failed",)]
     assert query(tmp_path, "SELECT state FROM charges") == [("released",)]
+
+
+async def test_a_second_process_on_the_same_database_refuses_to_start(
+    tmp_path: Path, world: tuple
+) -> None:
+    discord, segmind = world
+    env = bot_env(tmp_path, discord, segmind)
+    async with bot_process(tmp_path, discord, env) as first:
+        second = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            _out, err = await asyncio.wait_for(second.communicate(), READY_S)
+        finally:
+            if second.returncode is None:
+                second.kill()
+                await second.wait()
+        assert second.returncode == 2
+        lines = err.decode().strip().splitlines()
+        assert lines == [
+            f"Another Kontext is already running on {tmp_path / 'kontext.db'} "
+            f"(pid {first.pid} on host {socket.gethostname()}); stop it first"
+        ]
+        assert first.returncode is None  # the first one runs on, untouched
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+    # A crash leaves no lock behind: the next start works.
+    async with bot_process(tmp_path, discord, env) as third:
+        assert third.returncode is None
+
+
+async def test_an_edit_is_written_down_before_discord_shows_it_accepted(
+    tmp_path: Path, world: tuple
+) -> None:
+    discord, segmind = world
+    env = bot_env(tmp_path, discord, segmind)
+    async with bot_process(tmp_path, discord, env) as proc:
+        # Discord keeps the bot's acknowledgement ("thinking...") waiting; the process dies
+        # right then, as a kill -9 between the two would have it.
+        held = discord.hold_next("POST", r"^/interactions/\d+/[^/]+/callback$")
+        await send_edit(discord, "seen accepted", MEMBER_ID)
+        await asyncio.wait_for(held.arrived.wait(), 15)
+        assert held.request is not None and held.request.json["type"] == 5
+        assert query(tmp_path, "SELECT user_id, state FROM jobs") == [(MEMBER_ID, "queued")]
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        held.release.set()
+    assert [r for r in segmind.requests if r.method == "POST"] == []
+
+    async with bot_process(tmp_path, discord, env):
+        # The edit the member saw accepted runs after the restart and pings them.
+        await discord.wait_for(
+            lambda: any(t == f"<@{MEMBER_ID}> your edit is ready." for t in channel_texts(discord)),
+            20,
+        )
+        await discord.wait_for(lambda: query(tmp_path, "SELECT state FROM jobs") == [("done",)], 10)
+    assert query(tmp_path, "SELECT prompt, status FROM generations") == [
+        ("seen accepted", "succeeded")
+    ]

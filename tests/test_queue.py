@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +53,16 @@ class Gate:
     def _event(self, label: str) -> asyncio.Event:
         return self._release.setdefault(label, asyncio.Event())
 
-    async def run(self, request: EditRequest) -> EditOutcome:
+    async def run(self, request: EditRequest, call_sent: Callable[[], None]) -> EditOutcome:
+        """Labels starting with "refused" end (when finished) without an API call, as an
+        edit refused for its allowance does; every other job sends its call at once."""
         label = request.params.prompt
         self.started.append(label)
         self.started_at[label] = self.clock.now()
         self.running += 1
         self.max_running = max(self.max_running, self.running)
+        if not label.startswith("refused"):
+            call_sent()
         try:
             await self._event(label).wait()
             if label in self._errors:
@@ -226,6 +230,27 @@ async def test_a_member_over_the_waiting_limit_is_refused_and_nothing_is_queued(
     assert (await bob.future).filename == "B1.png"
 
 
+async def test_past_the_total_bound_only_an_edit_resumed_after_a_restart_is_queued(
+    gate: Gate, started: list[FairQueue]
+) -> None:
+    queue = make_queue(gate, max_concurrency=1, per_member_queued=3, max_queued_total=2)
+    started.append(queue)
+    queue.start()
+    submit(queue, ALICE, "A1")
+    await gate.until_started(1)
+    submit(queue, BOB, "B1")
+    place = queue.hold_place(make_edit_request(CAROL, "C1"))  # being written down
+    with pytest.raises(QueueFull, match="2 edits waiting"):
+        submit(queue, DAVE, "D1")
+    queue.release_place(place)  # Carol's edit was refused after all
+    submit(queue, DAVE, "D1")
+    with pytest.raises(QueueFull, match="2 edits waiting"):
+        submit(queue, ZOE, "Z1")
+    # An edit accepted before a restart keeps its place in line.
+    submit(queue, ZOE, "Z1", resumed=True)
+    assert queue.waiting_count == 3
+
+
 async def test_the_rate_limit_holds_the_third_start_until_the_minute_has_passed(
     clock: ManualClock, gate: Gate, started: list[FairQueue]
 ) -> None:
@@ -252,6 +277,60 @@ async def test_the_rate_limit_holds_the_third_start_until_the_minute_has_passed(
     await gate.until_started(3)
     assert gate.started[-1] == "C1"
     assert gate.started_at["C1"] - t0 == 60
+
+
+async def test_jobs_refused_before_their_api_call_give_their_rate_slots_back_at_once(
+    clock: ManualClock, gate: Gate, started: list[FairQueue]
+) -> None:
+    queue = make_queue(gate, max_concurrency=4, rpm=2)
+    started.append(queue)
+    queue.start()
+    for n, member in enumerate((ALICE, BOB, CAROL, DAVE), start=1):
+        submit(queue, member, f"refused{n}")
+    await gate.until_started(2)
+    for n in range(1, 5):  # each ends, refused, and the next takes the slot it never used
+        gate.finish(f"refused{n}")
+        await settle()
+    assert gate.started[:4] == ["refused1", "refused2", "refused3", "refused4"]
+
+    # The minute has not moved on, yet two real calls may start: nothing was sent.
+    submit(queue, ALICE, "A1")
+    submit(queue, BOB, "B1")
+    third = submit(queue, CAROL, "C1")
+    await gate.until_started(6)
+    await settle()
+    assert gate.started[4:] == ["A1", "B1"] and clock.now() == 1000.0
+    assert queue.progress(third).state == "queued"  # the calls sent do fill the window
+
+
+async def test_the_wait_shown_counts_the_time_until_the_rate_window_frees_a_slot(
+    clock: ManualClock, gate: Gate, started: list[FairQueue]
+) -> None:
+    queue = make_queue(gate, max_concurrency=4, rpm=2)
+    started.append(queue)
+    queue.start()
+    submit(queue, ALICE, "A1")
+    submit(queue, BOB, "B1")
+    await gate.until_started(2)
+    await advance(clock, 1)
+    gate.finish("A1")
+    gate.finish("B1")
+    await settle()
+    # Nothing runs, but both calls of this minute are spent: the next start is at 60 s.
+    c1, d1, e1 = submit(queue, CAROL, "C1"), submit(queue, DAVE, "D1"), submit(queue, ZOE, "E1")
+    await settle()
+    assert queue.running_count == 0
+    duration = queue.avg_duration_s
+    shown = [queue.progress(job) for job in (c1, d1, e1)]
+    assert [p.ahead for p in shown] == [0, 1, 2]
+    assert shown[0].eta_s == pytest.approx(59 + duration)  # "you're next", but in a minute
+    assert shown[1].eta_s == pytest.approx(59 + duration)  # the window's second slot
+    assert shown[2].eta_s == pytest.approx(119 + duration)  # the minute after
+    await advance(clock, 58.5)
+    assert gate.started == ["A1", "B1"]
+    await advance(clock, 0.5)
+    await gate.until_started(4)
+    assert gate.started[2:] == ["C1", "D1"]
 
 
 # -- what waiting members are shown --------------------------------------------------------
@@ -495,8 +574,10 @@ class GatedPipeline:
     async def precheck(self, request: EditRequest) -> None:
         """Everything passes: these tests are about the queue and the jobs table."""
 
-    async def run(self, request: EditRequest) -> EditOutcome:
-        return await self.gate.run(request)
+    async def run(
+        self, request: EditRequest, *, on_call: Callable[[], None] | None = None
+    ) -> EditOutcome:
+        return await self.gate.run(request, on_call or (lambda: None))
 
 
 @pytest.fixture
@@ -551,8 +632,10 @@ async def test_two_edits_at_once_over_the_limit_leave_no_runnable_job_row(
 
     refused = [r for r in results if isinstance(r, QueueFull)]
     assert len(refused) == 1 and service.queue.waiting_count == 3
-    # The refused edit was written down before the queue said no; a restart must not run
-    # it (and charge for it): what is left unfinished is exactly what is queued or running.
+    # The queue keeps a place for each edit while it is checked and written down, so the
+    # refused one never got a row; a restart must not run it (and charge for it): what is
+    # left unfinished is exactly what is queued or running.
+    assert len(await job_states(conn)) == 4
     left = {job.id for job in await jobs.unfinished(conn)}
     live = {job.id for job in service.queue.waiting_jobs()} | {
         job.id for job in service.queue.running_jobs()

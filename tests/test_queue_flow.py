@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +240,57 @@ async def test_a_fifth_edit_while_three_wait_is_refused_and_costs_nothing(h: Har
     assert len(api_calls(h)) == 1 and h.segmind.credits == credits
     assert len(await rows_of(h, "generations", MEMBER_ID)) == 1
     assert [c["state"] for c in await rows_of(h, "charges", MEMBER_ID)] == ["reserved"]
+
+
+@pytest.mark.settings(max_queued_total=1, segmind_max_concurrency=1)
+async def test_past_the_total_queue_bound_new_edits_are_refused_at_once_and_cost_nothing(
+    h: Harness,
+) -> None:
+    h.segmind.delay = 2.0
+    await h.edit("running", user_id=MEMBER_ID)
+    await h.discord.wait_for(lambda: h.segmind.in_flight == 1)
+    await h.edit("waiting", user_id=OTHER_MEMBER_ID)
+    await wait_jobs(h, 2)
+    credits = h.segmind.credits
+
+    answer = await h.answer(await h.edit("one too many", user_id=ADMIN_ID))
+
+    assert answer["flags"] & FLAG_EPHEMERAL
+    assert "1 edit waiting" in answer["content"] and "Nothing was charged" in answer["content"]
+    assert len(await job_rows(h)) == 2  # never written down
+    assert await rows_of(h, "charges", ADMIN_ID) == []
+    assert len(api_calls(h)) == 1 and h.segmind.credits == credits
+
+
+# -- the per-minute limit -------------------------------------------------------------------
+
+
+@pytest.mark.settings(
+    quota_default_credits=0.40, segmind_rpm=40, max_queued_per_user=40, alert_below_credits=0
+)
+async def test_edits_refused_before_their_api_call_leave_the_rate_limit_to_others(
+    h: Harness,
+) -> None:
+    # 40 edits at once from a member whose allowance covers 10: 30 are refused before any
+    # API call. Only the 10 calls sent may count against the 40 starts a minute.
+    h.segmind.delay = 0.2  # all 40 are queued before the first is charged
+    for n in range(40):
+        await h.edit(f"burst {n}")
+
+    async def burst_over() -> bool:
+        rows = await job_rows(h)
+        done = all(r["state"] != "queued" for r in rows)
+        return len(rows) == 40 and done and not h.bot.core.edits.queue.jobs()
+
+    await h.discord.wait_for(burst_over, 20, message="the 40 edits to be answered")
+    assert len(api_calls(h)) == 10
+
+    # Another member is not held back by slots nobody used.
+    started = time.monotonic()
+    other = await h.edit("my turn", user_id=OTHER_MEMBER_ID)
+    assert (await result_of(h, other))["attachments"]
+    assert time.monotonic() - started < 10
+    assert len(api_calls(h)) == 11
 
 
 # -- delivery ------------------------------------------------------------------------------

@@ -76,21 +76,56 @@ async def run_for_interaction(
     note: str | None = None,
     private: bool = False,
 ) -> Posted:
-    """Run an edit for a deferred interaction and deliver it, however long it took."""
+    """Run an edit for an interaction and deliver it, however long it took. The
+    interaction is acknowledged ("thinking...", private with `private`) only once the
+    edit is written down."""
+
+    async def acknowledge() -> None:
+        if not interaction.response.is_done():
+            await interaction.response.defer(thinking=True, ephemeral=private)
+
     poster = InteractionPoster(bot, interaction, reply_to=reply_to, private=private)
     return await bot.core.edits.run(
         request,
         to=Destination(poster, note=note),
         reply_to_message_id=reply_to.id if reply_to else None,
         on_progress=InteractionStatus(bot, interaction).show,
+        acknowledge=acknowledge,
     )
+
+
+class Working:
+    """A reaction on the member's message while their edit is on (the typing indicator
+    where reactions are denied): the acknowledgement of a reply or a mention."""
+
+    REACTION = "\N{HOURGLASS WITH FLOWING SAND}"
+
+    def __init__(self, bot: KontextBot, message: discord.Message) -> None:
+        self.bot, self.message = bot, message
+        self.reacted = False
+
+    async def show(self) -> None:
+        try:
+            await self.message.add_reaction(self.REACTION)
+            self.reacted = True
+        except discord.HTTPException:
+            with contextlib.suppress(discord.HTTPException):
+                await self.message.channel.typing()
+
+    async def clear(self) -> None:
+        if self.reacted and self.bot.user is not None:
+            self.reacted = False
+            with contextlib.suppress(discord.HTTPException):
+                await self.message.remove_reaction(self.REACTION, self.bot.user)
 
 
 async def run_for_message(
     bot: KontextBot, message: discord.Message, request: EditRequest, *, note: str | None = None
 ) -> Posted:
-    """Run an edit asked for by a reply or a mention; the result replies to it."""
+    """Run an edit asked for by a reply or a mention; the result replies to it. The
+    message gets its reaction only once the edit is written down."""
     status = MessageStatus(message)
+    working = Working(bot, message)
     poster = ChannelPoster(
         message.channel, message.to_reference(fail_if_not_exists=False), before_post=status.clear
     )
@@ -100,6 +135,8 @@ async def run_for_message(
             to=Destination(poster, note=note),
             reply_to_message_id=message.id,
             on_progress=status.show,
+            acknowledge=working.show,
         )
     finally:
         await status.clear()
+        await working.clear()

@@ -35,8 +35,12 @@ async def add(
 
 
 async def mark_running(database: Database, job_id: int) -> None:
+    """Durable: after a power cut the job must still read 'running' (interrupted, refunded),
+    never 'queued', which start-up would run again: a second API call."""
     await database.write(
-        "UPDATE jobs SET state = 'running', started_at = ? WHERE id = ?", (time.time(), job_id)
+        "UPDATE jobs SET state = 'running', started_at = ? WHERE id = ?",
+        (time.time(), job_id),
+        durable=True,
     )
 
 

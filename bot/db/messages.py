@@ -57,6 +57,15 @@ async def result_message(database: Database, message_id: int) -> ResultMessage |
     return ResultMessage(*row) if row else None
 
 
+async def generation_of_attachment(database: Database, attachment_id: int) -> int | None:
+    """The generation whose image this Discord attachment is (a result or a re-post)."""
+    row = await database.fetchone(
+        "SELECT generation_id FROM result_messages WHERE attachment_id = ? LIMIT 1",
+        (attachment_id,),
+    )
+    return None if row is None else int(row[0])
+
+
 async def mark_message_deleted(database: Database, message_id: int) -> bool:
     cur = await database.write(
         "UPDATE result_messages SET deleted_at = ? WHERE message_id = ? AND deleted_at IS NULL",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
@@ -32,8 +33,42 @@ class _Fault:
     times: int
 
 
+@dataclass
+class Hold:
+    """A request kept waiting: recorded as it arrives (`arrived` is set and `request`
+    holds it), answered only once the test sets `release`."""
+
+    method: str
+    pattern: re.Pattern[str]
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    request: Recorded | None = None
+
+
 class HttpMixin:
     """Routes, the middleware that records and authorises requests, scripted faults."""
+
+    # -- held requests -----------------------------------------------------
+
+    def hold_next(self, method: str, path_regex: str) -> Hold:
+        """Keep the next matching request waiting until the test sets `hold.release`, so
+        it can look at the world at the moment Discord has it (e.g. is the edit already
+        written down when the bot acknowledges it?). Released at the latest on stop()."""
+        hold = Hold(method.upper(), re.compile(path_regex))
+        self._holds.append(hold)
+        return hold
+
+    def _take_hold(self, method: str, path: str) -> Hold | None:
+        for hold in self._holds:
+            if hold.method in ("*", method) and hold.pattern.search(path):
+                self._holds.remove(hold)
+                self._held.append(hold)
+                return hold
+        return None
+
+    def release_holds(self) -> None:
+        for hold in [*self._holds, *self._held]:
+            hold.release.set()
 
     # -- scripted faults ---------------------------------------------------
 
@@ -157,6 +192,11 @@ class HttpMixin:
         )
         (self.requests if is_rest else self.cdn_requests).append(rec)
         request[_REC] = rec
+        hold = self._take_hold(request.method, path)
+        if hold is not None:
+            hold.request = rec
+            hold.arrived.set()
+            await hold.release.wait()
         fault = self._take_fault(request.method, path)
         if fault is not None:
             resp: web.StreamResponse = _json_response(

@@ -30,7 +30,7 @@ from tests.fake_discord.gateway import GatewayMixin, _Conn, _Session
 from tests.fake_discord.interactions import InteractionsMixin
 from tests.fake_discord.messages import MessagesMixin
 from tests.fake_discord.patching import point_discord_at
-from tests.fake_discord.plumbing import HttpMixin, _Fault
+from tests.fake_discord.plumbing import Hold, HttpMixin, _Fault
 from tests.fake_discord.rest import RestMixin
 from tests.fake_discord.state import StateMixin
 from tests.fake_discord.webhooks import WebhooksMixin
@@ -91,6 +91,8 @@ class FakeDiscord(
 
         self._blobs: dict[int, tuple[bytes, str | None, str]] = {}  # id -> data, type, name
         self._faults: list[_Fault] = []
+        self._holds: list[Hold] = []  # waiting for their request
+        self._held: list[Hold] = []  # their request arrived
         self._secret = secrets.token_bytes(16)
         self._last_snowflake = 0
         self._sessions: dict[str, _Session] = {}
@@ -117,6 +119,7 @@ class FakeDiscord(
 
     async def stop(self) -> None:
         self._gateway_open.set()  # a held connection must not keep the server open
+        self.release_holds()
         pending = list(self._tasks)
         for task in pending:
             task.cancel()

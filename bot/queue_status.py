@@ -1,0 +1,52 @@
+"""Telling waiting members where they stand: each job's status hook is called at most once
+per interval, only when what it would show has changed, and each update on its own task
+(one slow Discord edit must not hold the rest back)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from bot.clock import Clock
+
+if TYPE_CHECKING:
+    from bot.queue import FairQueue, Progress, ProgressHook
+
+log = logging.getLogger(__name__)
+
+
+async def keep_posted(queue: FairQueue, clock: Clock) -> None:
+    """Run for the queue's life (it cancels this task when it closes)."""
+    while True:
+        interval = queue.limits.status_interval_s
+        await clock.sleep(min(1.0, interval))
+        now = clock.now()
+        positions = queue.positions()
+        for job in queue.jobs():
+            if job.on_progress is None or now - job.shown_at < interval:
+                continue
+            if job.updating is not None and not job.updating.done():
+                continue  # the last update is still on its way to Discord
+            progress = queue.progress(job, positions)
+            if job.shown is None and progress.state == "running" and progress.elapsed_s < interval:
+                continue  # a quick edit needs no status message at all
+            if _same_display(job.shown, progress, interval):
+                continue
+            job.shown, job.shown_at = progress, now
+            job.updating = asyncio.create_task(_show(job.on_progress, progress))
+
+
+async def _show(hook: ProgressHook, progress: Progress) -> None:
+    try:
+        await hook(progress)
+    except Exception:  # a failed status edit must not stop the queue
+        log.warning("Status update for job %s failed", progress.job_id, exc_info=True)
+
+
+def _same_display(old: Progress | None, new: Progress, interval: float) -> bool:
+    if old is None or old.state != new.state:
+        return False
+    if new.state == "queued":
+        return old.ahead == new.ahead and round(old.eta_s / 5) == round(new.eta_s / 5)
+    return int(old.elapsed_s // interval) == int(new.elapsed_s // interval)
