@@ -11,10 +11,8 @@ rest. Jobs hold only small records (the request describes the image, never its b
 from __future__ import annotations
 
 import asyncio
-import bisect
 import collections
 import contextlib
-import itertools
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -22,7 +20,7 @@ from dataclasses import dataclass, field
 
 from bot.clock import REAL_CLOCK, Clock
 from bot.errors import BadInput, UserError
-from bot.queue_status import keep_posted
+from bot.queue_status import keep_posted, turn_positions
 from bot.ratelimit import RateLimiter, Slot
 from bot.requests import EditOutcome, EditRequest
 
@@ -304,22 +302,8 @@ class FairQueue:
 
     def positions(self) -> dict[int, int]:
         """For every waiting job, how many start before it, taking turns as the dispatcher
-        does. The k-th job (from 0) of a member has ahead of it min(L, k) jobs of every
-        member (L = that member's waiting jobs), plus one more of each member earlier in
-        the turn order that has more than k: S(k) + C_before(k). O(members x longest)."""
-        lengths = [len(self._waiting[m]) for m in self._order]
-        ranked = sorted(lengths)
-        prefix = [0, *itertools.accumulate(ranked)]
-        ahead: dict[int, int] = {}
-        for k in range(max(lengths, default=0)):
-            shorter = bisect.bisect_right(ranked, k)  # members with at most k waiting
-            s_k = prefix[shorter] + k * (len(ranked) - shorter)
-            before = 0
-            for member, length in zip(self._order, lengths, strict=True):
-                if length > k:
-                    ahead[self._waiting[member][k].id] = s_k + before
-                    before += 1
-        return ahead
+        does (see `bot.queue_status.turn_positions`)."""
+        return turn_positions([self._waiting[m] for m in self._order])
 
     # -- dispatcher ---------------------------------------------------------------------
 

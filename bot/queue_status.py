@@ -5,13 +5,16 @@ per interval, only when what it would show has changed, and each update on its o
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bot.clock import Clock
 
 if TYPE_CHECKING:
-    from bot.queue import FairQueue, Progress, ProgressHook
+    from bot.queue import FairQueue, Job, Progress, ProgressHook
 
 log = logging.getLogger(__name__)
 
@@ -50,3 +53,24 @@ def _same_display(old: Progress | None, new: Progress, interval: float) -> bool:
     if new.state == "queued":
         return old.ahead == new.ahead and round(old.eta_s / 5) == round(new.eta_s / 5)
     return int(old.elapsed_s // interval) == int(new.elapsed_s // interval)
+
+
+def turn_positions(queues: Sequence[Sequence[Job]]) -> dict[int, int]:
+    """For every waiting job, how many start before it when members take turns (`queues`:
+    each member's waiting jobs, in turn order). The k-th job (from 0) of a member has
+    ahead of it min(L, k) jobs of every member (L = that member's waiting jobs), plus one
+    more of each member earlier in the turn order that has more than k: S(k) + C_before(k).
+    O(members x longest)."""
+    lengths = [len(q) for q in queues]
+    ranked = sorted(lengths)
+    prefix = [0, *itertools.accumulate(ranked)]
+    ahead: dict[int, int] = {}
+    for k in range(max(lengths, default=0)):
+        shorter = bisect.bisect_right(ranked, k)  # members with at most k waiting
+        s_k = prefix[shorter] + k * (len(ranked) - shorter)
+        before = 0
+        for queue, length in zip(queues, lengths, strict=True):
+            if length > k:
+                ahead[queue[k].id] = s_k + before
+                before += 1
+    return ahead
