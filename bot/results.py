@@ -20,17 +20,6 @@ class ResultStore:
         self._db = database
         self.directory = directory
         self.retention_s = retention_s
-        self._claimed: set[int] = set()
-
-    def claim(self, generation_id: int) -> bool:
-        """Take the right to deliver a kept result; False when another delivery has it."""
-        if generation_id in self._claimed:
-            return False
-        self._claimed.add(generation_id)
-        return True
-
-    def unclaim(self, generation_id: int) -> None:
-        self._claimed.discard(generation_id)
 
     async def save(self, generation_id: int, data: bytes, extension: str) -> Path:
         """Write the bytes, then point the generation at them. Cancelled half-way, it
