@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from bot.administration import Change, ServerAdmin
 from bot.db import servers
 from bot.db.connection import Database
-from bot.errors import UserError
+from bot.errors import BadInput
 from bot.health import Incident, IncidentKind
 from bot.ledger import BudgetStatus, Ledger
 
@@ -18,7 +18,7 @@ BUDGET_LEVELS = ((1.0, IncidentKind.BUDGET_SPENT), (0.8, IncidentKind.BUDGET_WAR
 EPSILON = 1e-9
 
 
-class NotServed(UserError):
+class NotServed(BadInput):
     """This server is not on the operator's list: nothing is done, nothing is spent."""
 
     def __init__(self) -> None:
