@@ -48,16 +48,8 @@ class Incident:
     resets_at: float | None = None
 
 
-# The halts: edits stop until a probe, a check or an admin clears them.
+# A halt: edits stop until a probe, a check or the operator clears it.
 Halt = Incident
-HALTING = frozenset(
-    {
-        IncidentKind.KEY_REJECTED,
-        IncidentKind.OUT_OF_CREDITS,
-        IncidentKind.ACCOUNT_FLOOR,
-        IncidentKind.PAUSED,
-    }
-)
 _OUTAGES = (
     segmind.ServerError,
     segmind.RateLimited,
@@ -102,6 +94,11 @@ class ServiceHealth:
         self.incident_hooks: list[Callable[[Incident], object]] = []
 
     @property
+    def paused(self) -> bool:
+        """The operator paused every edit (only their resume ends it)."""
+        return self.halted is not None and self.halted.kind == IncidentKind.PAUSED
+
+    @property
     def halted_reason(self) -> str | None:
         return None if self.halted is None else self.halted.detail
 
@@ -129,7 +126,7 @@ class ServiceHealth:
     # -- what happened ------------------------------------------------------------------
 
     def halt(self, halt: Halt) -> None:
-        if self.halted is not None and self.halted.kind == IncidentKind.PAUSED:
+        if self.paused:
             return  # the operator's pause outranks whatever an in-flight call reports
         first = self.halted is None
         self.halted = halt
@@ -176,7 +173,7 @@ class ServiceHealth:
 
     def call_succeeded(self) -> None:
         self._failures = 0
-        if self.halted is not None and self.halted.kind == IncidentKind.PAUSED:
+        if self.paused:
             return  # a call that started before the pause; only the operator resumes
         self._clear()
 
@@ -212,7 +209,7 @@ class ServiceHealth:
     def check_passed(self, balance: float | None) -> None:
         """An admin's key check got through: clear the halt unless the floor still holds
         (then keep that halt, without the admin hold a rejected key had set)."""
-        if self.halted is not None and self.halted.kind == IncidentKind.PAUSED:
+        if self.paused:
             return  # the key works, but the operator's pause stands until they resume
         if self.reserve > 0 and balance is not None and balance < self.reserve:
             self.needs_admin = False

@@ -10,7 +10,7 @@ from bot.administration import Change, ServerAdmin
 from bot.credits import CreditMeter
 from bot.db import servers
 from bot.db.connection import Database
-from bot.health import IncidentKind, ServiceHealth
+from bot.health import ServiceHealth
 from bot.keycheck import KeyChecker, KeyCheckResult, run_key_check
 
 BOT_WIDE = 0  # the audit log's server id for a change to the whole bot
@@ -81,7 +81,7 @@ class OperatorDesk:
         halted = self._health.halted
         if halted is None and not self._health.needs_admin:
             return None
-        if halted is not None and halted.kind == IncidentKind.PAUSED:
+        if self._health.paused:
             async with self._db.transaction() as conn:
                 await servers.set_state(conn, PAUSE_KEY, None)
         self._health.resume()

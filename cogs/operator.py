@@ -16,7 +16,6 @@ from bot.adapter.quota_render import money
 from bot.adapter.render import safe_text
 from bot.adapter.spend_render import credits_embed, operator_servers_embed
 from bot.errors import BadInput
-from bot.health import IncidentKind
 from bot.keycheck import KeyCheckResult
 from bot.operator import Resumed
 
@@ -117,11 +116,9 @@ class Operator(
     async def check(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         result = await self.core.operator.check_key(interaction.user.id)
-        paused = self.core.health.halted is not None and (
-            self.core.health.halted.kind == IncidentKind.PAUSED
-        )
         await reply(
-            interaction, check_text(result, self.core.settings.account_reserve_credits, paused)
+            interaction,
+            check_text(result, self.core.settings.account_reserve_credits, self.core.health.paused),
         )
 
     @app_commands.command(name="pause", description="Stop every new edit until /operator resume")
