@@ -70,10 +70,10 @@ class OperatorDesk:
 
     async def pause(self, actor_id: int, reason: str) -> Change:
         change = Change(self._health.halted_reason or "running", f"paused: {reason}")
-        async with self._db.transaction() as conn:
+        async with self._db.transaction() as conn:  # the pause and its audit row together
             await servers.set_state(conn, PAUSE_KEY, reason)
+            await self._admin.audit(conn, BOT_WIDE, actor_id, "api.pause", "api", change)
         self._health.pause(reason)
-        await self._admin.record(BOT_WIDE, actor_id, "api.pause", "api", change)
         return change
 
     async def resume(self, actor_id: int) -> Resumed | None:
@@ -81,10 +81,10 @@ class OperatorDesk:
         halted = self._health.halted
         if halted is None and not self._health.needs_admin:
             return None
-        if self._health.paused:
-            async with self._db.transaction() as conn:
+        change = Change(halted.detail if halted else "held", "running")
+        async with self._db.transaction() as conn:  # the resume and its audit row together
+            if self._health.paused:
                 await servers.set_state(conn, PAUSE_KEY, None)
+            await self._admin.audit(conn, BOT_WIDE, actor_id, "api.resume", "api", change)
         self._health.resume()
-        before = halted.detail if halted else "held"
-        await self._admin.record(BOT_WIDE, actor_id, "api.resume", "api", Change(before, "running"))
         return Resumed(self._meter.last_balance, self._health.reserve)
