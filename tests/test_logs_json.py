@@ -42,6 +42,11 @@ async def test_json_logs_parse_line_by_line_and_carry_the_edits_context(
 ) -> None:
     h = harness
     await h.answer(await h.edit("make it night"))
+    # The job's own end line is written just after the result is posted.
+    await h.discord.wait_for(
+        lambda: any(r.get("status") == "done" for r in lines(json_log)),
+        message="the job's end line",
+    )
     logging.getLogger("bot").info("outside any edit")
     records = lines(json_log)
     assert records, "the edit logged nothing"
