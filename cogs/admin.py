@@ -94,8 +94,21 @@ class Admin(
     def _ids(self, interaction: discord.Interaction) -> tuple[int, int]:
         return interaction.guild_id or 0, interaction.user.id
 
-    async def _per_period(self, guild_id: int) -> str:
-        return PER_PERIOD[(await self.core.ledger.guild_default(guild_id)).period]
+    async def _allowance_set(
+        self,
+        interaction: discord.Interaction,
+        who: str,
+        credits: float,
+        change: Change,
+        condition: str = "",
+    ) -> None:
+        """Confirm a new allowance in the server's own period ("… credits a week")."""
+        default = await self.core.ledger.guild_default(interaction.guild_id or 0)
+        per = PER_PERIOD[default.period]
+        await reply(
+            interaction,
+            f"{who} can now spend {money(credits)} credits {per}{condition}. {was(change)}",
+        )
 
     # -- allowances ---------------------------------------------------------------------
 
@@ -109,11 +122,7 @@ class Admin(
     ) -> None:
         guild_id, actor = self._ids(interaction)
         change = await self.core.admin.set_member_quota(guild_id, actor, member.id, credits)
-        per = await self._per_period(guild_id)
-        await reply(
-            interaction,
-            f"{member.mention} can now spend {money(credits)} credits {per}. {was(change)}",
-        )
+        await self._allowance_set(interaction, member.mention, credits, change)
 
     @quota.command(name="clear", description="Remove a member's or a role's own allowance")
     @app_commands.describe(target="The member or role whose allowance to remove")
@@ -158,10 +167,7 @@ class Admin(
     ) -> None:
         guild_id, actor = self._ids(interaction)
         change = await self.core.admin.set_guild_default(guild_id, actor, credits, period)
-        per = await self._per_period(guild_id)
-        await reply(
-            interaction, f"Members can now spend {money(credits)} credits {per}. {was(change)}"
-        )
+        await self._allowance_set(interaction, "Members", credits, change)
 
     @quota.command(name="role", description="An allowance for everyone with a role")
     @app_commands.describe(role="The role", credits="Credits per period (the highest role wins)")
@@ -173,11 +179,12 @@ class Admin(
     ) -> None:
         guild_id, actor = self._ids(interaction)
         change = await self.core.admin.set_role_quota(guild_id, actor, role.id, credits)
-        per = await self._per_period(guild_id)
-        await reply(
+        await self._allowance_set(
             interaction,
-            f"Members with {role.mention} can now spend {money(credits)} credits {per}, "
-            f"unless they have their own allowance. {was(change)}",
+            f"Members with {role.mention}",
+            credits,
+            change,
+            ", unless they have their own allowance",
         )
 
     @quota.command(name="show", description="A member's allowance, usage and block")

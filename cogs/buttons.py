@@ -15,7 +15,7 @@ from bot.adapter.errors import ReportingModal
 from bot.adapter.messages import Reader, request_for_interaction, shown_image
 from bot.adapter.posting import ChannelPoster, settle_placeholder
 from bot.adapter.render import image_file
-from bot.adapter.views import BUTTONS_COG, CancelButton, ResultButton
+from bot.adapter.views import BUTTONS_COG, ActionButton
 from bot.db.generations import Generation
 from bot.params import PROMPT_MAX_CHARS
 
@@ -58,10 +58,10 @@ class ResultButtons(commands.Cog, name=BUTTONS_COG):
         self.reader = Reader(bot)
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(ResultButton, CancelButton)
+        self.bot.add_dynamic_items(ActionButton)
 
     async def cog_unload(self) -> None:
-        self.bot.remove_dynamic_items(ResultButton, CancelButton)
+        self.bot.remove_dynamic_items(ActionButton)
 
     async def on_cancel(self, interaction: discord.Interaction, job_id: int) -> None:
         """Cancel a queued edit; whoever waits on it tells the member (no charge)."""

@@ -39,21 +39,13 @@ INPUT_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP"})
 
 DEFAULT_MODELS: tuple[str, ...] = ("flux-kontext-dev", "flux-kontext-pro", "flux-kontext-max")
 
+# The contract's ratios, built on their own (each wide one and its tall twin) so that a
+# wrong list in bot/params.py is caught here rather than copied.
+_WIDE = ((16, 9), (4, 3), (3, 2), (5, 4), (21, 9), (2, 1))
 ASPECT_RATIOS: tuple[str, ...] = (
     "match_input_image",
     "1:1",
-    "16:9",
-    "9:16",
-    "4:3",
-    "3:4",
-    "3:2",
-    "2:3",
-    "4:5",
-    "5:4",
-    "21:9",
-    "9:21",
-    "2:1",
-    "1:2",
+    *(f"{a}:{b}" for w, h in _WIDE for a, b in ((w, h), (h, w))),
 )
 OUTPUT_FORMATS: tuple[str, ...] = ("png", "jpg", "webp")
 HEADER_MODES: tuple[str, ...] = ("normal", "missing", "garbage")

@@ -10,13 +10,16 @@ import discord
 
 from bot.adapter.access import refuse_if_not_served
 
-ACTIONS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
+ACTIONS: dict[str, tuple[str, str | None, discord.ButtonStyle]] = {
     "again": ("Edit again", "\N{PENCIL}", discord.ButtonStyle.primary),
     "reroll": ("Reroll", "\N{GAME DIE}", discord.ButtonStyle.secondary),
     "undo": ("Undo", "\N{LEFTWARDS ARROW WITH HOOK}", discord.ButtonStyle.secondary),
     "compare": ("Compare", "\N{LEFT RIGHT ARROW}", discord.ButtonStyle.secondary),
     "delete": ("Delete", "\N{WASTEBASKET}", discord.ButtonStyle.danger),
+    # A queued edit's one button: its id is the job's, not a generation's.
+    "cancel": ("Cancel", None, discord.ButtonStyle.secondary),
 }
+RESULT_ACTIONS = ("again", "reroll", "undo", "compare", "delete")
 BUTTONS_COG = "ResultButtons"
 
 
@@ -40,24 +43,22 @@ async def _press(interaction: discord.Interaction, handler: str, *args: object) 
         await report(interaction, exc, f"button {handler}")
 
 
-class ResultButton(
+class ActionButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"kontext:(?P<action>again|reroll|undo|compare|delete):(?P<generation>[0-9]{1,19})",
+    template=r"kontext:(?P<action>again|reroll|undo|compare|delete|cancel):(?P<id>[0-9]{1,19})",
 ):
-    """One action on one generation; the click is handled by the ResultButtons cog."""
+    """One action on one generation (or, for Cancel, on one queued job); the click is
+    handled by the ResultButtons cog."""
 
-    def __init__(self, action: str, generation_id: int) -> None:
+    def __init__(self, action: str, target_id: int) -> None:
         label, emoji, style = ACTIONS[action]
         super().__init__(
             discord.ui.Button(
-                label=label,
-                emoji=emoji,
-                style=style,
-                custom_id=f"kontext:{action}:{generation_id}",
+                label=label, emoji=emoji, style=style, custom_id=f"kontext:{action}:{target_id}"
             )
         )
         self.action = action
-        self.generation_id = generation_id
+        self.target_id = target_id
 
     @classmethod
     async def from_custom_id(
@@ -66,51 +67,24 @@ class ResultButton(
         item: discord.ui.Button[Any],
         match: re.Match[str],
         /,
-    ) -> ResultButton:
-        return cls(match["action"], int(match["generation"]))
+    ) -> ActionButton:
+        return cls(match["action"], int(match["id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await _press(interaction, "on_button", self.action, self.generation_id)
+        if self.action == "cancel":
+            await _press(interaction, "on_cancel", self.target_id)
+        else:
+            await _press(interaction, "on_button", self.action, self.target_id)
 
 
 def result_view(generation_id: int) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    for action in ACTIONS:
-        view.add_item(ResultButton(action, generation_id))
+    for action in RESULT_ACTIONS:
+        view.add_item(ActionButton(action, generation_id))
     return view
-
-
-class CancelButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"kontext:cancel:(?P<job>[0-9]{1,19})",
-):
-    """Cancels a queued edit (no charge); only its member may press it."""
-
-    def __init__(self, job_id: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Cancel",
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"kontext:cancel:{job_id}",
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls,
-        interaction: discord.Interaction,
-        item: discord.ui.Button[Any],
-        match: re.Match[str],
-        /,
-    ) -> CancelButton:
-        return cls(int(match["job"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await _press(interaction, "on_cancel", self.job_id)
 
 
 def cancel_view(job_id: int) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(CancelButton(job_id))
+    view.add_item(ActionButton("cancel", job_id))
     return view

@@ -15,16 +15,25 @@ async def budget(database: Database, guild_id: int) -> float | None:
     return None if row is None else float(row[0])
 
 
-async def set_budget(conn: aiosqlite.Connection, guild_id: int, credits: float | None) -> None:
-    """Set (or with None remove: the default applies) a server's budget."""
-    if credits is None:
-        await conn.execute("DELETE FROM server_budgets WHERE guild_id = ?", (guild_id,))
+async def _put(
+    conn: aiosqlite.Connection, table: str, key: tuple[str, object], value: tuple[str, object]
+) -> None:
+    """Upsert one keyed value; a None value deletes the row. `table` and the column names
+    are this module's constants, never input."""
+    (key_column, key_value), (column, new) = key, value
+    if new is None:
+        await conn.execute(f"DELETE FROM {table} WHERE {key_column} = ?", (key_value,))  # noqa: S608
         return
     await conn.execute(
-        """INSERT INTO server_budgets (guild_id, credits) VALUES (?, ?)
-           ON CONFLICT (guild_id) DO UPDATE SET credits = excluded.credits""",
-        (guild_id, credits),
+        f"""INSERT INTO {table} ({key_column}, {column}) VALUES (?, ?)
+            ON CONFLICT ({key_column}) DO UPDATE SET {column} = excluded.{column}""",  # noqa: S608
+        (key_value, new),
     )
+
+
+async def set_budget(conn: aiosqlite.Connection, guild_id: int, credits: float | None) -> None:
+    """Set (or with None remove: the default applies) a server's budget."""
+    await _put(conn, "server_budgets", ("guild_id", guild_id), ("credits", credits))
 
 
 async def access(database: Database) -> dict[int, bool]:
@@ -34,11 +43,7 @@ async def access(database: Database) -> dict[int, bool]:
 
 
 async def set_access(conn: aiosqlite.Connection, guild_id: int, allowed: bool) -> None:
-    await conn.execute(
-        """INSERT INTO server_access (guild_id, allowed) VALUES (?, ?)
-           ON CONFLICT (guild_id) DO UPDATE SET allowed = excluded.allowed""",
-        (guild_id, int(allowed)),
-    )
+    await _put(conn, "server_access", ("guild_id", guild_id), ("allowed", int(allowed)))
 
 
 async def spent_and_held(database: Database, guild_id: int, since: float) -> tuple[float, float]:
@@ -77,11 +82,5 @@ async def state(database: Database, key: str) -> str | None:
 
 
 async def set_state(conn: aiosqlite.Connection, key: str, value: str | None) -> None:
-    if value is None:
-        await conn.execute("DELETE FROM bot_state WHERE key = ?", (key,))
-        return
-    await conn.execute(
-        """INSERT INTO bot_state (key, value) VALUES (?, ?)
-           ON CONFLICT (key) DO UPDATE SET value = excluded.value""",
-        (key, value),
-    )
+    """Set (or with None remove) one bot-wide value, such as a pause."""
+    await _put(conn, "bot_state", ("key", key), ("value", value))
