@@ -38,8 +38,6 @@ class ResultCard:
         note: str | None = None,
         ping: bool = False,
     ) -> ResultCard:
-        converted = outcome.converted_from and f"converted from {outcome.converted_from}"
-        notes = [n for n in (note, converted, outcome.reencoded and REENCODED) if n]
         return cls(
             generation_id=outcome.generation_id,
             params=outcome.params,
@@ -50,7 +48,7 @@ class ResultCard:
             cost=outcome.cost.amount,
             cost_estimated=outcome.cost.source == "estimate",
             quota_left=outcome.quota_left,
-            note=" · ".join(notes) or None,
+            note=_notes(note, outcome.converted_from, outcome.reencoded),
             ping=ping,
         )
 
@@ -67,6 +65,12 @@ class ResultCard:
             elapsed_s=gen.api_time_s,
             cost=gen.cost,
             cost_estimated=gen.cost_source == "estimate",
-            note=note,
+            note=_notes(note, gen.input_converted_from, bool(gen.result_reencoded)),
             ping=ping,
         )
+
+
+def _notes(note: str | None, converted_from: str | None, reencoded: bool) -> str | None:
+    """The footer's notes: the caller's, then what the bot did to the input and result."""
+    converted = converted_from and f"converted from {converted_from}"
+    return " · ".join(n for n in (note, converted, reencoded and REENCODED) if n) or None

@@ -254,6 +254,7 @@ class EditPipeline:
             remaining_credits=result.remaining_credits,
             reencoded=upload.reencoded,
             measured_cost=cost.measured,
+            converted_from=api_input.converted_from,
         )
         try:
             # Paid for: keep the bytes until Discord has them (see bot.results).

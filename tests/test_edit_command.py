@@ -357,3 +357,18 @@ async def test_mentioning_the_bot_with_a_heic_edits_it(h: Harness) -> None:
     result = await h.reply_answer(message)
     assert_inverted(h, result, source)
     assert "converted from HEIC" in footer_of(result)
+
+
+async def test_an_undo_repost_of_a_converted_heic_still_says_so(h: Harness) -> None:
+    """The re-post is rebuilt from the database row, so the row must remember the input's
+    conversion (and the result's re-encoding) as the first post said them."""
+    source = make_image(320, 240, "HEIF")
+    step1 = await h.answer(await h.edit("make it night", h.upload(source, "a.heic", "image/heic")))
+    assert "converted from HEIC" in footer_of(step1)
+    step2 = await h.reply_answer(await h.reply(step1, "add snow"))
+    assert "converted from" not in footer_of(step2)  # its input was step 1's PNG result
+    await h.click(step2, "undo")
+    [repost] = await h.discord.wait_for(
+        lambda: [m for m in h.channel_messages() if "undo" in str(m.get("embeds"))]
+    )
+    assert "converted from HEIC" in footer_of(repost)

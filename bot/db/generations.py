@@ -61,6 +61,8 @@ class Generation:
     result_path: str | None
     created_at: float
     finished_at: float | None
+    result_reencoded: int  # 1: re-encoded as JPEG to fit the server's upload limit
+    input_converted_from: str | None  # e.g. "HEIC": the input was converted for the API
 
     @property
     def input(self) -> InputImage:
@@ -143,11 +145,13 @@ async def mark_succeeded(
     remaining_credits: float | None,
     reencoded: bool,
     measured_cost: float | None = None,
+    converted_from: str | None = None,
 ) -> None:
     await database.write(
         """UPDATE generations SET status = 'succeeded', api_seed = ?, api_time_s = ?,
                api_request_id = ?, cost = ?, cost_source = ?, remaining_credits = ?,
-               result_reencoded = ?, measured_cost = COALESCE(?, measured_cost), finished_at = ?
+               result_reencoded = ?, measured_cost = COALESCE(?, measured_cost),
+               input_converted_from = ?, finished_at = ?
            WHERE id = ?""",
         (
             api_seed,
@@ -158,6 +162,7 @@ async def mark_succeeded(
             remaining_credits,
             int(reencoded),
             measured_cost,
+            converted_from,
             time.time(),
             generation_id,
         ),
