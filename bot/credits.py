@@ -165,8 +165,10 @@ class CreditMeter:
                 probe=probe,
             )
         own = await self._learn_closed_gaps(generation_id)
-        if header_cost is not None and header_cost >= 0:
-            if header_cost > 0 and not probe:
+        # A 200 is billed: an x-cost of 0 says nothing (as a drop of 0 does), and trusting
+        # it would make the edit free and teach every later reservation to be 0.
+        if header_cost is not None and header_cost > 0:
+            if not probe:
                 learned.append(header_cost)
             return Cost(header_cost, "header", None if probe else header_cost)
         if probe:
