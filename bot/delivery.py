@@ -83,6 +83,10 @@ class Delivery:
         self._claimed: set[int] = set()
         self._waiters: dict[int, asyncio.Event] = {}
 
+    def delivering(self, generation_id: int) -> bool:
+        """Whether this result is being posted right now (its upload is claimed)."""
+        return generation_id in self._claimed
+
     async def step_of(self, generation_id: int) -> int:
         return await generations.chain_step(self._db, generation_id)
 

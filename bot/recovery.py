@@ -105,6 +105,9 @@ class Recovery:
                     if not exc.refused:  # a refusing channel was not written to: a DM was
                         await channels.tell(req.channel_id, req.guild_id, req.user_id, exc.message)
                     return
+                if posted is None and await self._delivered_elsewhere(gen.id):
+                    await job_rows.mark_finished(self._db, job.id, "done")
+                    return
                 if posted is None:
                     # Paid for, but the image is gone: give the money back before saying so.
                     await self._ledger.refund_generation(gen.id)
@@ -115,6 +118,15 @@ class Recovery:
         await channels.tell(
             req.channel_id, req.guild_id, req.user_id, did_not_finish(req.params.prompt)
         )
+
+    async def _delivered_elsewhere(self, generation_id: int) -> bool:
+        """Whether the member's own Deliver (/history) is posting the result right now, or
+        has posted it: that upload charges it once Discord has it (or keeps it held), so a
+        refund now would make a delivered result free."""
+        if self._delivery.delivering(generation_id):
+            return True
+        gen = await generations.get(self._db, generation_id)
+        return gen is not None and gen.result_message_id is not None
 
     async def _resume(self, job: jobs.StoredJob, channels: Channels) -> None:
         """Queue a waiting edit again; its result goes to the channel with a ping."""
