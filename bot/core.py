@@ -217,7 +217,7 @@ async def build(
         )
         delivery = Delivery(database, results, dms=channels)
         edits = EditService(database, pipeline, delivery, queue_limits(settings))
-        upkeep = Upkeep(results, ledger, clock=clock)
+        upkeep = Upkeep(results, ledger, clock=clock, uploading=delivery.uploading)
         recovery = Recovery(database, ledger, upkeep, delivery, edits)
         operator = OperatorDesk(
             database, api, meter, health, admin, operator_ids=settings.operator_ids

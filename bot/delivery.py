@@ -87,6 +87,10 @@ class Delivery:
         """Whether this result is being posted right now (its upload is claimed)."""
         return generation_id in self._claimed
 
+    def uploading(self) -> frozenset[int]:
+        """The results being posted right now: their money is that upload's to settle."""
+        return frozenset(self._claimed)
+
     async def step_of(self, generation_id: int) -> int:
         return await generations.chain_step(self._db, generation_id)
 

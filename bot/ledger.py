@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from bot.db import charges, quotas, servers
@@ -229,10 +229,15 @@ class Ledger:
                 hook()
         return changed > 0
 
-    async def refund_undelivered(self, finished_before: float) -> list[int]:
+    async def refund_undelivered(
+        self, finished_before: float, *, uploading: Collection[int] = ()
+    ) -> list[int]:
         """Refund every result never delivered that finished before `finished_before`
-        (its kept copy expired). Returns the generations refunded."""
-        refunded = await charges.release_expired(self._db, finished_before, self.clock())
+        (its kept copy expired), except those `uploading` right now: Discord may take
+        them, and a result it has is charged. Returns the generations refunded."""
+        refunded = await charges.release_expired(
+            self._db, finished_before, self.clock(), keep=uploading
+        )
         if refunded:
             log.warning("Refunded %d result(s) never delivered before they expired", len(refunded))
         return refunded

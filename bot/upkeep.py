@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from bot.clock import REAL_CLOCK, Clock
 from bot.ledger import Ledger
@@ -30,6 +30,7 @@ class Upkeep:
         interval_s: float = EXPIRY_INTERVAL_S,
         timer: Clock = REAL_CLOCK,
         clock: Callable[[], float] = time.time,
+        uploading: Callable[[], Collection[int]] = frozenset,
     ) -> None:
         self._results = results
         self._ledger = ledger
@@ -37,6 +38,8 @@ class Upkeep:
         self._timer = timer  # what the loop waits on
         self.clock = clock  # wall time, which results' ages are measured in
         self._task: asyncio.Task[None] | None = None
+        # The results being posted right now (bot.delivery): never refunded under an upload.
+        self._uploading = uploading
 
     async def at_start_up(self) -> None:
         """Before anything runs: files no result points at (a save cut short by a crash)
@@ -49,7 +52,8 @@ class Upkeep:
         delivered that finished before it. Returns the generations refunded."""
         cutoff = self.clock() - self._results.retention_s
         await self._results.prune(cutoff)
-        return await self._ledger.refund_undelivered(cutoff)
+        # Asked after the prune: an upload that started before it holds its bytes already.
+        return await self._ledger.refund_undelivered(cutoff, uploading=self._uploading())
 
     def start(self) -> None:
         if self._task is None:

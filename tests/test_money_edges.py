@@ -4,6 +4,7 @@ says it cost nothing, and a restart that meets a member's own Deliver press."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 from bot import core as core_module
@@ -124,5 +125,28 @@ async def test_a_result_the_member_is_delivering_is_not_refunded_by_start_up(
         assert (await core.ledger.status(GUILD_ID, MEMBER_ID, ())).used == ESTIMATE
         assert channel.told == []
         assert await job_rows.state_of(core.database, job_id) == "done"
+    finally:
+        await core.aclose()
+
+
+async def test_a_result_being_delivered_as_its_kept_copy_expires_is_charged_not_refunded(
+    tmp_path: Path,
+) -> None:
+    channel = SlowChannel()
+    _, gen_id = await crashed_with_a_paid_result(tmp_path, channel)
+    core = await core_module.build(make_settings(tmp_path), channels=channel)
+    try:
+        pressed = asyncio.create_task(
+            core.delivery.deliver_kept(gen_id, lambda gen: channel, "delivered from /history")
+        )
+        await asyncio.wait_for(channel.posting.wait(), 5)
+        # The hourly expiry runs while the upload is on its way, just past the retention.
+        core.upkeep.clock = lambda: time.time() + core.results.retention_s + 1
+        assert await core.upkeep.expire() == []
+        channel.opened.set()
+        assert await asyncio.wait_for(pressed, 5) is not None
+
+        assert await charges.states_of(core.database, [gen_id]) == {gen_id: "committed"}
+        assert (await core.ledger.status(GUILD_ID, MEMBER_ID, ())).used == ESTIMATE
     finally:
         await core.aclose()

@@ -8,6 +8,7 @@ copy expires)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import aiosqlite
@@ -137,9 +138,12 @@ async def release_generation(database: Database, generation_id: int, now: float)
     return cur.rowcount
 
 
-async def release_expired(database: Database, cutoff: float, now: float) -> list[int]:
+async def release_expired(
+    database: Database, cutoff: float, now: float, *, keep: Collection[int] = ()
+) -> list[int]:
     """Refund what is held for results never delivered that finished before `cutoff` (their
-    kept copies expire). Returns the generations refunded."""
+    kept copies expire), except the generations in `keep` (being posted right now).
+    Returns the generations refunded."""
     async with database.transaction() as conn:
         rows = list(
             await conn.execute_fetchall(
@@ -150,6 +154,7 @@ async def release_expired(database: Database, cutoff: float, now: float) -> list
                 (cutoff,),
             )
         )
+        rows = [r for r in rows if r[1] not in keep]
         await conn.executemany(
             """UPDATE charges SET state = 'released', amount = 0, settled_at = ?
                WHERE id = ? AND state = 'held'""",
