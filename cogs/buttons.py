@@ -90,6 +90,8 @@ class ResultButtons(commands.Cog, name=BUTTONS_COG):
     async def edit_again(
         self, interaction: discord.Interaction, gen: Generation, message: discord.Message, text: str
     ) -> None:
+        # Asked again: an admin may have changed the rule while the box was open.
+        await self.core.chains.check_may_iterate(gen, interaction.user.id)
         params, seed_explicit = self.core.chains.next_step(gen, text)
         source = shown_image(message) or await self.core.chains.result_image(gen, self.reader)
         await self._start(interaction, source, params, seed_explicit, gen.id, message)

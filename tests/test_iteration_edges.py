@@ -1,0 +1,29 @@
+"""The iteration rule (`/admin iteration`, ITERATE_AUTHOR_ONLY) is asked when an edit is
+actually asked for, not only when its box was opened."""
+
+from __future__ import annotations
+
+from tests.conftest import CHANNEL_ID, GUILD_ID, OTHER_MEMBER_ID, Harness, admin
+from tests.test_chains import api_calls, first_result
+
+
+async def test_edit_again_asks_the_iteration_rule_again_when_its_box_is_sent(
+    harness: Harness,
+) -> None:
+    h = harness
+    step1 = await first_result(h)
+    click = await h.click(step1, "again", user_id=OTHER_MEMBER_ID)  # anyone may, for now
+    modal = await h.discord.wait_for(lambda: h.discord.last_modal(click))
+    [text_input] = [c for c in h.discord.components_of(modal) if c.get("type") == 4]
+
+    # While the box is open, the server keeps iteration to each result's author.
+    await admin(h, "iteration", author_only=True)
+    submit = h.discord.modal_submit(
+        modal["custom_id"], {text_input["custom_id"]: "mine now"},
+        user_id=OTHER_MEMBER_ID, guild_id=GUILD_ID, channel_id=CHANNEL_ID, message=step1,
+    )  # fmt: skip
+    await h.discord.send_interaction(submit)
+
+    refused = await h.answer(int(submit["id"]))
+    assert "only the member who made a result" in refused["content"]
+    assert len(api_calls(h)) == 1  # nothing sent, nothing charged
