@@ -66,13 +66,18 @@ class Chains:
         generation_id = await messages.generation_of_attachment(self._db, attachment_id)
         return None if generation_id is None else await generations.get(self._db, generation_id)
 
-    async def continued_from(self, image: InputImage, user_id: int) -> Generation | None:
+    async def continued_from(
+        self, image: InputImage, user_id: int, guild_id: int | None
+    ) -> Generation | None:
         """An edit of one of the bot's results continues that result's chain, whichever
         way it was asked for (a reply, the menu, a link): the iteration rule applies
-        (UserError) and the result is the new step's parent. None for any other image."""
+        (UserError) and the result is the new step's parent. None for any other image,
+        and for another server's result: a pasted link must not open that server's chain
+        (its earlier steps, Undo) here."""
         gen = await self.result_shown(image)
-        if gen is not None:
-            await self.check_may_iterate(gen, user_id)
+        if gen is None or guild_id is None or gen.guild_id != guild_id:
+            return None
+        await self.check_may_iterate(gen, user_id)
         return gen
 
     def _attachment_in(self, url: str) -> int | None:

@@ -130,7 +130,9 @@ class Chains(commands.Cog):
             raise UserError(HINT_EMPTY.format(name=self.bot.user.display_name))
         # An image that is one of the bot's results (a link to it, a reply to a message
         # showing it) continues that result's chain, under the same rule as a reply.
-        parent = await self.core.chains.continued_from(found[0], message.author.id)
+        parent = await self.core.chains.continued_from(
+            found[0], message.author.id, message.guild.id if message.guild else None
+        )
         if parent is not None:
             params, seed_explicit = self.core.chains.next_step(parent, text)
         else:

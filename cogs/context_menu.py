@@ -41,7 +41,7 @@ class InstructionModal(ReportingModal, title="Edit image"):
     async def on_submit(self, interaction: discord.Interaction) -> None:
         chains = self.bot.core.chains
         # Asked again: an admin may have changed the rule while the box was open.
-        parent = await chains.continued_from(self.source, interaction.user.id)
+        parent = await chains.continued_from(self.source, interaction.user.id, interaction.guild_id)
         if parent is not None:  # one of the bot's results: the next step of its chain
             params, seed_explicit = chains.next_step(parent, self.instruction.value)
         else:
@@ -81,7 +81,9 @@ class ContextMenu(commands.Cog):
         # Checked before the modal, so a bad image is refused before the member types.
         check_input(found[0], self.bot.core.settings.max_input_bytes)
         # Someone else's result may be off limits on this server: say so before the box.
-        await self.bot.core.chains.continued_from(found[0], interaction.user.id)
+        await self.bot.core.chains.continued_from(
+            found[0], interaction.user.id, interaction.guild_id
+        )
         note = f"used the first of {len(found)} images" if len(found) > 1 else None
         await interaction.response.send_modal(InstructionModal(self.bot, message, found[0], note))
 
