@@ -14,7 +14,7 @@ import pytest
 from bot import db
 from bot.client import KontextBot
 from bot.config import Settings
-from bot.db import generations, messages
+from bot.db import charges, generations, jobs, messages
 from tests.fake_discord import FLAG_EPHEMERAL, FLAG_LOADING, FakeDiscord
 from tests.fake_segmind import FakeSegmind
 from tests.helpers import LocalServer, make_image
@@ -225,6 +225,32 @@ class Harness:
         await self.bot.close()
         self.bot = KontextBot(self.settings, guild_ready_timeout=0.05)
         await self._stack.enter_async_context(self.discord.running(self.bot, BOT_TOKEN))
+
+    async def edits(self, user_id: int | None = None) -> list[generations.Generation]:
+        """Every edit made in the test server (or by one member there), oldest first."""
+        found = await generations.of_server(self.bot.core.database, GUILD_ID)
+        return [g for g in found if user_id is None or g.user_id == user_id]
+
+    async def jobs(self, user_id: int | None = None) -> list[jobs.JobState]:
+        """Every job (or one member's), oldest first."""
+        found = await jobs.states(self.bot.core.database)
+        return [j for j in found if user_id is None or j.user_id == user_id]
+
+    async def server_charges(self) -> list[charges.Charge]:
+        """Every charge made in the test server, oldest first."""
+        return await charges.of_server(self.bot.core.database, GUILD_ID)
+
+    async def charges(self, user_id: int = MEMBER_ID) -> list[charges.Charge]:
+        """A member's charges in the test server, oldest first."""
+        return await charges.of_member(self.bot.core.database, GUILD_ID, user_id)
+
+    async def wait_job_ended(self, state: str) -> None:
+        """Wait until a job has ended in `state`: the bot marks it just after posting."""
+
+        async def ended() -> bool:
+            return state in await jobs.count_by_state(self.bot.core.database)
+
+        await self.discord.wait_for(ended, message=f"a job to end {state}")
 
     def channel_messages(self, channel_id: int = CHANNEL_ID) -> list[dict[str, Any]]:
         """Non-ephemeral messages in a channel, oldest first."""

@@ -9,12 +9,15 @@ import socket
 import struct
 import zlib
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 from aiohttp import web
 from PIL import Image, PngImagePlugin
 
 from bot.credits import Cost
+from bot.db import Database, connect_read_only
 from bot.db.generations import NewGeneration
 from bot.images import InputImage
 from bot.params import build_params
@@ -210,6 +213,19 @@ class LocalServer:
         await self.stop()
 
 
+T = TypeVar("T")
+
+
+async def read_database(path: Path, reader: Callable[[Database], Awaitable[T]]) -> T:
+    """What another process wrote to the database at `path`, read through the bot's own
+    queries on a read-only connection."""
+    database = await connect_read_only(path)
+    try:
+        return await reader(database)
+    finally:
+        await database.close()
+
+
 def make_input_image(**overrides: object) -> InputImage:
     """An attachment as Discord describes it; every field can be overridden."""
     fields: dict[str, object] = {
@@ -288,3 +304,31 @@ def make_edit_outcome(generation_id: int = 1, **overrides: object) -> EditOutcom
     }
     fields.update(overrides)
     return EditOutcome(**fields)  # type: ignore[arg-type]
+
+
+# -- forged states: what only a crash, a past or a fault leaves behind -------------------
+# The product never writes these rows this way, so no query of bot/db does; the SQL stays
+# here, in one place, named for the state it forges.
+
+
+async def forge_crash_during_upload(database: Database, *, charges_too: bool = False) -> None:
+    """As if the process had died while posting a result: every job still 'running' and,
+    with `charges_too`, every charge as the API's answer left it (reserved, no amount)."""
+    await database.write("UPDATE jobs SET state = 'running', finished_at = NULL")
+    if charges_too:
+        await database.write("UPDATE charges SET state = 'reserved', amount = NULL")
+
+
+async def forge_credit_reading(
+    database: Database, at: float, remaining: float, generation_id: int | None = None
+) -> None:
+    """A balance the API reported at `at` (the bot stamps its own readings with now)."""
+    await database.write(
+        "INSERT INTO credit_readings (at, remaining, generation_id) VALUES (?, ?, ?)",
+        (at, remaining, generation_id),
+    )
+
+
+async def break_audit_log(database: Database) -> None:
+    """A database whose audit table is gone: every audited change must now fail whole."""
+    await database.write("DROP TABLE audit_log")

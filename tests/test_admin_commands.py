@@ -10,6 +10,9 @@ from typing import Any
 import pytest
 
 from bot import segmind
+from bot.db import audit as audit_log
+from bot.db import credits as credit_readings
+from bot.db import quotas, server_settings
 from tests.conftest import (
     ADMIN_ID,
     ALERTS_CHANNEL_ID,
@@ -36,15 +39,6 @@ from tests.fake_discord import FLAG_EPHEMERAL
 pytestmark = pytest.mark.settings(quota_default_credits=0.40, alert_below_credits=0)
 
 NO_PERMISSION = "You don't have permission to use this command."
-ADMIN_TABLES = (
-    "audit_log",
-    "member_quotas",
-    "role_quotas",
-    "guild_quotas",
-    "usage_resets",
-    "blocks",
-    "guild_settings",
-)
 
 
 @pytest.fixture
@@ -63,10 +57,22 @@ async def private(answer: dict[str, Any]) -> dict[str, Any]:
 
 
 async def audit(h: Harness) -> list[tuple[Any, ...]]:
-    rows = await h.bot.core.database.fetchall(
-        "SELECT actor_id, action, target, before, after FROM audit_log ORDER BY id"
-    )
-    return [tuple(r) for r in rows]
+    """Every audited change, in this server or bot-wide, oldest first."""
+    entries = await audit_log.latest_everywhere(h.bot.core.database, limit=1000)
+    return [(e.actor_id, e.action, e.target, e.before, e.after) for e in reversed(entries)]
+
+
+async def server_rules(h: Harness) -> dict[str, object]:
+    """Everything an admin can change in the test server."""
+    database = h.bot.core.database
+    return {
+        "default": await quotas.guild_default(database, GUILD_ID),
+        "members": await quotas.overrides(database, "member", GUILD_ID),
+        "roles": await quotas.overrides(database, "role", GUILD_ID),
+        "resets": await quotas.usage_resets(database, GUILD_ID),
+        "blocks": await quotas.blocks(database, GUILD_ID),
+        "settings": await server_settings.of_guild(database, GUILD_ID),
+    }
 
 
 def api_calls(h: Harness) -> int:
@@ -102,8 +108,10 @@ async def test_admin_commands_are_refused_to_members_even_when_invoked_directly(
         assert answer["flags"] & FLAG_EPHEMERAL, subcommand
         assert answer["content"] == NO_PERMISSION, subcommand
         assert not answer["embeds"] and not answer["attachments"], subcommand
-    for table in ADMIN_TABLES:
-        assert await h.bot.core.database.fetchall(f"SELECT * FROM {table}") == [], table  # noqa: S608
+    assert await audit(h) == []
+    assert await server_rules(h) == {
+        "default": None, "members": {}, "roles": {}, "resets": {}, "blocks": {}, "settings": {},
+    }  # fmt: skip
     assert api_calls(h) == 0
     assert h.bot.core.health.halted_reason == segmind.OUT_OF_CREDITS
 
@@ -162,9 +170,8 @@ async def test_quota_set_show_clear_and_default(h: Harness) -> None:
     shown = await admin(h, "quota", "show", member=user_opt(MEMBER_ID))
     assert fields(shown)["Used this week"] == "0.04 of 1.50 credits"
 
-    rows = await h.bot.core.database.fetchall("SELECT * FROM guild_quotas")
-    assert [tuple(r) for r in rows] == [(GUILD_ID, 1.5, "week")]
-    assert await h.bot.core.database.fetchall("SELECT * FROM member_quotas") == []
+    rules = await server_rules(h)
+    assert (rules["default"], rules["members"]) == ((1.5, "week"), {})
     assert await audit(h) == [
         (ADMIN_ID, "quota.member", "member:5001", "none", "2.00"),
         (ADMIN_ID, "quota.member.clear", "member:5001", "2.00", "none"),
@@ -186,8 +193,7 @@ async def test_quota_role_and_reset(h: Harness) -> None:
         "Cleared <@5001>'s usage this period (used 0.08). They have 0.08 credits left."
     )
     assert "Cost" in fields(await h.answer(await h.edit("three")))  # editing again
-    resets = await h.bot.core.database.fetchall("SELECT guild_id, user_id FROM usage_resets")
-    assert [tuple(r) for r in resets] == [(GUILD_ID, MEMBER_ID)]
+    assert list(await quotas.usage_resets(h.bot.core.database, GUILD_ID)) == [MEMBER_ID]
     assert [a[1:] for a in await audit(h)] == [
         ("quota.role", "role:7001", "none", "0.08"),
         ("quota.reset", "member:5001", "used 0.08", "used 0.00"),
@@ -201,8 +207,10 @@ async def test_block_and_unblock(h: Harness) -> None:
     assert answer["content"] == "<@5001> can't start edits now; they'll be told so if they try."
     refused = await h.answer(await h.edit("x"))
     assert "Reason: spamming edits" in refused["content"]
-    rows = await h.bot.core.database.fetchall("SELECT user_id, reason, blocked_by FROM blocks")
-    assert [tuple(r) for r in rows] == [(MEMBER_ID, "spamming edits", ADMIN_ID)]
+    blocks = await quotas.blocks(h.bot.core.database, GUILD_ID)
+    assert [(u, b.reason, b.blocked_by) for u, b in blocks.items()] == [
+        (MEMBER_ID, "spamming edits", ADMIN_ID)
+    ]
 
     answer = await private(await admin(h, "unblock", member=user_opt(MEMBER_ID)))
     assert answer["content"] == "<@5001> can edit again. (before: blocked: spamming edits)"
@@ -266,10 +274,8 @@ async def test_operator_credits_shows_balance_spend_and_what_no_member_paid_for(
     )
     assert "0.16  ████████████████" in shown["Last 7 days (UTC)"]
     assert shown["At this rate"] == "about 624 days at 0.16 a day"
-    charged = await h.bot.core.database.fetchone(
-        "SELECT SUM(amount) FROM charges WHERE state = 'committed'"
-    )
-    assert charged[0] == pytest.approx(0.12)
+    charged = [c.amount or 0 for c in await h.server_charges() if c.state == "committed"]
+    assert sum(charged) == pytest.approx(0.12)
 
 
 async def test_alerts_channel_is_set_checked_and_audited(h: Harness) -> None:
@@ -284,10 +290,10 @@ async def test_alerts_channel_is_set_checked_and_audited(h: Harness) -> None:
     assert answer["content"].startswith("Alerts will go to <#4244>")
     off = await private(await admin(h, "alerts"))
     assert off["content"] == "Alerts are off for this server. (before: channel:4244)"
-    rows = await h.bot.core.database.fetchall(
-        "SELECT guild_id, alerts_channel_id FROM guild_settings"
-    )
-    assert [tuple(r) for r in rows] == [(GUILD_ID, None)]
+    assert (await server_rules(h))["settings"] == {
+        "alerts_channel_id": None, "iterate_author_only": None, "safety_filter_off": None,
+    }  # fmt: skip
+    assert await h.bot.core.admin.alerts_channels() == []
     assert [a[3:] for a in await audit(h)] == [("off", "channel:4244"), ("channel:4244", "off")]
 
     audit_view = await private(await admin(h, "audit"))
@@ -379,7 +385,7 @@ async def test_a_check_that_meets_an_empty_account_keeps_edits_paused(h: Harness
     assert answer["content"].startswith("The key works, but Segmind says the account is out")
     assert h.bot.core.health.halted_reason == segmind.OUT_OF_CREDITS
     assert "can't edit" in (await h.answer(await h.edit("one")))["content"]
-    readings = await h.bot.core.database.fetchall("SELECT * FROM credit_readings")
+    readings = await credit_readings.credit_readings(h.bot.core.database)
     assert readings == [] and api_calls(h) == 1
     assert [a[1:] for a in await audit(h)] == [
         ("api.check", "api", "running", f"HTTP 406: {segmind.OUT_OF_CREDITS}"),

@@ -3,8 +3,6 @@ again, and only a 406 that says the account is empty halts edits (issue 12, item
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from bot.segmind import BadRequest, InsufficientCredits, SegmindError, ServerError
@@ -16,13 +14,6 @@ from tests.test_segmind_client import edit, failure
 
 def edit_calls(fake: FakeSegmind) -> int:
     return len([r for r in fake.requests if r.method == "POST"])
-
-
-async def charges(h: Harness) -> list[dict[str, Any]]:
-    rows = await h.bot.core.database.fetchall(
-        "SELECT state, amount FROM charges WHERE user_id = ? ORDER BY id", (MEMBER_ID,)
-    )
-    return [dict(r) for r in rows]
 
 
 async def used(h: Harness) -> float:
@@ -80,7 +71,7 @@ async def test_a_server_error_tells_the_member_to_try_again_and_costs_nothing(
 
     assert "try again" in answer["content"] and "not charged" in answer["content"]
     assert edit_calls(h.segmind) == 1  # once: the member decides whether to pay the risk again
-    assert await charges(h) == [{"state": "released", "amount": 0}]
+    assert [(c.state, c.amount) for c in await h.charges()] == [("released", 0)]
     assert await used(h) == 0
     assert h.bot.core.health.halted_reason is None
 

@@ -9,7 +9,7 @@ import pytest
 from bot.db import generations, messages
 from tests.conftest import ADMIN_ID, CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
 from tests.fake_discord import FLAG_EPHEMERAL
-from tests.helpers import make_image, open_image
+from tests.helpers import forge_crash_during_upload, make_image, open_image
 
 
 @pytest.fixture
@@ -28,12 +28,6 @@ def embed_text(message: dict) -> str:
 
 def image_of(h: Harness, message: dict) -> bytes:
     return h.discord.attachment_bytes(message["attachments"][0])
-
-
-async def rows(h: Harness) -> list[dict]:
-    return [
-        dict(r) for r in await h.bot.core.database.fetchall("SELECT * FROM generations ORDER BY id")
-    ]
 
 
 async def first_result(h: Harness, prompt: str = "make it night", **options: object) -> dict:
@@ -65,10 +59,10 @@ async def test_a_three_step_chain_of_replies_links_every_step(h: Harness) -> Non
     )
     assert calls[1].json["prompt"] == "add snow"
     assert calls[2].json["num_inference_steps"] == 20
-    g1, g2, g3 = await rows(h)
-    assert (g1["parent_id"], g2["parent_id"], g3["parent_id"]) == (None, g1["id"], g2["id"])
-    assert g2["source"] == g3["source"] == "reply"
-    assert await generations.chain_step(h.bot.core.database, g3["id"]) == 3
+    g1, g2, g3 = await h.edits()
+    assert (g1.parent_id, g2.parent_id, g3.parent_id) == (None, g1.id, g2.id)
+    assert g2.source == g3.source == "reply"
+    assert await generations.chain_step(h.bot.core.database, g3.id) == 3
     # Twice inverted by the stand-in: step 3 is the inverse of step 2.
     assert open_image(image_of(h, step3)).convert("RGB").getpixel((10, 10)) == tuple(
         255 - c for c in open_image(image_of(h, step2)).convert("RGB").getpixel((10, 10))
@@ -191,6 +185,11 @@ async def test_refused_mentions_get_one_public_answer_per_half_minute_then_a_rea
     assert "Attach an image" in (await h.reply_answer(other))["content"]
 
 
+async def _deleted(h: Harness, message_id: int) -> bool:
+    shown = await messages.result_message(h.bot.core.database, message_id)
+    return shown is not None and shown.deleted_at is not None
+
+
 async def test_a_reply_to_a_deleted_result_gets_a_clear_answer(h: Harness) -> None:
     step1 = await first_result(h)
     message_id = int(step1["id"])
@@ -199,11 +198,7 @@ async def test_a_reply_to_a_deleted_result_gets_a_clear_answer(h: Harness) -> No
         "MESSAGE_DELETE",
         {"id": step1["id"], "channel_id": str(CHANNEL_ID), "guild_id": str(GUILD_ID)},
     )
-    await h.discord.wait_for(
-        lambda: h.bot.core.database.fetchone(
-            "SELECT deleted_at FROM result_messages WHERE message_id = ?", (message_id,)
-        )
-    )
+    await h.discord.wait_for(lambda: _deleted(h, message_id), message="the deletion recorded")
     reply = h.discord.make_message(
         CHANNEL_ID, author_id=MEMBER_ID, content=f"<@{h.discord.bot_user_id}> more",
         mentions=[h.discord.bot_user_id],
@@ -214,8 +209,8 @@ async def test_a_reply_to_a_deleted_result_gets_a_clear_answer(h: Harness) -> No
     assert "was deleted" in answer["content"]
     assert len(api_calls(h)) == 1
     # The chain is stored: the deleted result's parameters and image URL are still known.
-    [row] = await rows(h)
-    assert row["result_url"] and row["prompt"] == "make it night"
+    [row] = await h.edits()
+    assert row.result_url and row.prompt == "make it night"
 
 
 async def test_reroll_uses_the_same_input_and_prompt_with_a_new_seed(h: Harness) -> None:
@@ -227,7 +222,7 @@ async def test_reroll_uses_the_same_input_and_prompt_with_a_new_seed(h: Harness)
     assert second.json["input_image"] == first.json["input_image"]
     assert second.json["prompt"] == first.json["prompt"]
     assert second.json["seed"] != 5 or first.json["seed"] != second.json["seed"]
-    assert g2["parent_id"] == g1["parent_id"] is None
+    assert g2.parent_id == g1.parent_id is None
     # The clicker's private placeholder points at the new result.
     placeholder = await h.discord.wait_for(
         lambda: (
@@ -238,9 +233,9 @@ async def test_reroll_uses_the_same_input_and_prompt_with_a_new_seed(h: Harness)
     assert placeholder["flags"] & FLAG_EPHEMERAL
 
 
-async def _two_done(h: Harness) -> list[dict] | None:
-    found = await rows(h)
-    return found if len(found) == 2 and all(r["result_message_id"] for r in found) else None
+async def _two_done(h: Harness) -> list[generations.Generation] | None:
+    found = await h.edits()
+    return found if len(found) == 2 and all(r.result_message_id for r in found) else None
 
 
 async def test_undo_reposts_the_previous_step_at_no_cost(h: Harness) -> None:
@@ -257,8 +252,8 @@ async def test_undo_reposts_the_previous_step_at_no_cost(h: Harness) -> None:
     assert "step 1" in embed_text(repost)
     # Branch from the re-post: its parent is step 1's generation.
     step2b = await h.reply_answer(await h.reply(repost, "add rain instead"))
-    g1, _, g3 = await rows(h)
-    assert g3["parent_id"] == g1["id"]
+    g1, _, g3 = await h.edits()
+    assert g3.parent_id == g1.id
     assert "step 2" in embed_text(step2b)
 
 
@@ -294,8 +289,8 @@ async def test_edit_again_asks_for_the_next_instruction_in_a_modal(h: Harness) -
     )  # fmt: skip
     await h.discord.send_interaction(submit)
     await h.discord.wait_for(lambda: _two_done(h))
-    g1, g2 = await rows(h)
-    assert g2["parent_id"] == g1["id"] and g2["prompt"] == "add fireworks"
+    g1, g2 = await h.edits()
+    assert g2.parent_id == g1.id and g2.prompt == "add fireworks"
     assert (
         api_calls(h)[1].json["input_image"].split("?")[0]
         == step1["attachments"][0]["url"].split("?")[0]
@@ -411,9 +406,9 @@ async def test_a_result_discord_would_not_take_is_kept_and_history_delivers_it(
     )
     told = await h.answer(await h.edit("upload fails", h.upload(make_image(300, 200))))
     assert told["flags"] & FLAG_EPHEMERAL and "/history" in told["content"]
-    [row] = await rows(h)
-    assert row["status"] == "succeeded" and row["result_message_id"] is None
-    kept = row["result_path"]
+    [row] = await h.edits()
+    assert row.status == "succeeded" and row.result_message_id is None
+    kept = row.result_path
     assert kept and open_image(open(kept, "rb").read()).size == (300, 200)  # noqa: SIM115, ASYNC230
 
     payload = h.discord.slash_command(
@@ -421,9 +416,7 @@ async def test_a_result_discord_would_not_take_is_kept_and_history_delivers_it(
     )
     await h.discord.send_interaction(payload)
     page = await h.answer(int(payload["id"]))
-    [deliver] = [
-        c for c in h.discord.components_of(page) if c.get("label") == f"Deliver #{row['id']}"
-    ]
+    [deliver] = [c for c in h.discord.components_of(page) if c.get("label") == f"Deliver #{row.id}"]
     click = h.discord.component_interaction(
         deliver["custom_id"],
         message=page,
@@ -435,12 +428,12 @@ async def test_a_result_discord_would_not_take_is_kept_and_history_delivers_it(
     await h.discord.wait_for(
         lambda: [m for m in h.discord.followups(click["id"]) if "Delivered" in m.get("content", "")]
     )
-    [row] = await rows(h)
-    delivered = h.discord.messages[row["result_message_id"]]
+    [row] = await h.edits()
+    delivered = h.discord.messages[row.result_message_id]
     assert (
         delivered["attachments"] and delivered["content"] == f"<@{MEMBER_ID}> your edit is ready."
     )
-    assert row["result_path"] is None
+    assert row.result_path is None
     assert len(api_calls(h)) == 1  # delivered from disk, not edited again
 
 
@@ -457,8 +450,8 @@ async def test_a_server_can_keep_iteration_to_each_results_author(h: Harness) ->
     assert len(api_calls(h)) == 1
     # The author still can; and the change is audited.
     assert (await h.reply_answer(await h.reply(step1, "still mine")))["attachments"]
-    [audit] = await h.bot.core.database.fetchall("SELECT action, before, after FROM audit_log")
-    assert tuple(audit) == ("iteration", "default", "only the author")
+    [entry] = await h.bot.core.admin.audit_log(GUILD_ID, limit=10)
+    assert (entry.action, entry.before, entry.after) == ("iteration", "default", "only the author")
 
 
 async def context_menu_edit(h: Harness, target: dict, text: str, *, user_id: int) -> int:
@@ -509,8 +502,8 @@ async def test_the_context_menu_on_someone_elses_result_follows_the_iteration_ru
     # Its author continues the chain from the menu: the next step of the same chain.
     await context_menu_edit(h, step1, "add snow", user_id=MEMBER_ID)
     step2 = await h.reply_answer(step1)
-    g1, g2 = await rows(h)
-    assert g2["parent_id"] == g1["id"] and "step 2" in embed_text(step2)
+    g1, g2 = await h.edits()
+    assert g2.parent_id == g1.id and "step 2" in embed_text(step2)
 
 
 @pytest.mark.settings(iterate_author_only=True)
@@ -569,8 +562,7 @@ async def test_a_result_paid_for_but_not_posted_before_a_crash_is_delivered_at_s
         "POST", rf"^/channels/{CHANNEL_ID}/messages$", 503, times=h.bot.core.delivery.attempts
     )
     await h.answer(await h.edit("crash before posting"))
-    # As if the process had died during the upload: the job is still 'running'.
-    await h.bot.core.database.write("UPDATE jobs SET state = 'running', finished_at = NULL")
+    await forge_crash_during_upload(h.bot.core.database)
     await h.restart()
     delivered = await h.discord.wait_for(
         lambda: [
@@ -579,11 +571,9 @@ async def test_a_result_paid_for_but_not_posted_before_a_crash_is_delivered_at_s
         ]
     )  # fmt: skip
     assert len(delivered) == 1
-    await h.discord.wait_for(
-        lambda: h.bot.core.database.fetchone("SELECT 1 FROM jobs WHERE state = 'done'")
-    )
-    [row] = await rows(h)
-    assert row["result_message_id"] == int(delivered[0]["id"]) and row["result_path"] is None
-    [charge] = await h.bot.core.database.fetchall("SELECT state FROM charges")
-    assert charge[0] == "committed"
+    await h.wait_job_ended("done")
+    [row] = await h.edits()
+    assert row.result_message_id == int(delivered[0]["id"]) and row.result_path is None
+    [charge] = await h.charges()
+    assert charge.state == "committed"
     assert len(api_calls(h)) == 1

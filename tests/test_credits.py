@@ -47,8 +47,7 @@ async def succeeded(conn: db.Database, cost: float, source: str, model: str = MO
 
 
 async def readings(conn: db.Database) -> list[tuple[float, int | None]]:
-    cur = await conn.execute("SELECT remaining, generation_id FROM credit_readings ORDER BY id")
-    return [(r[0], r[1]) for r in await cur.fetchall()]
+    return [(r.remaining, r.generation_id) for r in await credit_readings.credit_readings(conn)]
 
 
 async def solo_call(

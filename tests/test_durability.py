@@ -25,6 +25,7 @@ import pytest
 from tests.conftest import MEMBER_ID, Harness
 from tests.test_process import bot_env, send_edit
 
+# Matched in the trace of the statements the bot ran (the test runs no SQL of its own).
 RUNNING = "UPDATE jobs SET state = 'running'"
 
 

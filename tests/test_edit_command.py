@@ -27,11 +27,6 @@ def edit_requests(h: Harness) -> list:
     return [r for r in h.segmind.requests if r.method == "POST"]
 
 
-async def generation_rows(h: Harness) -> list[dict]:
-    rows = await h.bot.core.database.fetchall("SELECT * FROM generations ORDER BY id")
-    return [dict(r) for r in rows]
-
-
 async def test_edit_replies_with_the_edited_image_and_a_compact_embed(h: Harness) -> None:
     source = make_image(320, 240)
     interaction = await h.edit("make it night", h.upload(source), seed=1234, steps=28)
@@ -61,14 +56,14 @@ async def test_edit_replies_with_the_edited_image_and_a_compact_embed(h: Harness
     assert call.json["input_image"].startswith(h.discord.cdn_base)
     assert call.headers["x-api-key"] == API_KEY
 
-    [row] = await generation_rows(h)
-    assert row["status"] == "succeeded"
-    assert (row["user_id"], row["guild_id"], row["channel_id"]) == (MEMBER_ID, GUILD_ID, CHANNEL_ID)
-    assert row["seed"] == 1234 and row["steps"] == 28 and row["guidance"] == 7.0
-    assert row["result_message_id"] == int(answer["id"])
-    assert row["result_attachment_id"] == int(attachment["id"])
-    assert row["remaining_credits"] == pytest.approx(h.segmind.credits)
-    assert row["api_time_s"] is not None and row["finished_at"] is not None
+    [row] = await h.edits()
+    assert row.status == "succeeded"
+    assert (row.user_id, row.guild_id, row.channel_id) == (MEMBER_ID, GUILD_ID, CHANNEL_ID)
+    assert row.seed == 1234 and row.steps == 28 and row.guidance == 7.0
+    assert row.result_message_id == int(answer["id"])
+    assert row.result_attachment_id == int(attachment["id"])
+    assert row.remaining_credits == pytest.approx(h.segmind.credits)
+    assert row.api_time_s is not None and row.finished_at is not None
 
 
 async def test_the_first_answer_is_a_public_defer_within_three_seconds(h: Harness) -> None:
@@ -93,10 +88,10 @@ async def test_a_seed_is_chosen_and_shown_when_omitted(h: Harness) -> None:
 async def test_cost_is_the_drop_in_remaining_credits_once_a_reading_exists(h: Harness) -> None:
     await h.answer(await h.edit("first"))
     answer = await h.answer(await h.edit("second"))
-    rows = await generation_rows(h)
-    assert rows[0]["cost_source"] == "estimate"  # no earlier balance to compare with
-    assert rows[1]["cost_source"] == "balance_drop"
-    assert rows[1]["cost"] == pytest.approx(h.segmind.cost)
+    rows = await h.edits()
+    assert rows[0].cost_source == "estimate"  # no earlier balance to compare with
+    assert rows[1].cost_source == "balance_drop"
+    assert rows[1].cost == pytest.approx(h.segmind.cost)
     fields = {f["name"]: f["value"] for f in answer["embeds"][0]["fields"]}
     assert fields["Cost"] == "0.04 credits"
 
@@ -142,7 +137,7 @@ async def test_bad_input_gets_a_private_answer_and_costs_nothing(
     assert expected in answer["content"]
     assert edit_requests(h) == []
     assert h.segmind.credits == credits_before
-    assert await generation_rows(h) == []
+    assert await h.edits() == []
     # The bot is still answering afterwards.
     assert (await h.answer(await h.edit("fine now")))["attachments"]
 
@@ -172,8 +167,8 @@ async def test_api_faults_are_explained_and_leave_no_pending_row(
     assert "not charged" in answer["content"]
     assert answer["flags"] & FLAG_EPHEMERAL
     assert len(edit_requests(h)) == calls
-    [row] = await generation_rows(h)
-    assert row["status"] == "failed" and row["failure_reason"]
+    [row] = await h.edits()
+    assert row.status == "failed" and row.failure_reason
     assert await generations.count_by_status(h.bot.core.database) == {"failed": 1}
 
 
@@ -190,8 +185,8 @@ async def test_a_timeout_is_not_retried_and_the_member_is_told(h: Harness) -> No
     answer = await h.answer(await h.edit("slow one"))
     assert "took too long" in answer["content"] and "not charged" in answer["content"]
     assert len(edit_requests(h)) == 1
-    [row] = await generation_rows(h)
-    assert row["status"] == "failed" and "Timeout" in row["failure_reason"]
+    [row] = await h.edits()
+    assert row.status == "failed" and "Timeout" in row.failure_reason
 
 
 async def test_a_non_image_answer_is_not_posted(h: Harness) -> None:
@@ -208,7 +203,7 @@ async def test_after_a_rejected_key_no_more_requests_are_sent(h: Harness) -> Non
     assert "admins have been told" in answer["content"]
     assert answer["flags"] & FLAG_EPHEMERAL
     assert len(edit_requests(h)) == 1  # the second edit was refused without a call
-    assert [r["status"] for r in await generation_rows(h)] == ["failed"]
+    assert [r.status for r in await h.edits()] == ["failed"]
 
 
 async def test_the_key_and_token_never_reach_logs_or_messages(
@@ -224,7 +219,7 @@ async def test_the_key_and_token_never_reach_logs_or_messages(
     assert API_KEY not in caplog.text and BOT_TOKEN not in caplog.text
     for message in h.discord.messages.values():
         assert API_KEY not in str(message)
-    rows = await generation_rows(h)
+    rows = await h.edits()
     assert API_KEY not in str(rows)
 
 
@@ -244,7 +239,7 @@ async def test_base64_mode_refuses_a_file_that_is_not_an_image(h: Harness) -> No
     assert answer["flags"] & FLAG_EPHEMERAL
     assert "not a readable image" in answer["content"]
     assert edit_requests(h) == []
-    assert await generation_rows(h) == []
+    assert await h.edits() == []
 
 
 async def test_a_result_over_the_upload_limit_is_reencoded_and_says_so(h: Harness) -> None:
@@ -297,8 +292,8 @@ async def test_a_picture_the_api_cannot_take_is_converted_and_edited(
     [call] = edit_requests(h)
     sent = base64.b64decode(call.json["input_image"], validate=True)  # never the CDN URL
     assert open_image(sent).format == "JPEG"
-    [row] = await generation_rows(h)
-    assert row["status"] == "succeeded" and row["input_mode"] == "base64"
+    [row] = await h.edits()
+    assert row.status == "succeeded" and row.input_mode == "base64"
 
 
 @pytest.mark.parametrize("mode", MODES)

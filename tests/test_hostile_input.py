@@ -50,10 +50,6 @@ def api_calls(h: Harness) -> list:
     return [r for r in h.segmind.requests if r.method == "POST"]
 
 
-async def table(h: Harness, name: str) -> list[dict[str, Any]]:
-    return [dict(r) for r in await h.bot.core.database.fetchall(f"SELECT * FROM {name}")]  # noqa: S608
-
-
 async def assert_refused_at_no_cost(
     h: Harness, interaction: int, *expected: str, credits: float
 ) -> dict[str, Any]:
@@ -64,8 +60,8 @@ async def assert_refused_at_no_cost(
     assert not answer.get("attachments")
     assert api_calls(h) == []
     assert h.segmind.credits == credits
-    assert await table(h, "generations") == []
-    assert await table(h, "charges") == []
+    assert await h.edits() == []
+    assert await h.server_charges() == []
     return answer
 
 
@@ -201,9 +197,9 @@ async def test_a_prompt_full_of_mentions_is_edited_but_pings_nobody(h: Harness) 
 async def assert_failed_and_released(h: Harness, answer: dict[str, Any], expected: str) -> None:
     assert answer["flags"] & FLAG_EPHEMERAL and not answer.get("attachments")
     assert expected in answer["content"] and "not charged" in answer["content"]
-    [gen] = await table(h, "generations")
-    assert gen["status"] == "failed" and gen["failure_reason"]
-    assert [c["state"] for c in await table(h, "charges")] == ["released"]
+    [gen] = await h.edits()
+    assert gen.status == "failed" and gen.failure_reason
+    assert [c.state for c in await h.server_charges()] == ["released"]
     quota = await h.bot.core.ledger.status(GUILD_ID, MEMBER_ID, ())
     assert quota.used == quota.held == 0  # the member's allowance is untouched
 
@@ -229,11 +225,11 @@ async def test_garbage_credit_headers_do_not_stop_the_result(h: Harness) -> None
     h.segmind.header_mode = "garbage"
     answer = await h.answer(await h.edit("make it night"))
     assert answer["attachments"]
-    [gen] = await table(h, "generations")
-    assert gen["status"] == "succeeded" and gen["remaining_credits"] is None
-    assert gen["cost"] is not None and gen["cost"] >= 0
-    [charge] = await table(h, "charges")
-    assert charge["state"] == "committed"
+    [gen] = await h.edits()
+    assert gen.status == "succeeded" and gen.remaining_credits is None
+    assert gen.cost is not None and gen.cost >= 0
+    [charge] = await h.server_charges()
+    assert charge.state == "committed"
     h.segmind.header_mode = "normal"
     await assert_still_edits(h)
 

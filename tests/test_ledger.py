@@ -14,7 +14,7 @@ import pytest
 from bot import db, reports
 from bot.administration import MemberBlocked, ServerAdmin
 from bot.credits import CreditMeter
-from bot.db import generations
+from bot.db import audit, charges, generations, quotas
 from bot.health import ServiceHealth
 from bot.ledger import Ledger, QuotaExceeded
 from bot.params import build_params
@@ -26,7 +26,14 @@ from bot.segmind import SegmindClient
 from bot.servers import Servers
 from tests.conftest import API_KEY, make_settings
 from tests.fake_segmind import FakeSegmind
-from tests.helpers import LocalServer, make_image, make_input_image, make_new_generation
+from tests.helpers import (
+    LocalServer,
+    break_audit_log,
+    forge_credit_reading,
+    make_image,
+    make_input_image,
+    make_new_generation,
+)
 
 GUILD = 4242
 MEMBER = 5001
@@ -61,12 +68,13 @@ def admin(conn: db.Database, ledger: Ledger) -> ServerAdmin:
     return ServerAdmin(conn, ledger, iterate_author_only_default=False)
 
 
-async def charges(conn: db.Database) -> list[dict]:
-    return [dict(r) for r in await conn.fetchall("SELECT * FROM charges ORDER BY id")]
+async def charge_rows(conn: db.Database) -> list[charges.Charge]:
+    return await charges.of_server(conn, GUILD)
 
 
-async def audit_rows(conn: db.Database) -> list[dict]:
-    return [dict(r) for r in await conn.fetchall("SELECT * FROM audit_log ORDER BY id")]
+async def audit_rows(conn: db.Database) -> list[audit.AuditEntry]:
+    """Every audited change, oldest first."""
+    return list(reversed(await audit.latest_everywhere(conn, limit=1000)))
 
 
 async def spend_committed(ledger: Ledger, amount: float, *, user: int = MEMBER) -> None:
@@ -88,7 +96,7 @@ async def test_concurrent_reservations_never_exceed_the_allowance(
     assert (len(granted), len(refused)) == (10, 190)
     status = await ledger.status(GUILD, MEMBER, ())
     assert status.held == pytest.approx(0.40) and status.left == pytest.approx(0.0, abs=1e-9)
-    assert [c["state"] for c in await charges(conn)] == ["reserved"] * 10
+    assert [c.state for c in await charge_rows(conn)] == ["reserved"] * 10
     assert "0.00 of your 0.40 credits left" in refused[0].message
 
 
@@ -146,10 +154,10 @@ async def test_200_concurrent_edits_against_10_edits_of_allowance_send_exactly_1
     assert fake.calls_billed == 10 and fake.credits == pytest.approx(100 - 10 * COST)
     status = await pipe.ledger.status(GUILD, MEMBER, ())
     assert status.used == pytest.approx(0.40) and status.held == 0 and status.left >= 0
-    rows = await charges(conn)
+    rows = await charge_rows(conn)
     # Refusals never held money; the ten are charged once Discord has their results.
-    assert [r["state"] for r in rows] == ["held"] * 10
-    assert all(r["amount"] >= 0 for r in rows)
+    assert [r.state for r in rows] == ["held"] * 10
+    assert all(r.amount is not None and r.amount >= 0 for r in rows)
     assert await generations.count_by_status(conn) == {"succeeded": 10}
     assert min(o.quota_left for o in done) == pytest.approx(0.0, abs=1e-9)
 
@@ -223,7 +231,7 @@ async def test_every_admin_change_is_audited_with_before_and_after(
     await admin.unblock(GUILD, ADMIN, MEMBER)
     await admin.set_alerts_channel(GUILD, ADMIN, 4244)
     rows = await audit_rows(conn)
-    assert [(r["action"], r["target"], r["before"], r["after"]) for r in rows] == [
+    assert [(r.action, r.target, r.before, r.after) for r in rows] == [
         ("quota.member", "member:5001", "none", "2.00"),
         ("quota.member", "member:5001", "2.00", "3.00"),
         ("quota.role", "role:71", "none", "1.50"),
@@ -233,7 +241,7 @@ async def test_every_admin_change_is_audited_with_before_and_after(
         ("unblock", "member:5001", "blocked: spam", "not blocked"),
         ("alerts.channel", "server", "off", "channel:4244"),
     ]
-    assert {(r["guild_id"], r["actor_id"], r["at"]) for r in rows} == {(GUILD, ADMIN, clock.now)}
+    assert {(r.guild_id, r.actor_id, r.at) for r in rows} == {(GUILD, ADMIN, clock.now)}
     entries = await admin.audit_log(GUILD, limit=3)
     assert [e.action for e in entries] == ["alerts.channel", "unblock", "block"]
 
@@ -241,10 +249,10 @@ async def test_every_admin_change_is_audited_with_before_and_after(
 async def test_a_change_whose_audit_row_fails_is_rolled_back(
     admin: ServerAdmin, ledger: Ledger, conn: db.Database
 ) -> None:
-    await conn.write("DROP TABLE audit_log")
+    await break_audit_log(conn)
     with pytest.raises(Exception, match="audit_log"):
         await admin.set_member_quota(GUILD, ADMIN, MEMBER, 5.0)
-    assert await conn.fetchall("SELECT * FROM member_quotas") == []
+    assert await quotas.overrides(conn, "member", GUILD) == {}
     assert (await ledger.allowance(GUILD, MEMBER, ())).credits == 0.40
 
 
@@ -257,7 +265,7 @@ async def test_reset_clears_this_periods_usage_but_keeps_the_charges(
     assert change.before == "used 0.36"
     status = await ledger.status(GUILD, MEMBER, ())
     assert (status.used, status.left) == (0, 0.40)
-    assert [(c["state"], c["amount"]) for c in await charges(conn)] == [("committed", 0.36)]
+    assert [(c.state, c.amount) for c in await charge_rows(conn)] == [("committed", 0.36)]
 
 
 async def test_a_blocked_member_is_refused_with_the_reason_until_unblocked(
@@ -270,18 +278,15 @@ async def test_a_blocked_member_is_refused_with_the_reason_until_unblocked(
     await admin.check_not_blocked(9999, MEMBER)  # a block is per server
     await admin.unblock(GUILD, ADMIN, MEMBER)
     await admin.check_not_blocked(GUILD, MEMBER)
-    assert await conn.fetchall("SELECT * FROM blocks") == []
-    assert [r["action"] for r in await audit_rows(conn)] == ["block", "unblock"]
+    assert await quotas.blocks(conn, GUILD) == {}
+    assert [r.action for r in await audit_rows(conn)] == ["block", "unblock"]
 
 
 # -- reports ----------------------------------------------------------------------------
 
 
 async def add_reading(conn: db.Database, at: str, remaining: float, gen: int | None = None) -> None:
-    await conn.write(
-        "INSERT INTO credit_readings (at, remaining, generation_id) VALUES (?, ?, ?)",
-        (ts(at), remaining, gen),
-    )
+    await forge_credit_reading(conn, ts(at), remaining, gen)
 
 
 async def test_spend_comes_from_balance_drops_and_top_ups_are_not_negative_spend(
@@ -326,7 +331,13 @@ async def test_usage_csv_lists_every_member_and_defuses_formulas(
 ) -> None:
     for status in ("succeeded", "succeeded", "failed"):
         gen = await generations.insert(conn, make_new_generation(user_id=MEMBER))
-        await conn.write("UPDATE generations SET status = ? WHERE id = ?", (status, gen))
+        if status == "failed":
+            await generations.mark_failed(conn, gen, "ServerError: 500")
+        else:
+            await generations.mark_succeeded(
+                conn, gen, api_seed=1, api_time_s=1.0, request_id=None, cost=None,
+                cost_source=None, remaining_credits=None, reencoded=False,
+            )  # fmt: skip
     await spend_committed(ledger, 0.08)
     ledger.clock = lambda: 0.0  # charges made "long ago" still count for all time
     await spend_committed(ledger, 0.04, user=5002)

@@ -321,6 +321,7 @@ async def test_an_existing_database_upgrades_in_place_and_its_servers_get_the_de
     path = tmp_path / "kontext.db"
     raw = await aiosqlite.connect(path, isolation_level=None)
     assert await migrate(raw, older) == 6
+    # Written in schema 6, which today's queries no longer speak: raw SQL on purpose.
     await raw.execute(
         "INSERT INTO charges (guild_id, user_id, state, reserved, amount, created_at) "
         "VALUES (?, ?, 'committed', 0.04, 0.04, ?)",

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from bot import db, jobs
+from bot.db import jobs as db_jobs
 from bot.delivery import Delivery
 from bot.errors import BadInput
 from bot.queue import (
@@ -596,9 +597,7 @@ async def service(conn: db.Database, gate: Gate, tmp_path: Path) -> AsyncIterato
 
 
 async def job_states(conn: db.Database) -> list[tuple[int, str]]:
-    return [
-        (r[0], r[1]) for r in await conn.fetchall("SELECT user_id, state FROM jobs ORDER BY id")
-    ]
+    return [(j.user_id, j.state) for j in await db_jobs.states(conn)]
 
 
 async def test_service_records_each_job_from_queued_to_done_or_cancelled(

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bot.db import generations, jobs, messages
 from tests.conftest import ADMIN_ID, CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
 from tests.fake_discord import FLAG_EPHEMERAL, FakeDiscord
 
@@ -89,11 +90,10 @@ async def result_of(h: Harness, interaction_id: int) -> dict[str, Any]:
     """The result message posted for an interaction (not its status placeholder)."""
 
     async def find() -> dict[str, Any] | None:
-        row = await h.bot.core.database.fetchone(
-            "SELECT result_message_id FROM generations WHERE interaction_id = ?",
-            (interaction_id,),
+        message_id = await generations.result_message_of_interaction(
+            h.bot.core.database, interaction_id
         )
-        return h.discord.messages.get(row[0]) if row and row[0] else None
+        return h.discord.messages.get(message_id) if message_id else None
 
     return await h.discord.wait_for(find, message="the result")  # type: ignore[return-value]
 
@@ -106,25 +106,12 @@ async def press(h: Harness, custom_id: str, message: dict[str, Any], *, user_id:
     return int(payload["id"])
 
 
-async def job_rows(h: Harness) -> list[dict[str, Any]]:
-    rows = await h.bot.core.database.fetchall("SELECT id, user_id, state FROM jobs ORDER BY id")
-    return [dict(r) for r in rows]
-
-
-async def wait_jobs(h: Harness, count: int) -> list[dict[str, Any]]:
-    async def enough() -> list[dict[str, Any]] | None:
-        rows = await job_rows(h)
+async def wait_jobs(h: Harness, count: int) -> list[jobs.JobState]:
+    async def enough() -> list[jobs.JobState] | None:
+        rows = await h.jobs()
         return rows if len(rows) >= count else None
 
     return await h.discord.wait_for(enough, message=f"{count} job rows")  # type: ignore[return-value]
-
-
-async def rows_of(h: Harness, table: str, user_id: int) -> list[dict[str, Any]]:
-    rows = await h.bot.core.database.fetchall(
-        f"SELECT * FROM {table} WHERE user_id = ?",  # noqa: S608
-        (user_id,),
-    )
-    return [dict(r) for r in rows]
 
 
 # -- waiting -------------------------------------------------------------------------------
@@ -141,8 +128,8 @@ async def test_waiting_members_see_their_place_then_editing_then_the_result(h: H
 
     queued = await wait_status(h, second, "In the queue")
     assert QUEUED.search(queued["content"]) and "you're next" in queued["content"]
-    [job] = [r for r in await job_rows(h) if r["user_id"] == OTHER_MEMBER_ID]
-    assert cancel_ids(queued) == [f"kontext:cancel:{job['id']}"]
+    [job] = await h.jobs(OTHER_MEMBER_ID)
+    assert cancel_ids(queued) == [f"kontext:cancel:{job.id}"]
     [button] = [
         c for c in FakeDiscord.components_of(queued) if c.get("custom_id") == cancel_ids(queued)[0]
     ]
@@ -160,7 +147,7 @@ async def test_waiting_members_see_their_place_then_editing_then_the_result(h: H
     assert [c.json["prompt"] for c in api_calls(h)] == ["first", "second", "third"]
 
     async def all_done() -> bool:
-        return [r["state"] for r in await job_rows(h)] == ["done", "done", "done"]
+        return [r.state for r in await h.jobs()] == ["done", "done", "done"]
 
     await h.discord.wait_for(all_done, message="every job to be done")
     # Each placeholder gave way to its result.
@@ -197,10 +184,10 @@ async def test_cancel_a_waiting_edit_costs_nothing_and_only_its_member_can(h: Ha
 
     assert (await result_of(h, first))["attachments"]
     assert [c.json["prompt"] for c in api_calls(h)] == ["first"]
-    assert await rows_of(h, "generations", OTHER_MEMBER_ID) == []
-    assert await rows_of(h, "charges", OTHER_MEMBER_ID) == []
-    [job] = await rows_of(h, "jobs", OTHER_MEMBER_ID)
-    assert job["state"] == "cancelled"
+    assert await h.edits(OTHER_MEMBER_ID) == []
+    assert await h.charges(OTHER_MEMBER_ID) == []
+    [job] = await h.jobs(OTHER_MEMBER_ID)
+    assert job.state == "cancelled"
 
 
 @pytest.mark.settings(segmind_max_concurrency=1, status_update_interval_s=1.0)
@@ -219,7 +206,7 @@ async def test_a_waiting_reply_gets_a_status_reply_whose_cancel_works(h: Harness
     await bot_reply(h, reply, "Cancelled. You were not charged.")
     await h.discord.wait_for(lambda: int(status["id"]) in h.discord.deleted_messages)
     assert [c.json["prompt"] for c in api_calls(h)] == ["make it night", "someone else's"]
-    assert len(await rows_of(h, "generations", MEMBER_ID)) == 1
+    assert len(await h.edits(MEMBER_ID)) == 1
 
 
 @pytest.mark.settings(max_queued_per_user=3, max_inflight_per_user=1)
@@ -236,10 +223,10 @@ async def test_a_fifth_edit_while_three_wait_is_refused_and_costs_nothing(h: Har
     assert answer["flags"] & FLAG_EPHEMERAL
     assert "already have 3 edits waiting" in answer["content"]
     assert "Nothing was charged" in answer["content"]
-    assert len(await job_rows(h)) == 4  # the refused one was never written down
+    assert len(await h.jobs()) == 4  # the refused one was never written down
     assert len(api_calls(h)) == 1 and h.segmind.credits == credits
-    assert len(await rows_of(h, "generations", MEMBER_ID)) == 1
-    assert [c["state"] for c in await rows_of(h, "charges", MEMBER_ID)] == ["reserved"]
+    assert len(await h.edits(MEMBER_ID)) == 1
+    assert [c.state for c in await h.charges()] == ["reserved"]
 
 
 @pytest.mark.settings(max_queued_total=1, segmind_max_concurrency=1)
@@ -257,8 +244,8 @@ async def test_past_the_total_queue_bound_new_edits_are_refused_at_once_and_cost
 
     assert answer["flags"] & FLAG_EPHEMERAL
     assert "1 edit waiting" in answer["content"] and "Nothing was charged" in answer["content"]
-    assert len(await job_rows(h)) == 2  # never written down
-    assert await rows_of(h, "charges", ADMIN_ID) == []
+    assert len(await h.jobs()) == 2  # never written down
+    assert await h.charges(ADMIN_ID) == []
     assert len(api_calls(h)) == 1 and h.segmind.credits == credits
 
 
@@ -278,8 +265,8 @@ async def test_edits_refused_before_their_api_call_leave_the_rate_limit_to_other
         await h.edit(f"burst {n}")
 
     async def burst_over() -> bool:
-        rows = await job_rows(h)
-        done = all(r["state"] != "queued" for r in rows)
+        rows = await h.jobs()
+        done = all(r.state != "queued" for r in rows)
         return len(rows) == 40 and done and not h.bot.core.edits.queue.jobs()
 
     await h.discord.wait_for(burst_over, 20, message="the 40 edits to be answered")
@@ -315,15 +302,11 @@ async def test_a_result_upload_that_discord_refuses_twice_is_retried_and_then_re
     assert [r.status for r in posts] == [503, 503, 200]
     assert len([m for m in h.channel_messages() if m.get("attachments")]) == 1
     await h.discord.wait_for(
-        lambda: h.bot.core.database.fetchone(
-            "SELECT 1 FROM generations WHERE result_path IS NULL AND result_message_id = ?",
-            (int(result["id"]),),
-        ),
-        message="the kept copy to be forgotten",
+        lambda: delivered_from(h, int(result["id"])), message="the kept copy to be forgotten"
     )
     assert list(h.bot.core.results.directory.iterdir()) == []  # delivered: the kept copy is gone
-    [charge] = await rows_of(h, "charges", MEMBER_ID)
-    assert charge["state"] == "committed"
+    [charge] = await h.charges()
+    assert charge.state == "committed"
 
 
 async def test_a_discord_500_on_the_result_upload_is_retried_then_succeeds(h: Harness) -> None:
@@ -334,13 +317,23 @@ async def test_a_discord_500_on_the_result_upload_is_retried_then_succeeds(h: Ha
     assert len([m for m in h.channel_messages() if m.get("attachments")]) == 1
 
 
-async def fail_every_upload(h: Harness) -> dict[str, Any]:
-    """An edit whose result Discord refuses to take, every time; its generation row and
-    the answer the member got."""
+async def fail_every_upload(h: Harness) -> tuple[generations.Generation, dict[str, Any]]:
+    """An edit whose result Discord refuses to take, every time; its generation and the
+    answer the member got."""
     h.discord.fail_next("POST", CHANNEL_POST, 503, times=h.bot.core.delivery.attempts)
     answer = await h.answer(await h.edit("make it night"))
-    [gen] = await rows_of(h, "generations", MEMBER_ID)
-    return gen | {"answer": answer}
+    [gen] = await h.edits(MEMBER_ID)
+    return gen, answer
+
+
+async def delivered_from(h: Harness, message_id: int) -> int | None:
+    """The generation whose result Discord has in `message_id`, once its kept copy is
+    forgotten (None until then)."""
+    shown = await messages.result_message(h.bot.core.database, message_id)
+    gen = shown and await generations.get(h.bot.core.database, shown.generation_id)
+    if gen and gen.result_path is None and gen.result_message_id == message_id:
+        return gen.id
+    return None
 
 
 async def open_history(h: Harness) -> dict[str, Any]:
@@ -363,14 +356,13 @@ def deliver_buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
 async def test_when_uploads_keep_failing_the_member_is_told_and_the_paid_result_is_kept(
     h: Harness,
 ) -> None:
-    gen = await fail_every_upload(h)
+    gen, answer = await fail_every_upload(h)
 
-    answer = gen["answer"]
     assert answer["flags"] & FLAG_EPHEMERAL and not answer.get("attachments")
     assert "kept for you" in answer["content"] and "/history" in answer["content"]
     assert len(h.discord.requests_to("POST", CHANNEL_POST)) == h.bot.core.delivery.attempts
-    assert gen["status"] == "succeeded" and gen["result_message_id"] is None
-    kept = Path(gen["result_path"] or "")
+    assert gen.status == "succeeded" and gen.result_message_id is None
+    kept = Path(gen.result_path or "")
     assert kept.parent == h.bot.core.results.directory
     assert await asyncio.to_thread(kept.is_file)
 
@@ -379,12 +371,12 @@ async def test_when_uploads_keep_failing_the_member_is_told_and_the_paid_result_
 async def test_a_kept_result_is_delivered_from_history_once_discord_takes_it(
     h: Harness,
 ) -> None:
-    gen = await fail_every_upload(h)
-    kept = await asyncio.to_thread(Path(gen["result_path"]).read_bytes)
+    gen, _ = await fail_every_upload(h)
+    kept = await asyncio.to_thread(Path(gen.result_path or "").read_bytes)
     history = await open_history(h)
     assert "not delivered" in history["embeds"][0]["description"]
     [button] = deliver_buttons(history)
-    assert button["label"] == f"Deliver #{gen['id']}"
+    assert button["label"] == f"Deliver #{gen.id}"
 
     click = await press(h, button["custom_id"], history, user_id=MEMBER_ID)
 
@@ -392,14 +384,10 @@ async def test_a_kept_result_is_delivered_from_history_once_discord_takes_it(
     [result] = [m for m in h.channel_messages() if m.get("attachments")]
     assert result["content"] == f"<@{MEMBER_ID}> your edit is ready."
     assert h.discord.attachment_bytes(result["attachments"][0]) == kept
-    await h.discord.wait_for(
-        lambda: h.bot.core.database.fetchone(
-            "SELECT 1 FROM generations WHERE id = ? AND result_path IS NULL "
-            "AND result_message_id = ?",
-            (gen["id"], int(result["id"])),
-        ),
-        message="the delivery to be recorded",
+    recorded = await h.discord.wait_for(
+        lambda: delivered_from(h, int(result["id"])), message="the delivery to be recorded"
     )
+    assert recorded == gen.id
     assert list(h.bot.core.results.directory.iterdir()) == []
     assert len(api_calls(h)) == 1  # delivered from disk, not edited again
     # Delivered once: the button is gone from a fresh /history.
@@ -427,7 +415,7 @@ async def test_pressing_deliver_twice_posts_the_kept_result_once(h: Harness) -> 
 
 @pytest.mark.usefixtures("quick_retries")
 async def test_deliver_while_discord_still_refuses_tells_the_member(h: Harness) -> None:
-    gen = await fail_every_upload(h)
+    gen, _ = await fail_every_upload(h)
     history = await open_history(h)
     [button] = deliver_buttons(history)
     h.discord.fail_next("POST", CHANNEL_POST, 503, times=h.bot.core.delivery.attempts)
@@ -436,5 +424,5 @@ async def test_deliver_while_discord_still_refuses_tells_the_member(h: Harness) 
 
     [answer] = await h.discord.wait_for(lambda: h.discord.followups(click), 2.0)  # type: ignore[misc]
     assert answer["flags"] & FLAG_EPHEMERAL and "/history" in answer["content"]
-    [row] = await rows_of(h, "generations", MEMBER_ID)
-    assert row["result_path"] == gen["result_path"]  # still kept for the next try
+    [row] = await h.edits(MEMBER_ID)
+    assert row.result_path == gen.result_path  # still kept for the next try

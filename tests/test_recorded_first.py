@@ -26,8 +26,7 @@ async def jobs_when_acknowledged(h: Harness, hold: Hold) -> list[tuple[int, str]
     """The job rows at the moment Discord receives the acknowledgement; then let it go."""
     await asyncio.wait_for(hold.arrived.wait(), 10)
     try:
-        rows = await h.bot.core.database.fetchall("SELECT user_id, state FROM jobs ORDER BY id")
-        return [(r[0], r[1]) for r in rows]
+        return [(j.user_id, j.state) for j in await h.jobs()]
     finally:
         hold.release.set()
 

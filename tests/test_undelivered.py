@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 from bot import db
-from bot.db import generations
+from bot.db import charges, generations, messages
 from bot.ledger import Ledger
 from bot.results import ResultStore
 from bot.upkeep import Upkeep
 from tests.clock import ManualClock, advance, until
 from tests.conftest import CHANNEL_ID, GUILD_ID, MEMBER_ID, Harness, operator
-from tests.helpers import make_new_generation
+from tests.helpers import forge_crash_during_upload, make_new_generation
 from tests.test_queue_flow import (
     deliver_buttons,
     open_history,
@@ -40,11 +40,9 @@ def h(harness: Harness) -> Harness:
     return harness
 
 
-async def charges(h: Harness) -> list[tuple[str, float | None]]:
-    rows = await h.bot.core.database.fetchall(
-        "SELECT state, amount FROM charges WHERE user_id = ? ORDER BY id", (MEMBER_ID,)
-    )
-    return [(r[0], r[1]) for r in rows]
+async def money(h: Harness) -> list[tuple[str, float | None]]:
+    """The member's charges as (state, amount), oldest first."""
+    return [(c.state, c.amount) for c in await h.charges()]
 
 
 async def used(h: Harness) -> float:
@@ -68,14 +66,9 @@ async def refused_edit(h: Harness, status: int = 403, body: dict | None = None) 
     h.discord.fail_next("POST", CHANNEL_POST, status, body=body or MISSING_PERMISSIONS, times=10)
     await h.edit("make it night")
     [dm] = await h.discord.wait_for(lambda: dms(h), message="a DM")  # type: ignore[misc]
-    gen = await h.bot.core.database.fetchone(
-        "SELECT * FROM generations WHERE user_id = ? ORDER BY id DESC LIMIT 1", (MEMBER_ID,)
-    )
-    await h.discord.wait_for(
-        lambda: h.bot.core.database.fetchone("SELECT 1 FROM jobs WHERE state = 'failed'"),
-        message="the job to end",
-    )
-    return dict(gen) | {"dm": dm}
+    [gen] = await generations.history(h.bot.core.database, GUILD_ID, MEMBER_ID, limit=1)
+    await h.wait_job_ended("failed")
+    return {"gen": gen, "dm": dm}
 
 
 # -- held until delivered ------------------------------------------------------------------
@@ -87,13 +80,14 @@ async def refused_edit(h: Harness, status: int = 403, body: dict | None = None) 
 async def test_a_result_the_channel_refuses_is_held_not_charged_and_the_member_gets_a_dm(
     h: Harness, status: int, body: dict
 ) -> None:
-    gen = await refused_edit(h, status, body)
+    refused = await refused_edit(h, status, body)
 
-    assert "/history" in gen["dm"]["content"] and "not charged" in gen["dm"]["content"]
-    assert f"<#{CHANNEL_ID}>" in gen["dm"]["content"] and "72 hours" in gen["dm"]["content"]
-    assert gen["status"] == "succeeded" and gen["result_message_id"] is None
-    assert await asyncio.to_thread(Path(gen["result_path"]).is_file)  # kept for Deliver
-    assert await charges(h) == [("held", 0.04)]
+    dm, gen = refused["dm"], refused["gen"]
+    assert "/history" in dm["content"] and "not charged" in dm["content"]
+    assert f"<#{CHANNEL_ID}>" in dm["content"] and "72 hours" in dm["content"]
+    assert gen.status == "succeeded" and gen.result_message_id is None
+    assert gen.result_path and await asyncio.to_thread(Path(gen.result_path).is_file)  # kept
+    assert await money(h) == [("held", 0.04)]
     assert await used(h) == pytest.approx(0.04)  # held money cannot be spent twice
     history = (await open_history(h))["embeds"][0]["description"]
     assert "not delivered" in history and "held, charged only once delivered" in history
@@ -104,17 +98,15 @@ async def test_a_refused_dm_is_fine(h: Harness) -> None:
     h.bot.clock = lambda: time.time() + 16 * 60
     h.discord.fail_next("POST", CHANNEL_POST, 403, body=MISSING_PERMISSIONS, times=10)
     await h.edit("make it night")
-    await h.discord.wait_for(
-        lambda: h.bot.core.database.fetchone("SELECT 1 FROM jobs WHERE state = 'failed'")
-    )
+    await h.wait_job_ended("failed")
     assert dms(h) == []
-    assert await charges(h) == [("held", 0.04)]
+    assert await money(h) == [("held", 0.04)]
 
 
 async def test_a_result_delivered_from_history_is_charged_then(h: Harness) -> None:
     h.discord.fail_next("POST", CHANNEL_POST, 503, times=h.bot.core.delivery.attempts)
     await h.answer(await h.edit("make it night"))
-    assert await charges(h) == [("held", 0.04)]
+    assert await money(h) == [("held", 0.04)]
     history = await open_history(h)
     [button] = deliver_buttons(history)
 
@@ -125,7 +117,7 @@ async def test_a_result_delivered_from_history_is_charged_then(h: Harness) -> No
 
 
 async def _committed(h: Harness) -> bool:
-    return await charges(h) == [("committed", 0.04)]
+    return await money(h) == [("committed", 0.04)]
 
 
 async def test_a_delivered_result_is_charged(h: Harness) -> None:
@@ -139,17 +131,17 @@ async def test_a_delivered_result_is_charged(h: Harness) -> None:
 async def test_a_result_never_delivered_is_refunded_when_its_kept_copy_expires(
     h: Harness,
 ) -> None:
-    gen = await refused_edit(h)
+    gen = (await refused_edit(h))["gen"]
     upkeep = h.bot.core.upkeep
 
     upkeep.clock = lambda: time.time() + RETENTION_S - HOUR_S
     assert await upkeep.expire() == []  # not yet
     upkeep.clock = lambda: time.time() + RETENTION_S + 1
-    assert await upkeep.expire() == [gen["id"]]
+    assert await upkeep.expire() == [gen.id]
 
-    assert await charges(h) == [("released", 0)]
+    assert await money(h) == [("released", 0)]
     assert await used(h) == 0
-    assert not await asyncio.to_thread(Path(gen["result_path"]).exists)
+    assert gen.result_path and not await asyncio.to_thread(Path(gen.result_path).exists)
     history = await open_history(h)
     assert "not delivered · not charged" in history["embeds"][0]["description"]
     assert deliver_buttons(history) == []
@@ -191,17 +183,14 @@ async def test_a_paid_result_a_crash_left_is_held_until_the_channel_takes_it(
     await h.answer(await h.edit("crash before posting"))
     # As if the process had died during the upload: the job still 'running', the charge
     # as the API's answer left it.
-    await h.bot.core.database.write("UPDATE jobs SET state = 'running', finished_at = NULL")
-    await h.bot.core.database.write("UPDATE charges SET state = 'reserved', amount = NULL")
+    await forge_crash_during_upload(h.bot.core.database, charges_too=True)
     h.discord.fail_next("POST", CHANNEL_POST, 403, body=MISSING_PERMISSIONS, times=10)
 
     await h.restart()
 
     await h.discord.wait_for(lambda: dms(h), message="a DM")
-    await h.discord.wait_for(
-        lambda: h.bot.core.database.fetchone("SELECT 1 FROM jobs WHERE state = 'failed'")
-    )
-    assert await charges(h) == [("held", 0.04)]
+    await h.wait_job_ended("failed")
+    assert await money(h) == [("held", 0.04)]
 
 
 async def test_start_up_settles_money_by_whether_discord_had_the_result(
@@ -221,13 +210,14 @@ async def test_start_up_settles_money_by_whether_discord_had_the_result(
         if name == "held":
             await ledger.hold(reservation, 0.05, "balance_drop")
         if name == "delivered":
-            await conn.write("UPDATE generations SET result_message_id = 1 WHERE id = ?", (gen_id,))
+            await messages.record_delivery(
+                conn, gen_id, channel_id=CHANNEL_ID, message_id=1, attachment_id=None, url=None
+            )
         ids[name] = reservation.id
 
     settled = await ledger.settle_stale(older_than_s=0)
 
-    rows = await conn.fetchall("SELECT id, state, amount FROM charges")
-    states = {r[0]: (r[1], r[2]) for r in rows}
+    states = {c.id: (c.state, c.amount) for c in await charges.of_server(conn, GUILD_ID)}
     assert states[ids["delivered"]] == ("committed", 0.05)
     assert states[ids["undelivered"]] == ("held", 0.05)
     assert states[ids["held"]] == ("held", 0.05)
@@ -271,8 +261,8 @@ async def test_kept_results_expire_every_hour_while_the_bot_runs(
         assert not await asyncio.to_thread(kept.exists)
     finally:
         await upkeep.aclose()
-    [row] = await conn.fetchall("SELECT state FROM charges")
-    assert row[0] == "released"
+    [charge] = await charges.of_server(conn, GUILD_ID)
+    assert charge.state == "released"
     assert await generations.result_path(conn, gen_id) is None
 
 
