@@ -287,6 +287,23 @@ async def harness(
 
 
 @pytest.fixture
+def h(harness: Harness) -> Harness:
+    """The harness under its short name (a file that tunes it defines its own)."""
+    return harness
+
+
+def api_calls(h: Harness) -> list[Any]:
+    """The edit calls the bot sent to the API, oldest first."""
+    return [r for r in h.segmind.requests if r.method == "POST"]
+
+
+def fields(message: dict[str, Any]) -> dict[str, str]:
+    """The fields of a message's one embed, by name."""
+    [embed] = message["embeds"]
+    return {f["name"]: f["value"] for f in embed["fields"]}
+
+
+@pytest.fixture
 async def world(segmind: FakeSegmind) -> AsyncIterator[tuple[FakeDiscord, FakeSegmind]]:
     """Both stand-ins, for a bot run as a real process (tests/test_process.py)."""
     async with FakeDiscord() as discord:

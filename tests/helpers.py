@@ -17,7 +17,7 @@ from aiohttp import web
 from PIL import Image, PngImagePlugin
 
 from bot.credits import Cost
-from bot.db import Database, connect_read_only
+from bot.db import Database, connect_read_only, generations
 from bot.db.generations import NewGeneration
 from bot.images import InputImage
 from bot.params import build_params
@@ -271,6 +271,24 @@ def make_new_generation(**overrides: object) -> NewGeneration:
     }
     fields.update(overrides)
     return NewGeneration(**fields)  # type: ignore[arg-type]
+
+
+async def record_success(
+    database: Database,
+    generation_id: int,
+    *,
+    cost: float | None = 0.04,
+    cost_source: str | None = "header",
+    remaining_credits: float | None = None,
+    measured_cost: float | None = None,
+) -> None:
+    """Record a generation as succeeded, as the pipeline does; what a test does not look
+    at (seed, timing, request id) is filled in."""
+    await generations.mark_succeeded(
+        database, generation_id, api_seed=1, api_time_s=1.0, request_id=None, cost=cost,
+        cost_source=cost_source, remaining_credits=remaining_credits, reencoded=False,
+        measured_cost=measured_cost,
+    )  # fmt: skip
 
 
 def make_edit_request(

@@ -7,18 +7,17 @@ import time
 import pytest
 
 from bot.db import generations, messages
-from tests.conftest import ADMIN_ID, CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
+from tests.conftest import (
+    ADMIN_ID,
+    CHANNEL_ID,
+    GUILD_ID,
+    MEMBER_ID,
+    OTHER_MEMBER_ID,
+    Harness,
+    api_calls,
+)
 from tests.fake_discord import FLAG_EPHEMERAL
 from tests.helpers import forge_crash_during_upload, make_image, open_image
-
-
-@pytest.fixture
-def h(harness: Harness) -> Harness:
-    return harness
-
-
-def api_calls(h: Harness) -> list:
-    return [r for r in h.segmind.requests if r.method == "POST"]
 
 
 def embed_text(message: dict) -> str:

@@ -9,7 +9,7 @@ from bot import db
 from bot.credits import Cost, CreditMeter
 from bot.db import generations
 from tests.conftest import GUILD_ID, MEMBER_ID, OPERATOR_ID, Harness
-from tests.helpers import make_new_generation
+from tests.helpers import make_new_generation, record_success
 
 MODEL = "flux-kontext-dev"
 ESTIMATE = 0.05
@@ -25,16 +25,12 @@ async def solo(meter: CreditMeter, conn: db.Database, remaining: float | None) -
     cost = await meter.settle(
         meter.start(), generation_id=gen_id, remaining=remaining, header_cost=None
     )
-    await generations.mark_succeeded(
+    await record_success(
         conn,
         gen_id,
-        api_seed=None,
-        api_time_s=1.0,
-        request_id=None,
         cost=cost.amount,
         cost_source=cost.source,
         remaining_credits=remaining,
-        reencoded=False,
         measured_cost=cost.measured,
     )
     return cost

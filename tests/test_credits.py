@@ -15,7 +15,7 @@ from bot.params import build_params
 from bot.segmind import InvalidResponse, SegmindClient
 from tests.conftest import API_KEY
 from tests.fake_segmind import FakeSegmind
-from tests.helpers import make_image, make_new_generation
+from tests.helpers import make_image, make_new_generation, record_success
 
 MODEL = "flux-kontext-dev"
 FALLBACK = 0.05
@@ -31,16 +31,11 @@ async def new_generation(conn: db.Database, model: str = MODEL) -> int:
 
 async def succeeded(conn: db.Database, cost: float, source: str, model: str = MODEL) -> int:
     gen_id = await new_generation(conn, model)
-    await generations.mark_succeeded(
+    await record_success(
         conn,
         gen_id,
-        api_seed=None,
-        api_time_s=1.0,
-        request_id=None,
         cost=cost,
         cost_source=source,
-        remaining_credits=None,
-        reencoded=False,
         measured_cost=cost if source in ("header", "balance_drop") else None,
     )
     return gen_id

@@ -15,7 +15,7 @@ from bot import db
 from bot.db import audit, connection, generations, messages
 from bot.db import credits as credit_readings
 from bot.params import build_params
-from tests.helpers import make_new_generation
+from tests.helpers import make_new_generation, record_success
 
 
 async def scalar(conn: aiosqlite.Connection, sql: str) -> object:
@@ -274,17 +274,7 @@ async def test_mark_succeeded_records_the_outcome(conn: db.Database) -> None:
 async def test_unknown_cost_source_is_refused_by_the_schema(conn: db.Database) -> None:
     gen_id = await generations.insert(conn, make_new_generation())
     with pytest.raises(sqlite3.IntegrityError):
-        await generations.mark_succeeded(
-            conn,
-            gen_id,
-            api_seed=None,
-            api_time_s=1.0,
-            request_id=None,
-            cost=0.04,
-            cost_source="guess",
-            remaining_credits=None,
-            reencoded=False,
-        )
+        await record_success(conn, gen_id, cost_source="guess")
 
 
 async def test_mark_failed_records_a_truncated_reason(conn: db.Database) -> None:
@@ -301,17 +291,7 @@ async def test_mark_failed_records_a_truncated_reason(conn: db.Database) -> None
 
 async def test_mark_failed_never_overwrites_a_finished_generation(conn: db.Database) -> None:
     gen_id = await generations.insert(conn, make_new_generation())
-    await generations.mark_succeeded(
-        conn,
-        gen_id,
-        api_seed=1,
-        api_time_s=1.0,
-        request_id=None,
-        cost=0.04,
-        cost_source="header",
-        remaining_credits=None,
-        reencoded=False,
-    )
+    await record_success(conn, gen_id)
     await generations.mark_failed(conn, gen_id, "late error")
     row = await generations.get(conn, gen_id)
     assert row is not None
@@ -334,17 +314,7 @@ async def test_record_delivery_stores_where_the_result_was_posted(conn: db.Datab
 async def test_fail_interrupted_fails_only_pending_rows(conn: db.Database) -> None:
     pending = [await generations.insert(conn, make_new_generation()) for _ in range(2)]
     done = await generations.insert(conn, make_new_generation())
-    await generations.mark_succeeded(
-        conn,
-        done,
-        api_seed=1,
-        api_time_s=1.0,
-        request_id=None,
-        cost=0.04,
-        cost_source="header",
-        remaining_credits=None,
-        reencoded=False,
-    )
+    await record_success(conn, done)
     failed = await generations.insert(conn, make_new_generation())
     await generations.mark_failed(conn, failed, "BadRequest: nope")
 

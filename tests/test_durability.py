@@ -29,11 +29,6 @@ from tests.test_process import bot_env, send_edit
 RUNNING = "UPDATE jobs SET state = 'running'"
 
 
-@pytest.fixture
-def h(harness: Harness) -> Harness:
-    return harness
-
-
 async def test_the_move_to_running_is_committed_with_synchronous_full(h: Harness) -> None:
     statements: list[str] = []
     await h.bot.core.database.conn.set_trace_callback(statements.append)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
+from tests.conftest import GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness, api_calls
 from tests.fake_discord import FLAG_EPHEMERAL
 from tests.helpers import (
     LocalServer,
@@ -26,11 +26,6 @@ MODES = [
 ROLE_ID = 4242_0001
 
 
-@pytest.fixture
-def h(harness: Harness) -> Harness:
-    return harness
-
-
 @functools.cache
 def many_frames_gif() -> bytes:
     """1,500 tiny alternating frames: about 200 KB on disk."""
@@ -44,10 +39,6 @@ def noisy_heic() -> bytes:
 
 
 HEIC = {"filename": "IMG_0001.HEIC", "content_type": "image/heic"}
-
-
-def api_calls(h: Harness) -> list:
-    return [r for r in h.segmind.requests if r.method == "POST"]
 
 
 async def assert_refused_at_no_cost(

@@ -33,6 +33,7 @@ from tests.helpers import (
     make_image,
     make_input_image,
     make_new_generation,
+    record_success,
 )
 
 GUILD = 4242
@@ -293,10 +294,7 @@ async def test_spend_comes_from_balance_drops_and_top_ups_are_not_negative_spend
     ledger: Ledger, conn: db.Database, clock: Clock
 ) -> None:
     gen = await generations.insert(conn, make_new_generation())
-    await generations.mark_succeeded(
-        conn, gen, api_seed=1, api_time_s=1.0, request_id=None, cost=0.04,
-        cost_source="estimate", remaining_credits=59.76, reencoded=False,
-    )  # fmt: skip
+    await record_success(conn, gen, cost_source="estimate", remaining_credits=59.76)
     await add_reading(conn, "2030-02-27 10:00", 50.00)  # last month: only the baseline
     await add_reading(conn, "2030-03-14 10:00", 49.90)
     await add_reading(conn, "2030-03-15 09:00", 49.80)
@@ -334,10 +332,7 @@ async def test_usage_csv_lists_every_member_and_defuses_formulas(
         if status == "failed":
             await generations.mark_failed(conn, gen, "ServerError: 500")
         else:
-            await generations.mark_succeeded(
-                conn, gen, api_seed=1, api_time_s=1.0, request_id=None, cost=None,
-                cost_source=None, remaining_credits=None, reencoded=False,
-            )  # fmt: skip
+            await record_success(conn, gen, cost=None, cost_source=None)
     await spend_committed(ledger, 0.08)
     ledger.clock = lambda: 0.0  # charges made "long ago" still count for all time
     await spend_committed(ledger, 0.04, user=5002)

@@ -25,6 +25,7 @@ from tests.conftest import (
     Harness,
     add_text_channel,
     admin,
+    api_calls,
     channel_opt,
     direct_messages,
     operator,
@@ -40,15 +41,6 @@ NO_PERMISSION = "You don't have permission to use this command."
 NOT_SERVED = "Kontext is not enabled on this server."
 ADMINISTRATOR = 1 << 3
 NSFW_CHANNEL_ID = 4250
-
-
-@pytest.fixture
-def h(harness: Harness) -> Harness:
-    return harness
-
-
-def api_calls(h: Harness) -> list[Any]:
-    return [r for r in h.segmind.requests if r.method == "POST"]
 
 
 async def audit_rows(h: Harness) -> list[tuple[Any, ...]]:

@@ -11,20 +11,19 @@ from typing import Any
 import pytest
 
 from bot.db import generations, jobs, messages
-from tests.conftest import ADMIN_ID, CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
+from tests.conftest import (
+    ADMIN_ID,
+    CHANNEL_ID,
+    GUILD_ID,
+    MEMBER_ID,
+    OTHER_MEMBER_ID,
+    Harness,
+    api_calls,
+)
 from tests.fake_discord import FLAG_EPHEMERAL, FakeDiscord
 
 CHANNEL_POST = r"^/channels/\d+/messages$"
 QUEUED = re.compile(r"In the queue: (you're next|\d+ ahead), about \d+ s\.")
-
-
-@pytest.fixture
-def h(harness: Harness) -> Harness:
-    return harness
-
-
-def api_calls(h: Harness) -> list:
-    return [r for r in h.segmind.requests if r.method == "POST"]
 
 
 def status_edits(h: Harness, interaction_id: int) -> list[dict[str, Any]]:

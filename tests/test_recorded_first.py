@@ -7,19 +7,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
-
 from tests.conftest import CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
 from tests.fake_discord.plumbing import Hold
 from tests.helpers import make_image
 
 CALLBACK = r"^/interactions/\d+/[^/]+/callback$"
 REACTION = r"^/channels/\d+/messages/\d+/reactions/"
-
-
-@pytest.fixture
-def h(harness: Harness) -> Harness:
-    return harness
 
 
 async def jobs_when_acknowledged(h: Harness, hold: Hold) -> list[tuple[int, str]]:

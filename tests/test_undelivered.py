@@ -18,7 +18,7 @@ from bot.results import ResultStore
 from bot.upkeep import Upkeep
 from tests.clock import ManualClock, advance, until
 from tests.conftest import CHANNEL_ID, GUILD_ID, MEMBER_ID, Harness, operator
-from tests.helpers import forge_crash_during_upload, make_new_generation
+from tests.helpers import forge_crash_during_upload, make_new_generation, record_success
 from tests.test_queue_flow import (
     deliver_buttons,
     open_history,
@@ -203,10 +203,9 @@ async def test_start_up_settles_money_by_whether_discord_had_the_result(
         gen_id = await generations.insert(conn, make_new_generation())
         await ledger.attach(reservation, gen_id)
         if name != "failed":
-            await generations.mark_succeeded(
-                conn, gen_id, api_seed=1, api_time_s=1.0, request_id=None, cost=0.05,
-                cost_source="balance_drop", remaining_credits=9.0, reencoded=False,
-            )  # fmt: skip
+            await record_success(
+                conn, gen_id, cost=0.05, cost_source="balance_drop", remaining_credits=9.0
+            )
         if name == "held":
             await ledger.hold(reservation, 0.05, "balance_drop")
         if name == "delivered":
@@ -241,10 +240,7 @@ async def test_kept_results_expire_every_hour_while_the_bot_runs(
     reservation = await ledger.reserve(GUILD_ID, MEMBER_ID, (), 0.04)
     gen_id = await generations.insert(conn, make_new_generation())
     await ledger.attach(reservation, gen_id)
-    await generations.mark_succeeded(
-        conn, gen_id, api_seed=1, api_time_s=1.0, request_id=None, cost=0.04,
-        cost_source="estimate", remaining_credits=None, reencoded=False,
-    )  # fmt: skip
+    await record_success(conn, gen_id, cost_source="estimate")
     kept = await results.save(gen_id, b"paid for", "png")
     await ledger.hold(reservation, 0.04, "estimate")
     upkeep.start()
