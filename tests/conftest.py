@@ -236,6 +236,17 @@ class Harness:
         found = await jobs.states(self.bot.core.database)
         return [j for j in found if user_id is None or j.user_id == user_id]
 
+    def refuse_uploads(
+        self, status: int = 503, *, times: int | None = None, body: dict[str, Any] | None = None
+    ) -> None:
+        """The members' channel refuses the bot's next posts: by default every try of one
+        delivery, retried without waiting."""
+        self.bot.core.delivery.backoff_s = 0.01
+        self.discord.fail_next(
+            "POST", rf"^/channels/{CHANNEL_ID}/messages$", status, body=body,
+            times=times or self.bot.core.delivery.attempts,
+        )  # fmt: skip
+
     async def server_charges(self) -> list[charges.Charge]:
         """Every charge made in the test server, oldest first."""
         return await charges.of_server(self.bot.core.database, GUILD_ID)
@@ -311,6 +322,48 @@ async def world(segmind: FakeSegmind) -> AsyncIterator[tuple[FakeDiscord, FakeSe
             GUILD_ID, channels=[CHANNEL_ID], members=[{"id": MEMBER_ID}, {"id": OTHER_MEMBER_ID}]
         )
         yield discord, segmind
+
+
+# -- what members see and press ---------------------------------------------------------
+
+
+async def open_history(h: Harness) -> dict[str, Any]:
+    payload = h.discord.slash_command(
+        "history", user_id=MEMBER_ID, guild_id=GUILD_ID, channel_id=CHANNEL_ID
+    )
+    await h.discord.send_interaction(payload)
+    return await h.answer(int(payload["id"]))
+
+
+async def press(
+    h: Harness, custom_id: str, message: dict[str, Any], *, user_id: int = MEMBER_ID
+) -> int:
+    """Press the component `custom_id` on `message`; returns the interaction id."""
+    payload = h.discord.component_interaction(
+        custom_id, message=message, user_id=user_id, guild_id=GUILD_ID, channel_id=CHANNEL_ID
+    )
+    await h.discord.send_interaction(payload)
+    return int(payload["id"])
+
+
+def deliver_buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        c
+        for c in FakeDiscord.components_of(message)
+        if str(c.get("label", "")).startswith("Deliver")
+    ]
+
+
+async def wait_followup(h: Harness, interaction_id: int, text: str) -> dict[str, Any]:
+    """A message the bot sent through the interaction's webhook containing `text`."""
+
+    def find() -> dict[str, Any] | None:
+        return next(
+            (m for m in h.discord.followups(interaction_id) if text in (m.get("content") or "")),
+            None,
+        )
+
+    return await h.discord.wait_for(find, message=f"a followup {text!r}")  # type: ignore[return-value]
 
 
 # -- quotas and admin commands -----------------------------------------------------------

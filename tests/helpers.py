@@ -10,8 +10,7 @@ import struct
 import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import TracebackType
-from typing import TypeVar
+from typing import Self, TypeVar
 
 from aiohttp import web
 from PIL import Image, PngImagePlugin
@@ -148,7 +147,24 @@ def make_png_bomb(width: int = 20000, height: int = 20000) -> bytes:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class LocalServer:
+class Started:
+    """`async with` runs `start()` on entry and `stop()` on exit (the stand-in servers)."""
+
+    async def start(self) -> object:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+
+class LocalServer(Started):
     """A real aiohttp server on 127.0.0.1 whose routes a test sets, even after start.
 
     `hits` lists every path requested, in order.
@@ -200,17 +216,6 @@ class LocalServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> LocalServer:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 T = TypeVar("T")

@@ -15,6 +15,10 @@ from tests.conftest import (
     OTHER_MEMBER_ID,
     Harness,
     api_calls,
+    deliver_buttons,
+    open_history,
+    press,
+    wait_followup,
 )
 from tests.fake_discord import FLAG_EPHEMERAL
 from tests.helpers import forge_crash_during_upload, make_image, open_image
@@ -354,25 +358,14 @@ async def test_the_context_menu_refuses_a_message_without_an_image(h: Harness) -
 async def test_history_lists_recent_edits_newest_first_in_pages(h: Harness) -> None:
     for n in range(7):
         await first_result(h, f"edit number {n}")
-    payload = h.discord.slash_command(
-        "history", user_id=MEMBER_ID, guild_id=GUILD_ID, channel_id=CHANNEL_ID
-    )
-    await h.discord.send_interaction(payload)
-    page1 = await h.answer(int(payload["id"]))
+    page1 = await open_history(h)
     assert page1["flags"] & FLAG_EPHEMERAL
     text = page1["embeds"][0]["description"]
     assert text.index("edit number 6") < text.index("edit number 2")
     assert "edit number 1" not in text and "[result](https://discord.com/channels/" in text
     assert "Page 1 of 2" in page1["embeds"][0]["footer"]["text"]
     [older] = [c for c in h.discord.components_of(page1) if c.get("label") == "Older"]
-    click = h.discord.component_interaction(
-        older["custom_id"],
-        message=page1,
-        user_id=MEMBER_ID,
-        guild_id=GUILD_ID,
-        channel_id=CHANNEL_ID,
-    )
-    await h.discord.send_interaction(click)
+    await press(h, older["custom_id"], page1)
     page2 = await h.discord.wait_for(
         lambda: (
             "Page 2 of 2" in str(h.discord.messages[int(page1["id"])]["embeds"])
@@ -399,10 +392,7 @@ async def test_a_result_after_the_token_expired_is_posted_with_a_ping(h: Harness
 async def test_a_result_discord_would_not_take_is_kept_and_history_delivers_it(
     h: Harness,
 ) -> None:
-    h.bot.core.delivery.backoff_s = 0.01
-    h.discord.fail_next(
-        "POST", rf"^/channels/{CHANNEL_ID}/messages$", 503, times=h.bot.core.delivery.attempts
-    )
+    h.refuse_uploads()
     told = await h.answer(await h.edit("upload fails", h.upload(make_image(300, 200))))
     assert told["flags"] & FLAG_EPHEMERAL and "/history" in told["content"]
     [row] = await h.edits()
@@ -410,23 +400,10 @@ async def test_a_result_discord_would_not_take_is_kept_and_history_delivers_it(
     kept = row.result_path
     assert kept and open_image(open(kept, "rb").read()).size == (300, 200)  # noqa: SIM115, ASYNC230
 
-    payload = h.discord.slash_command(
-        "history", user_id=MEMBER_ID, guild_id=GUILD_ID, channel_id=CHANNEL_ID
-    )
-    await h.discord.send_interaction(payload)
-    page = await h.answer(int(payload["id"]))
-    [deliver] = [c for c in h.discord.components_of(page) if c.get("label") == f"Deliver #{row.id}"]
-    click = h.discord.component_interaction(
-        deliver["custom_id"],
-        message=page,
-        user_id=MEMBER_ID,
-        guild_id=GUILD_ID,
-        channel_id=CHANNEL_ID,
-    )
-    await h.discord.send_interaction(click)
-    await h.discord.wait_for(
-        lambda: [m for m in h.discord.followups(click["id"]) if "Delivered" in m.get("content", "")]
-    )
+    page = await open_history(h)
+    [deliver] = deliver_buttons(page)
+    assert deliver["label"] == f"Deliver #{row.id}"
+    await wait_followup(h, await press(h, deliver["custom_id"], page), "Delivered")
     [row] = await h.edits()
     delivered = h.discord.messages[row.result_message_id]
     assert (
@@ -556,10 +533,7 @@ async def test_a_failure_after_the_token_expired_is_told_in_the_channel(h: Harne
 async def test_a_result_paid_for_but_not_posted_before_a_crash_is_delivered_at_start_up(
     h: Harness,
 ) -> None:
-    h.bot.core.delivery.backoff_s = 0.01
-    h.discord.fail_next(
-        "POST", rf"^/channels/{CHANNEL_ID}/messages$", 503, times=h.bot.core.delivery.attempts
-    )
+    h.refuse_uploads()
     await h.answer(await h.edit("crash before posting"))
     await forge_crash_during_upload(h.bot.core.database)
     await h.restart()

@@ -24,6 +24,7 @@ from bot.requests import EditRequest
 from bot.results import ResultStore
 from bot.segmind import SegmindClient
 from bot.servers import Servers
+from tests.clock import StoppedClock as Clock
 from tests.conftest import API_KEY, make_settings
 from tests.fake_segmind import FakeSegmind
 from tests.helpers import (
@@ -46,17 +47,9 @@ def ts(text: str) -> float:
     return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
 
 
-class Clock:
-    def __init__(self, start: str) -> None:
-        self.now = ts(start)
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock("2030-03-15 12:00:00")
+    return Clock(ts("2030-03-15 12:00:00"))
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
+
 from bot import db
 from bot.db import charges, generations, jobs
 from tests.conftest import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID
@@ -42,6 +44,12 @@ def bot_env(tmp_path: Path, discord: FakeDiscord, segmind: FakeSegmind, **extra:
     }
     env.update(extra)
     return env
+
+
+@pytest.fixture
+def env(tmp_path: Path, world: tuple[FakeDiscord, FakeSegmind]) -> dict:
+    """The bot process's environment, with nothing but the stand-ins set."""
+    return bot_env(tmp_path, *world)
 
 
 @asynccontextmanager
@@ -152,11 +160,11 @@ async def test_kill_9_mid_call_loses_nothing(tmp_path: Path, world: tuple) -> No
 
 
 async def test_sigterm_lets_a_running_edit_finish_and_exits_cleanly(
-    tmp_path: Path, world: tuple
+    tmp_path: Path, world: tuple, env: dict
 ) -> None:
     discord, segmind = world
     segmind.delay = 1.5
-    async with bot_process(tmp_path, discord, bot_env(tmp_path, discord, segmind)) as proc:
+    async with bot_process(tmp_path, discord, env) as proc:
         await send_edit(discord, "finish me", MEMBER_ID)
         await discord.wait_for(lambda: segmind.in_flight == 1, 15)
         proc.send_signal(signal.SIGTERM)
@@ -184,10 +192,9 @@ async def test_sigterm_past_the_grace_period_stops_the_edit_without_charge(
 
 
 async def test_a_second_process_on_the_same_database_refuses_to_start(
-    tmp_path: Path, world: tuple
+    tmp_path: Path, world: tuple, env: dict
 ) -> None:
-    discord, segmind = world
-    env = bot_env(tmp_path, discord, segmind)
+    discord, _ = world
     async with bot_process(tmp_path, discord, env) as first:
         second = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", cwd=tmp_path, env=env,
@@ -214,10 +221,9 @@ async def test_a_second_process_on_the_same_database_refuses_to_start(
 
 
 async def test_an_edit_is_written_down_before_discord_shows_it_accepted(
-    tmp_path: Path, world: tuple
+    tmp_path: Path, world: tuple, env: dict
 ) -> None:
     discord, segmind = world
-    env = bot_env(tmp_path, discord, segmind)
     async with bot_process(tmp_path, discord, env) as proc:
         # Discord keeps the bot's acknowledgement ("thinking...") waiting; the process dies
         # right then, as a kill -9 between the two would have it.

@@ -13,12 +13,14 @@ import pytest
 from bot.db import generations, jobs, messages
 from tests.conftest import (
     ADMIN_ID,
-    CHANNEL_ID,
-    GUILD_ID,
     MEMBER_ID,
     OTHER_MEMBER_ID,
     Harness,
     api_calls,
+    deliver_buttons,
+    open_history,
+    press,
+    wait_followup,
 )
 from tests.fake_discord import FLAG_EPHEMERAL, FakeDiscord
 
@@ -55,18 +57,6 @@ def cancel_ids(message: dict[str, Any]) -> list[str]:
     ]
 
 
-async def wait_followup(h: Harness, interaction_id: int, text: str) -> dict[str, Any]:
-    """A message the bot sent through the interaction's webhook containing `text`."""
-
-    def find() -> dict[str, Any] | None:
-        return next(
-            (m for m in h.discord.followups(interaction_id) if text in (m.get("content") or "")),
-            None,
-        )
-
-    return await h.discord.wait_for(find, message=f"a followup {text!r}")  # type: ignore[return-value]
-
-
 async def bot_reply(h: Harness, message: dict[str, Any], text: str) -> dict[str, Any]:
     """The bot's reply to `message` containing `text` (a status or a short answer)."""
 
@@ -97,12 +87,12 @@ async def result_of(h: Harness, interaction_id: int) -> dict[str, Any]:
     return await h.discord.wait_for(find, message="the result")  # type: ignore[return-value]
 
 
-async def press(h: Harness, custom_id: str, message: dict[str, Any], *, user_id: int) -> int:
-    payload = h.discord.component_interaction(
-        custom_id, message=message, user_id=user_id, guild_id=GUILD_ID, channel_id=CHANNEL_ID
-    )
-    await h.discord.send_interaction(payload)
-    return int(payload["id"])
+async def hold_the_slot(h: Harness, prompt: str = "first", *, user_id: int = MEMBER_ID) -> int:
+    """A slow edit that takes the only slot (it is running when this returns); its id."""
+    h.segmind.delay = max(h.segmind.delay, 1.5)
+    interaction = await h.edit(prompt, user_id=user_id)
+    await h.discord.wait_for(lambda: h.segmind.in_flight == 1, message="the edit to start")
+    return interaction
 
 
 async def wait_jobs(h: Harness, count: int) -> list[jobs.JobState]:
@@ -118,9 +108,7 @@ async def wait_jobs(h: Harness, count: int) -> list[jobs.JobState]:
 
 @pytest.mark.settings(segmind_max_concurrency=1, status_update_interval_s=1.0)
 async def test_waiting_members_see_their_place_then_editing_then_the_result(h: Harness) -> None:
-    h.segmind.delay = 1.5
-    first = await h.edit("first", user_id=MEMBER_ID)
-    await h.discord.wait_for(lambda: h.segmind.in_flight == 1)
+    first = await hold_the_slot(h)
     second = await h.edit("second", user_id=OTHER_MEMBER_ID)
     await wait_jobs(h, 2)
     third = await h.edit("third", user_id=ADMIN_ID)
@@ -158,9 +146,7 @@ async def test_waiting_members_see_their_place_then_editing_then_the_result(h: H
 
 @pytest.mark.settings(segmind_max_concurrency=1, status_update_interval_s=1.0)
 async def test_cancel_a_waiting_edit_costs_nothing_and_only_its_member_can(h: Harness) -> None:
-    h.segmind.delay = 1.5
-    first = await h.edit("first", user_id=MEMBER_ID)
-    await h.discord.wait_for(lambda: h.segmind.in_flight == 1)
+    first = await hold_the_slot(h)
     waiting = await h.edit("wait for me", user_id=OTHER_MEMBER_ID)
     await wait_status(h, waiting, "In the queue")
     placeholder = h.discord.original_response(waiting)
@@ -192,9 +178,7 @@ async def test_cancel_a_waiting_edit_costs_nothing_and_only_its_member_can(h: Ha
 @pytest.mark.settings(segmind_max_concurrency=1, status_update_interval_s=1.0)
 async def test_a_waiting_reply_gets_a_status_reply_whose_cancel_works(h: Harness) -> None:
     step1 = await result_of(h, await h.edit("make it night"))
-    h.segmind.delay = 1.5
-    await h.edit("someone else's", user_id=OTHER_MEMBER_ID)
-    await h.discord.wait_for(lambda: h.segmind.in_flight == 1)
+    await hold_the_slot(h, "someone else's", user_id=OTHER_MEMBER_ID)
     reply = await h.reply(step1, "add snow")
 
     status = await bot_reply(h, reply, "In the queue")
@@ -233,8 +217,7 @@ async def test_past_the_total_queue_bound_new_edits_are_refused_at_once_and_cost
     h: Harness,
 ) -> None:
     h.segmind.delay = 2.0
-    await h.edit("running", user_id=MEMBER_ID)
-    await h.discord.wait_for(lambda: h.segmind.in_flight == 1)
+    await hold_the_slot(h, "running")
     await h.edit("waiting", user_id=OTHER_MEMBER_ID)
     await wait_jobs(h, 2)
     credits = h.segmind.credits
@@ -333,22 +316,6 @@ async def delivered_from(h: Harness, message_id: int) -> int | None:
     if gen and gen.result_path is None and gen.result_message_id == message_id:
         return gen.id
     return None
-
-
-async def open_history(h: Harness) -> dict[str, Any]:
-    payload = h.discord.slash_command(
-        "history", user_id=MEMBER_ID, guild_id=GUILD_ID, channel_id=CHANNEL_ID
-    )
-    await h.discord.send_interaction(payload)
-    return await h.answer(int(payload["id"]))
-
-
-def deliver_buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        c
-        for c in FakeDiscord.components_of(message)
-        if str(c.get("label", "")).startswith("Deliver")
-    ]
 
 
 @pytest.mark.usefixtures("quick_retries")

@@ -17,21 +17,24 @@ from bot.ledger import Ledger
 from bot.results import ResultStore
 from bot.upkeep import Upkeep
 from tests.clock import ManualClock, advance, until
-from tests.conftest import CHANNEL_ID, GUILD_ID, MEMBER_ID, Harness, operator
-from tests.helpers import forge_crash_during_upload, make_new_generation, record_success
-from tests.test_queue_flow import (
+from tests.conftest import (
+    CHANNEL_ID,
+    GUILD_ID,
+    MEMBER_ID,
+    Harness,
     deliver_buttons,
     open_history,
+    operator,
     press,
-    result_of,
     wait_followup,
 )
+from tests.helpers import forge_crash_during_upload, make_new_generation, record_success
+from tests.test_queue_flow import result_of
 
 MISSING_PERMISSIONS = {"message": "Missing Permissions", "code": 50013}
 UNKNOWN_CHANNEL = {"message": "Unknown Channel", "code": 10003}
 RETENTION_S = 72 * 3600
 HOUR_S = 3600.0
-CHANNEL_POST = rf"^/channels/{CHANNEL_ID}/messages$"  # the members' channel, not a DM
 
 
 @pytest.fixture
@@ -63,7 +66,7 @@ async def refused_edit(h: Harness, status: int = 403, body: dict | None = None) 
     """An /edit whose channel refuses the result (and every other post there); the token
     has run out, so the interaction's webhook cannot carry it either."""
     h.bot.clock = lambda: time.time() + 16 * 60
-    h.discord.fail_next("POST", CHANNEL_POST, status, body=body or MISSING_PERMISSIONS, times=10)
+    h.refuse_uploads(status, body=body or MISSING_PERMISSIONS, times=10)
     await h.edit("make it night")
     [dm] = await h.discord.wait_for(lambda: dms(h), message="a DM")  # type: ignore[misc]
     [gen] = await generations.history(h.bot.core.database, GUILD_ID, MEMBER_ID, limit=1)
@@ -96,7 +99,7 @@ async def test_a_result_the_channel_refuses_is_held_not_charged_and_the_member_g
 async def test_a_refused_dm_is_fine(h: Harness) -> None:
     h.discord.fail_next("POST", r"^/users/@me/channels$", 403, body={"code": 50007})
     h.bot.clock = lambda: time.time() + 16 * 60
-    h.discord.fail_next("POST", CHANNEL_POST, 403, body=MISSING_PERMISSIONS, times=10)
+    h.refuse_uploads(403, body=MISSING_PERMISSIONS, times=10)
     await h.edit("make it night")
     await h.wait_job_ended("failed")
     assert dms(h) == []
@@ -104,7 +107,7 @@ async def test_a_refused_dm_is_fine(h: Harness) -> None:
 
 
 async def test_a_result_delivered_from_history_is_charged_then(h: Harness) -> None:
-    h.discord.fail_next("POST", CHANNEL_POST, 503, times=h.bot.core.delivery.attempts)
+    h.refuse_uploads()
     await h.answer(await h.edit("make it night"))
     assert await money(h) == [("held", 0.04)]
     history = await open_history(h)
@@ -179,12 +182,12 @@ def _fields(message: dict[str, Any]) -> dict[str, str]:
 async def test_a_paid_result_a_crash_left_is_held_until_the_channel_takes_it(
     h: Harness,
 ) -> None:
-    h.discord.fail_next("POST", CHANNEL_POST, 503, times=h.bot.core.delivery.attempts)
+    h.refuse_uploads()
     await h.answer(await h.edit("crash before posting"))
     # As if the process had died during the upload: the job still 'running', the charge
     # as the API's answer left it.
     await forge_crash_during_upload(h.bot.core.database, charges_too=True)
-    h.discord.fail_next("POST", CHANNEL_POST, 403, body=MISSING_PERMISSIONS, times=10)
+    h.refuse_uploads(403, body=MISSING_PERMISSIONS, times=10)
 
     await h.restart()
 
