@@ -15,6 +15,7 @@ from bot import db
 from bot.client import KontextBot
 from bot.config import Settings
 from bot.db import charges, generations, jobs, messages
+from tests.clock import StoppedClock
 from tests.fake_discord import FLAG_EPHEMERAL, FLAG_LOADING, FakeDiscord
 from tests.fake_segmind import FakeSegmind
 from tests.helpers import LocalServer, make_image
@@ -26,6 +27,12 @@ API_KEY = "sk-test-0123456789abcdef"
 async def segmind() -> AsyncIterator[FakeSegmind]:
     async with FakeSegmind(api_key=API_KEY) as fake:
         yield fake
+
+
+@pytest.fixture
+def clock() -> StoppedClock:
+    """A clock that stands still until the test moves it (a file may bring its own)."""
+    return StoppedClock()
 
 
 @pytest.fixture
@@ -66,6 +73,9 @@ OTHER_MEMBER_ID = 5002
 ADMIN_ID = 5003
 OPERATOR_ID = 1  # the stand-in application's owner: the operator unless OPERATOR_IDS says
 BOT_TOKEN = "Bot.token-that-must-never-leak"
+MANAGE_GUILD = 1 << 5
+NO_PERMISSION = "You don't have permission to use this command."
+ALERTS_CHANNEL_ID = 4244
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
@@ -263,6 +273,171 @@ class Harness:
 
         await self.discord.wait_for(ended, message=f"a job to end {state}")
 
+    def api_calls(self) -> list[Any]:
+        """The edit calls the bot sent to the API, oldest first."""
+        return [r for r in self.segmind.requests if r.method == "POST"]
+
+    async def open_history(self) -> dict[str, Any]:
+        payload = self.discord.slash_command(
+            "history", user_id=MEMBER_ID, guild_id=GUILD_ID, channel_id=CHANNEL_ID
+        )
+        await self.discord.send_interaction(payload)
+        return await self.answer(int(payload["id"]))
+
+    async def press(
+        self, custom_id: str, message: dict[str, Any], *, user_id: int = MEMBER_ID
+    ) -> int:
+        """Press the component `custom_id` on `message`; returns the interaction id."""
+        payload = self.discord.component_interaction(
+            custom_id, message=message, user_id=user_id, guild_id=GUILD_ID, channel_id=CHANNEL_ID
+        )
+        await self.discord.send_interaction(payload)
+        return int(payload["id"])
+
+    async def wait_followup(self, interaction_id: int, text: str) -> dict[str, Any]:
+        """A message the bot sent through the interaction's webhook containing `text`."""
+
+        def find() -> dict[str, Any] | None:
+            return next(
+                (
+                    m
+                    for m in self.discord.followups(interaction_id)
+                    if text in (m.get("content") or "")
+                ),
+                None,
+            )
+
+        return await self.discord.wait_for(find, message=f"a followup {text!r}")  # type: ignore[return-value]
+
+    async def run_command(
+        self,
+        name: str,
+        options: dict[str, Any] | None = None,
+        *,
+        subcommand: list[str] | None = None,
+        user_id: int = MEMBER_ID,
+        permissions: int | None = None,
+        member_roles: tuple[int, ...] = (),
+    ) -> dict[str, Any]:
+        """Send a slash command as Discord would deliver it; returns the bot's answer.
+
+        `options` values are plain, or `user_opt(...)`-style dicts for typed options."""
+        opts = [
+            {"name": k, **v} if isinstance(v, dict) else {"name": k, "value": v}
+            for k, v in (options or {}).items()
+        ]
+        payload = self.discord.slash_command(
+            name,
+            opts,
+            user_id=user_id,
+            guild_id=GUILD_ID,
+            channel_id=CHANNEL_ID,
+            subcommand=subcommand,
+            permissions=permissions,
+            member_roles=member_roles,
+        )
+        await self.discord.send_interaction(payload)
+        return await self.answer(int(payload["id"]))
+
+    async def admin(
+        self,
+        *subcommand: str,
+        user_id: int = ADMIN_ID,
+        permissions: int | None = MANAGE_GUILD,
+        member_roles: tuple[int, ...] = (),
+        **options: Any,
+    ) -> dict[str, Any]:
+        """`/admin <subcommand...> options` from a member with Manage Server (by default)."""
+        return await self.run_command(
+            "admin",
+            options,
+            subcommand=list(subcommand),
+            user_id=user_id,
+            permissions=permissions,
+            member_roles=member_roles,
+        )
+
+    def _fake_member(self, user_id: int) -> dict[str, Any]:
+        return next(
+            m for m in self.discord.guilds[GUILD_ID]["members"] if m["user"]["id"] == str(user_id)
+        )
+
+    async def add_role(
+        self, role_id: int, name: str, *, members: tuple[int, ...] = (), permissions: int = 0
+    ) -> None:
+        """Create a role while the bot runs (GUILD_ROLE_CREATE) and give it to `members`."""
+        guild = self.discord.guilds[GUILD_ID]
+        role = {
+            "id": str(role_id),
+            "name": name,
+            "color": 0,
+            "hoist": False,
+            "icon": None,
+            "unicode_emoji": None,
+            "position": len(guild["roles"]),
+            "permissions": str(permissions),
+            "managed": False,
+            "mentionable": False,
+            "flags": 0,
+        }
+        guild["roles"].append(role)
+        for user_id in members:
+            self._fake_member(user_id)["roles"].append(str(role_id))
+        await self.discord.dispatch("GUILD_ROLE_CREATE", {"guild_id": str(GUILD_ID), "role": role})
+        await self.discord.wait_for(
+            lambda: self.bot.get_guild(GUILD_ID).get_role(role_id),  # type: ignore[union-attr]
+            message=f"role {role_id} in the bot's cache",
+        )
+
+    async def add_text_channel(
+        self,
+        channel_id: int = ALERTS_CHANNEL_ID,
+        *,
+        overwrites: list[dict] | None = None,
+        nsfw: bool = False,
+    ) -> None:
+        """Create a text channel while the bot runs (CHANNEL_CREATE)."""
+        guild = self.discord.guilds[GUILD_ID]
+        channel = {
+            "id": str(channel_id),
+            "type": 0,
+            "guild_id": str(GUILD_ID),
+            "name": f"channel-{channel_id}",
+            "position": len(guild["channels"]),
+            "permission_overwrites": overwrites or [],
+            "nsfw": nsfw,
+            "topic": None,
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "parent_id": None,
+            "flags": 0,
+        }
+        self.discord.channels[channel_id] = channel
+        guild["channels"].append(channel)
+        await self.discord.dispatch("CHANNEL_CREATE", channel)
+        await self.discord.wait_for(
+            lambda: self.bot.get_channel(channel_id),
+            message=f"channel {channel_id} in the bot's cache",
+        )
+
+    async def choose_alerts_channel(self) -> None:
+        """An admin creates the alerts channel and has the server's alerts sent there."""
+        await self.add_text_channel()
+        await self.admin("alerts", channel=channel_opt(ALERTS_CHANNEL_ID))
+
+    async def operator(
+        self, *subcommand: str, user_id: int = OPERATOR_ID, **options: Any
+    ) -> dict[str, Any]:
+        """`/operator <subcommand> options`, by the operator unless `user_id` says otherwise."""
+        return await self.run_command(
+            "operator", options, subcommand=list(subcommand), user_id=user_id, permissions=None
+        )
+
+    def direct_messages(self, user_id: int = OPERATOR_ID) -> list[dict[str, Any]]:
+        """What the bot sent to `user_id` in a DM, oldest first."""
+        dm = self.discord.add_dm_channel(user_id)
+        return self.channel_messages(int(dm["id"]))
+
     def channel_messages(self, channel_id: int = CHANNEL_ID) -> list[dict[str, Any]]:
         """Non-ephemeral messages in a channel, oldest first."""
         return [
@@ -303,11 +478,6 @@ def h(harness: Harness) -> Harness:
     return harness
 
 
-def api_calls(h: Harness) -> list[Any]:
-    """The edit calls the bot sent to the API, oldest first."""
-    return [r for r in h.segmind.requests if r.method == "POST"]
-
-
 def fields(message: dict[str, Any]) -> dict[str, str]:
     """The fields of a message's one embed, by name."""
     [embed] = message["embeds"]
@@ -327,25 +497,6 @@ async def world(segmind: FakeSegmind) -> AsyncIterator[tuple[FakeDiscord, FakeSe
 # -- what members see and press ---------------------------------------------------------
 
 
-async def open_history(h: Harness) -> dict[str, Any]:
-    payload = h.discord.slash_command(
-        "history", user_id=MEMBER_ID, guild_id=GUILD_ID, channel_id=CHANNEL_ID
-    )
-    await h.discord.send_interaction(payload)
-    return await h.answer(int(payload["id"]))
-
-
-async def press(
-    h: Harness, custom_id: str, message: dict[str, Any], *, user_id: int = MEMBER_ID
-) -> int:
-    """Press the component `custom_id` on `message`; returns the interaction id."""
-    payload = h.discord.component_interaction(
-        custom_id, message=message, user_id=user_id, guild_id=GUILD_ID, channel_id=CHANNEL_ID
-    )
-    await h.discord.send_interaction(payload)
-    return int(payload["id"])
-
-
 def deliver_buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         c
@@ -354,22 +505,7 @@ def deliver_buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-async def wait_followup(h: Harness, interaction_id: int, text: str) -> dict[str, Any]:
-    """A message the bot sent through the interaction's webhook containing `text`."""
-
-    def find() -> dict[str, Any] | None:
-        return next(
-            (m for m in h.discord.followups(interaction_id) if text in (m.get("content") or "")),
-            None,
-        )
-
-    return await h.discord.wait_for(find, message=f"a followup {text!r}")  # type: ignore[return-value]
-
-
 # -- quotas and admin commands -----------------------------------------------------------
-
-MANAGE_GUILD = 1 << 5
-ALERTS_CHANNEL_ID = 4244
 
 
 def user_opt(user_id: int) -> dict[str, Any]:
@@ -387,132 +523,3 @@ def role_opt(role_id: int) -> dict[str, Any]:
 
 def mentionable_opt(target_id: int) -> dict[str, Any]:
     return {"type": 9, "value": target_id}
-
-
-async def run_command(
-    h: Harness,
-    name: str,
-    options: dict[str, Any] | None = None,
-    *,
-    subcommand: list[str] | None = None,
-    user_id: int = MEMBER_ID,
-    permissions: int | None = None,
-    member_roles: tuple[int, ...] = (),
-) -> dict[str, Any]:
-    """Send a slash command as Discord would deliver it; returns the bot's answer.
-
-    `options` values are plain, or `user_opt(...)`-style dicts for typed options."""
-    opts = [
-        {"name": k, **v} if isinstance(v, dict) else {"name": k, "value": v}
-        for k, v in (options or {}).items()
-    ]
-    payload = h.discord.slash_command(
-        name,
-        opts,
-        user_id=user_id,
-        guild_id=GUILD_ID,
-        channel_id=CHANNEL_ID,
-        subcommand=subcommand,
-        permissions=permissions,
-        member_roles=member_roles,
-    )
-    await h.discord.send_interaction(payload)
-    return await h.answer(int(payload["id"]))
-
-
-async def admin(
-    h: Harness,
-    *subcommand: str,
-    user_id: int = ADMIN_ID,
-    permissions: int | None = MANAGE_GUILD,
-    member_roles: tuple[int, ...] = (),
-    **options: Any,
-) -> dict[str, Any]:
-    """`/admin <subcommand...> options` from a member with Manage Server (by default)."""
-    return await run_command(
-        h,
-        "admin",
-        options,
-        subcommand=list(subcommand),
-        user_id=user_id,
-        permissions=permissions,
-        member_roles=member_roles,
-    )
-
-
-def _fake_member(h: Harness, user_id: int) -> dict[str, Any]:
-    return next(m for m in h.discord.guilds[GUILD_ID]["members"] if m["user"]["id"] == str(user_id))
-
-
-async def add_role(
-    h: Harness, role_id: int, name: str, *, members: tuple[int, ...] = (), permissions: int = 0
-) -> None:
-    """Create a role while the bot runs (GUILD_ROLE_CREATE) and give it to `members`."""
-    guild = h.discord.guilds[GUILD_ID]
-    role = {
-        "id": str(role_id),
-        "name": name,
-        "color": 0,
-        "hoist": False,
-        "icon": None,
-        "unicode_emoji": None,
-        "position": len(guild["roles"]),
-        "permissions": str(permissions),
-        "managed": False,
-        "mentionable": False,
-        "flags": 0,
-    }
-    guild["roles"].append(role)
-    for user_id in members:
-        _fake_member(h, user_id)["roles"].append(str(role_id))
-    await h.discord.dispatch("GUILD_ROLE_CREATE", {"guild_id": str(GUILD_ID), "role": role})
-    await h.discord.wait_for(
-        lambda: h.bot.get_guild(GUILD_ID).get_role(role_id),  # type: ignore[union-attr]
-        message=f"role {role_id} in the bot's cache",
-    )
-
-
-async def add_text_channel(
-    h: Harness,
-    channel_id: int = ALERTS_CHANNEL_ID,
-    *,
-    overwrites: list[dict] | None = None,
-    nsfw: bool = False,
-) -> None:
-    """Create a text channel while the bot runs (CHANNEL_CREATE)."""
-    guild = h.discord.guilds[GUILD_ID]
-    channel = {
-        "id": str(channel_id),
-        "type": 0,
-        "guild_id": str(GUILD_ID),
-        "name": f"channel-{channel_id}",
-        "position": len(guild["channels"]),
-        "permission_overwrites": overwrites or [],
-        "nsfw": nsfw,
-        "topic": None,
-        "last_message_id": None,
-        "rate_limit_per_user": 0,
-        "parent_id": None,
-        "flags": 0,
-    }
-    h.discord.channels[channel_id] = channel
-    guild["channels"].append(channel)
-    await h.discord.dispatch("CHANNEL_CREATE", channel)
-    await h.discord.wait_for(
-        lambda: h.bot.get_channel(channel_id), message=f"channel {channel_id} in the bot's cache"
-    )
-
-
-async def operator(
-    h: Harness, *subcommand: str, user_id: int = OPERATOR_ID, **options: Any
-) -> dict[str, Any]:
-    """`/operator <subcommand> options`, by the operator unless `user_id` says otherwise."""
-    return await run_command(
-        h, "operator", options, subcommand=list(subcommand), user_id=user_id, permissions=None
-    )
-
-
-def direct_messages(h: Harness, user_id: int = OPERATOR_ID) -> list[dict[str, Any]]:
-    """What the bot sent to `user_id` in a DM, oldest first."""
-    dm = h.discord.add_dm_channel(user_id)
-    return h.channel_messages(int(dm["id"]))

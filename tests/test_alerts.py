@@ -13,11 +13,6 @@ from tests.clock import StoppedClock as Clock
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def sent() -> list[Incident]:
     return []
 

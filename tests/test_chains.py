@@ -14,11 +14,7 @@ from tests.conftest import (
     MEMBER_ID,
     OTHER_MEMBER_ID,
     Harness,
-    api_calls,
     deliver_buttons,
-    open_history,
-    press,
-    wait_followup,
 )
 from tests.fake_discord import FLAG_EPHEMERAL
 from tests.helpers import forge_crash_during_upload, make_image, open_image
@@ -51,7 +47,7 @@ async def test_a_three_step_chain_of_replies_links_every_step(h: Harness) -> Non
     step3 = await h.reply_answer(reply2)
 
     assert "step 2" in embed_text(step2) and "step 3" in embed_text(step3)
-    calls = api_calls(h)
+    calls = h.api_calls()
     assert len(calls) == 3
     # Each step's input is the previous result's own image on Discord's CDN.
     assert (
@@ -77,7 +73,7 @@ async def test_a_reply_keeps_an_explicit_seed_and_otherwise_draws_a_new_one(h: H
     step2 = await h.reply_answer(await h.reply(fixed, "again"))
     loose = await first_result(h, "other")
     await h.reply_answer(await h.reply(loose, "again"))
-    seeds = [c.json["seed"] for c in api_calls(h)]
+    seeds = [c.json["seed"] for c in h.api_calls()]
     assert seeds[0] == seeds[1] == 77
     assert "`77`" in str(step2["embeds"])
     assert seeds[2] != seeds[3] or seeds[2] == seeds[3] == 0  # random draws differ
@@ -109,7 +105,7 @@ async def test_a_reply_with_hidden_text_gets_one_hint(h: Harness) -> None:
         m for m in h.discord.messages.values()
         if (m.get("message_reference") or {}).get("message_id") == again["id"]
     ]  # fmt: skip
-    assert len(api_calls(h)) == 2
+    assert len(h.api_calls()) == 2
 
 
 @pytest.mark.settings(message_content_intent=True)
@@ -117,7 +113,7 @@ async def test_with_the_content_intent_any_reply_works(h: Harness) -> None:
     step1 = await first_result(h)
     step2 = await h.reply_answer(await h.reply(step1, "make it blue", ping=False))
     assert step2["attachments"]
-    assert api_calls(h)[-1].json["prompt"] == "make it blue"
+    assert h.api_calls()[-1].json["prompt"] == "make it blue"
 
 
 async def test_mentioning_the_bot_with_an_image_edits_it(h: Harness) -> None:
@@ -132,7 +128,7 @@ async def test_mentioning_the_bot_with_an_image_edits_it(h: Harness) -> None:
     await h.discord.dispatch("MESSAGE_CREATE", message)
     result = await h.reply_answer(message)
     assert result["attachments"]
-    [call] = api_calls(h)
+    [call] = h.api_calls()
     assert call.json["prompt"] == "make it night"
     assert call.json["aspect_ratio"] == "1:1"
     assert call.json["input_image"].split("?")[0] == upload["url"].split("?")[0]
@@ -144,7 +140,7 @@ async def test_mentioning_the_bot_in_a_reply_to_an_image_edits_that_image(h: Har
     ask = await h.reply(photo, f"<@{h.discord.bot_user_id}> add a hat")
     result = await h.reply_answer(ask)
     assert result["attachments"]
-    assert api_calls(h)[0].json["input_image"].split("?")[0] == upload["url"].split("?")[0]
+    assert h.api_calls()[0].json["input_image"].split("?")[0] == upload["url"].split("?")[0]
 
 
 async def test_a_mention_without_an_image_explains_how(h: Harness) -> None:
@@ -155,7 +151,7 @@ async def test_a_mention_without_an_image_explains_how(h: Harness) -> None:
     await h.discord.dispatch("MESSAGE_CREATE", message)
     answer = await h.reply_answer(message)
     assert "Attach an image" in answer["content"]
-    assert api_calls(h) == []
+    assert h.api_calls() == []
 
 
 def bot_reactions(h: Harness, message: dict) -> list[str]:
@@ -210,7 +206,7 @@ async def test_a_reply_to_a_deleted_result_gets_a_clear_answer(h: Harness) -> No
     await h.discord.dispatch("MESSAGE_CREATE", reply)
     answer = await h.reply_answer(reply)
     assert "was deleted" in answer["content"]
-    assert len(api_calls(h)) == 1
+    assert len(h.api_calls()) == 1
     # The chain is stored: the deleted result's parameters and image URL are still known.
     [row] = await h.edits()
     assert row.result_url and row.prompt == "make it night"
@@ -219,9 +215,9 @@ async def test_a_reply_to_a_deleted_result_gets_a_clear_answer(h: Harness) -> No
 async def test_reroll_uses_the_same_input_and_prompt_with_a_new_seed(h: Harness) -> None:
     step1 = await first_result(h, seed=5)
     click = await h.click(step1, "reroll")
-    await h.discord.wait_for(lambda: len(api_calls(h)) == 2)
+    await h.discord.wait_for(lambda: len(h.api_calls()) == 2)
     g1, g2 = await h.discord.wait_for(lambda: _two_done(h))
-    first, second = api_calls(h)
+    first, second = h.api_calls()
     assert second.json["input_image"] == first.json["input_image"]
     assert second.json["prompt"] == first.json["prompt"]
     assert second.json["seed"] != 5 or first.json["seed"] != second.json["seed"]
@@ -251,7 +247,7 @@ async def test_undo_reposts_the_previous_step_at_no_cost(h: Harness) -> None:
     )
     [repost] = repost
     assert image_of(h, repost) == image_of(h, step1)
-    assert len(api_calls(h)) == 2 and h.segmind.credits == credits
+    assert len(h.api_calls()) == 2 and h.segmind.credits == credits
     assert "step 1" in embed_text(repost)
     # Branch from the re-post: its parent is step 1's generation.
     step2b = await h.reply_answer(await h.reply(repost, "add rain instead"))
@@ -277,7 +273,7 @@ async def test_compare_shows_before_and_after_privately_at_no_cost(h: Harness) -
     assert answer["flags"] & FLAG_EPHEMERAL
     picture = open_image(h.discord.attachment_bytes(answer["attachments"][0]))
     assert picture.width > picture.height  # two panels side by side
-    assert len(api_calls(h)) == 1
+    assert len(h.api_calls()) == 1
 
 
 async def test_edit_again_asks_for_the_next_instruction_in_a_modal(h: Harness) -> None:
@@ -295,7 +291,7 @@ async def test_edit_again_asks_for_the_next_instruction_in_a_modal(h: Harness) -
     g1, g2 = await h.edits()
     assert g2.parent_id == g1.id and g2.prompt == "add fireworks"
     assert (
-        api_calls(h)[1].json["input_image"].split("?")[0]
+        h.api_calls()[1].json["input_image"].split("?")[0]
         == step1["attachments"][0]["url"].split("?")[0]
     )
 
@@ -310,7 +306,7 @@ async def test_buttons_work_after_a_restart_on_the_same_database(h: Harness) -> 
         lambda: [m for m in h.channel_messages() if "undo" in str(m.get("embeds"))]
     )
     await h.click(step2, "reroll")
-    await h.discord.wait_for(lambda: len(api_calls(h)) == 3)
+    await h.discord.wait_for(lambda: len(h.api_calls()) == 3)
     step3 = await h.reply_answer(await h.reply(step2, "and a moon"))
     assert "step 3" in embed_text(step3)
 
@@ -342,7 +338,7 @@ async def test_the_context_menu_edits_the_first_image_of_a_message(h: Harness) -
     await h.discord.send_interaction(submit)
     result = await h.reply_answer(target)
     assert "first of 2 images" in embed_text(result)
-    assert api_calls(h)[0].json["input_image"].split("?")[0] == first["url"].split("?")[0]
+    assert h.api_calls()[0].json["input_image"].split("?")[0] == first["url"].split("?")[0]
 
 
 async def test_the_context_menu_refuses_a_message_without_an_image(h: Harness) -> None:
@@ -358,14 +354,14 @@ async def test_the_context_menu_refuses_a_message_without_an_image(h: Harness) -
 async def test_history_lists_recent_edits_newest_first_in_pages(h: Harness) -> None:
     for n in range(7):
         await first_result(h, f"edit number {n}")
-    page1 = await open_history(h)
+    page1 = await h.open_history()
     assert page1["flags"] & FLAG_EPHEMERAL
     text = page1["embeds"][0]["description"]
     assert text.index("edit number 6") < text.index("edit number 2")
     assert "edit number 1" not in text and "[result](https://discord.com/channels/" in text
     assert "Page 1 of 2" in page1["embeds"][0]["footer"]["text"]
     [older] = [c for c in h.discord.components_of(page1) if c.get("label") == "Older"]
-    await press(h, older["custom_id"], page1)
+    await h.press(older["custom_id"], page1)
     page2 = await h.discord.wait_for(
         lambda: (
             "Page 2 of 2" in str(h.discord.messages[int(page1["id"])]["embeds"])
@@ -400,30 +396,29 @@ async def test_a_result_discord_would_not_take_is_kept_and_history_delivers_it(
     kept = row.result_path
     assert kept and open_image(open(kept, "rb").read()).size == (300, 200)  # noqa: SIM115, ASYNC230
 
-    page = await open_history(h)
+    page = await h.open_history()
     [deliver] = deliver_buttons(page)
     assert deliver["label"] == f"Deliver #{row.id}"
-    await wait_followup(h, await press(h, deliver["custom_id"], page), "Delivered")
+    await h.wait_followup(await h.press(deliver["custom_id"], page), "Delivered")
     [row] = await h.edits()
     delivered = h.discord.messages[row.result_message_id]
     assert (
         delivered["attachments"] and delivered["content"] == f"<@{MEMBER_ID}> your edit is ready."
     )
     assert row.result_path is None
-    assert len(api_calls(h)) == 1  # delivered from disk, not edited again
+    assert len(h.api_calls()) == 1  # delivered from disk, not edited again
 
 
 async def test_a_server_can_keep_iteration_to_each_results_author(h: Harness) -> None:
-    from tests.conftest import admin
 
     step1 = await first_result(h)
-    answer = await admin(h, "iteration", author_only=True)
+    answer = await h.admin("iteration", author_only=True)
     assert "only its author" in answer["content"]
     refused = await h.reply_answer(await h.reply(step1, "mine now", user_id=OTHER_MEMBER_ID))
     assert "only the member who made a result" in refused["content"]
     clicked = await h.answer(await h.click(step1, "reroll", user_id=OTHER_MEMBER_ID))
     assert clicked["flags"] & FLAG_EPHEMERAL and "only the member" in clicked["content"]
-    assert len(api_calls(h)) == 1
+    assert len(h.api_calls()) == 1
     # The author still can; and the change is audited.
     assert (await h.reply_answer(await h.reply(step1, "still mine")))["attachments"]
     [entry] = await h.bot.core.admin.audit_log(GUILD_ID, limit=10)
@@ -474,7 +469,7 @@ async def test_the_context_menu_on_someone_elses_result_follows_the_iteration_ru
     refused = await h.answer(await context_menu_edit(h, step1, "mine now", user_id=OTHER_MEMBER_ID))
     assert refused["flags"] & FLAG_EPHEMERAL
     assert "only the member who made a result" in refused["content"]
-    assert len(api_calls(h)) == 1
+    assert len(h.api_calls()) == 1
     # Its author continues the chain from the menu: the next step of the same chain.
     await context_menu_edit(h, step1, "add snow", user_id=MEMBER_ID)
     step2 = await h.reply_answer(step1)
@@ -495,7 +490,7 @@ async def test_a_mention_with_a_link_to_someone_elses_result_follows_the_iterati
     await h.discord.dispatch("MESSAGE_CREATE", message)
     refused = await h.reply_answer(message)
     assert "only the member who made a result" in refused["content"]
-    assert len(api_calls(h)) == 1
+    assert len(h.api_calls()) == 1
 
 
 @pytest.mark.settings(iterate_author_only=True)
@@ -512,7 +507,7 @@ async def test_a_mention_replying_to_someone_elses_result_follows_the_iteration_
         ask = await h.reply(target, f"<@{h.discord.bot_user_id}> mine now", user_id=user_id)
         refused = await h.reply_answer(ask)
         assert "only the member who made a result" in refused["content"]
-    assert len(api_calls(h)) == 1
+    assert len(h.api_calls()) == 1
 
 
 async def test_a_failure_after_the_token_expired_is_told_in_the_channel(h: Harness) -> None:
@@ -549,4 +544,4 @@ async def test_a_result_paid_for_but_not_posted_before_a_crash_is_delivered_at_s
     assert row.result_message_id == int(delivered[0]["id"]) and row.result_path is None
     [charge] = await h.charges()
     assert charge.state == "committed"
-    assert len(api_calls(h)) == 1
+    assert len(h.api_calls()) == 1

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from bot.db import generations
-from tests.conftest import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID, MEMBER_ID, Harness, api_calls
+from tests.conftest import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID, MEMBER_ID, Harness
 from tests.fake_discord import FLAG_EPHEMERAL
 from tests.helpers import make_animation, make_image, make_mpo, make_noise_image, open_image
 
@@ -40,7 +40,7 @@ async def test_edit_replies_with_the_edited_image_and_a_compact_embed(h: Harness
     assert fields["Cost"].endswith("credits")
     assert embed["image"]["url"] == attachment["url"]  # the embed shows the uploaded file
 
-    [call] = api_calls(h)
+    [call] = h.api_calls()
     assert call.json["prompt"] == "make it night"
     assert call.json["seed"] == 1234
     assert call.json["num_inference_steps"] == 28
@@ -69,7 +69,7 @@ async def test_the_first_answer_is_a_public_defer_within_three_seconds(h: Harnes
 
 async def test_a_seed_is_chosen_and_shown_when_omitted(h: Harness) -> None:
     answer = await h.answer(await h.edit("add snow"))
-    [call] = api_calls(h)
+    [call] = h.api_calls()
     seed = call.json["seed"]
     assert isinstance(seed, int) and seed >= 0
     fields = {f["name"]: f["value"] for f in answer["embeds"][0]["fields"]}
@@ -126,7 +126,7 @@ async def test_bad_input_gets_a_private_answer_and_costs_nothing(
     answer = await h.answer(interaction)
     assert answer["flags"] & FLAG_EPHEMERAL
     assert expected in answer["content"]
-    assert api_calls(h) == []
+    assert h.api_calls() == []
     assert h.segmind.credits == credits_before
     assert await h.edits() == []
     # The bot is still answering afterwards.
@@ -157,7 +157,7 @@ async def test_api_faults_are_explained_and_leave_no_pending_row(
     assert expected in answer["content"]
     assert "not charged" in answer["content"]
     assert answer["flags"] & FLAG_EPHEMERAL
-    assert len(api_calls(h)) == calls
+    assert len(h.api_calls()) == calls
     [row] = await h.edits()
     assert row.status == "failed" and row.failure_reason
     assert await generations.count_by_status(h.bot.core.database) == {"failed": 1}
@@ -167,7 +167,7 @@ async def test_a_retried_server_error_then_success_delivers_the_image(h: Harness
     h.segmind.fail_next(503, headers={"Retry-After": "0"})
     answer = await h.answer(await h.edit("make it pop"))
     assert answer["attachments"]
-    assert len(api_calls(h)) == 2
+    assert len(h.api_calls()) == 2
 
 
 @pytest.mark.settings(segmind_timeout_s=0.5)
@@ -175,7 +175,7 @@ async def test_a_timeout_is_not_retried_and_the_member_is_told(h: Harness) -> No
     h.segmind.delay_next(2.0)
     answer = await h.answer(await h.edit("slow one"))
     assert "took too long" in answer["content"] and "not charged" in answer["content"]
-    assert len(api_calls(h)) == 1
+    assert len(h.api_calls()) == 1
     [row] = await h.edits()
     assert row.status == "failed" and "Timeout" in row.failure_reason
 
@@ -193,7 +193,7 @@ async def test_after_a_rejected_key_no_more_requests_are_sent(h: Harness) -> Non
     answer = await h.answer(await h.edit("two"))
     assert "admins have been told" in answer["content"]
     assert answer["flags"] & FLAG_EPHEMERAL
-    assert len(api_calls(h)) == 1  # the second edit was refused without a call
+    assert len(h.api_calls()) == 1  # the second edit was refused without a call
     assert [r.status for r in await h.edits()] == ["failed"]
 
 
@@ -218,7 +218,7 @@ async def test_the_key_and_token_never_reach_logs_or_messages(
 async def test_base64_mode_downloads_from_the_cdn_and_sends_clean_bytes(h: Harness) -> None:
     answer = await h.answer(await h.edit("make it night", h.upload(make_image(300, 200))))
     assert answer["attachments"]
-    [call] = api_calls(h)
+    [call] = h.api_calls()
     assert not call.json["input_image"].startswith("http")
     assert h.discord.cdn_requests, "the bot should have downloaded the upload itself"
 
@@ -229,7 +229,7 @@ async def test_base64_mode_refuses_a_file_that_is_not_an_image(h: Harness) -> No
     answer = await h.answer(await h.edit("x", upload))
     assert answer["flags"] & FLAG_EPHEMERAL
     assert "not a readable image" in answer["content"]
-    assert api_calls(h) == []
+    assert h.api_calls() == []
     assert await h.edits() == []
 
 
@@ -280,7 +280,7 @@ async def test_a_picture_the_api_cannot_take_is_converted_and_edited(
     assert not answer["flags"] & FLAG_EPHEMERAL
     assert_inverted(h, answer, source)
     assert f"converted from {label}" in footer_of(answer)
-    [call] = api_calls(h)
+    [call] = h.api_calls()
     sent = base64.b64decode(call.json["input_image"], validate=True)  # never the CDN URL
     assert open_image(sent).format == "JPEG"
     [row] = await h.edits()
@@ -297,7 +297,7 @@ async def test_an_mpo_named_photo_jpg_is_edited_as_a_jpeg(h: Harness, mode: str)
     assert not answer["flags"] & FLAG_EPHEMERAL
     assert_inverted(h, answer, source)
     assert "converted" not in footer_of(answer)
-    [call] = api_calls(h)
+    [call] = h.api_calls()
     if mode == "url":
         assert call.json["input_image"].startswith(h.discord.cdn_base)
     else:
@@ -308,7 +308,7 @@ async def test_an_animated_png_typed_image_apng_is_edited(h: Harness) -> None:
     source = make_animation(3, size=(320, 240))
     answer = await h.answer(await h.edit("make it night", h.upload(source, "a.png", "image/apng")))
     assert answer["attachments"] and not answer["flags"] & FLAG_EPHEMERAL
-    [call] = api_calls(h)
+    [call] = h.api_calls()
     assert call.json["input_image"].startswith(h.discord.cdn_base)  # a PNG the API can fetch
 
 
@@ -326,7 +326,7 @@ async def test_the_bytes_decide_how_a_heic_is_sent(h: Harness, upload: dict) -> 
     answer = await h.answer(await h.edit("make it night", attachment))
     assert_inverted(h, answer, source)
     assert "converted from HEIC" in footer_of(answer)
-    [call] = api_calls(h)
+    [call] = h.api_calls()
     assert not call.json["input_image"].startswith("http")
 
 

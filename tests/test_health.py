@@ -15,11 +15,6 @@ CREDITS = Incident(IncidentKind.OUT_OF_CREDITS, "out of credits")
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def incidents() -> list[str]:
     return []
 

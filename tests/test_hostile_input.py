@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness, api_calls
+from tests.conftest import GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
 from tests.fake_discord import FLAG_EPHEMERAL
 from tests.helpers import (
     LocalServer,
@@ -49,7 +49,7 @@ async def assert_refused_at_no_cost(
     assert answer["flags"] & FLAG_EPHEMERAL
     assert any(text in answer["content"] for text in expected), answer["content"]
     assert not answer.get("attachments")
-    assert api_calls(h) == []
+    assert h.api_calls() == []
     assert h.segmind.credits == credits
     assert await h.edits() == []
     assert await h.server_charges() == []
@@ -166,7 +166,7 @@ async def test_a_prompt_full_of_mentions_is_edited_but_pings_nobody(h: Harness) 
     answer = await h.answer(await h.edit(prompt + "make it night"))
 
     assert answer["attachments"]
-    assert api_calls(h)[0].json["prompt"].startswith("@everyone")  # the API gets the text as is
+    assert h.api_calls()[0].json["prompt"].startswith("@everyone")  # the API gets the text as is
     bot_id = str(h.discord.bot_user_id)
     sent = [m for m in h.discord.messages.values() if m["author"]["id"] == bot_id]
     assert sent
@@ -201,7 +201,7 @@ async def test_a_huge_answer_is_refused_as_a_broken_image(h: Harness) -> None:
     answer = await h.answer(await h.edit("make it night"))
     api.max_response_bytes = limit
     await assert_failed_and_released(h, answer, "broken image")
-    assert len(api_calls(h)) == 1
+    assert len(h.api_calls()) == 1
     await assert_still_edits(h)
 
 
@@ -230,5 +230,5 @@ async def test_an_api_that_stalls_past_the_timeout_is_given_up_on(h: Harness) ->
     h.segmind.delay_next(2.0)
     answer = await h.answer(await h.edit("make it night"))
     await assert_failed_and_released(h, answer, "took too long")
-    assert len(api_calls(h)) == 1  # a call whose fate is unknown is never re-sent
+    assert len(h.api_calls()) == 1  # a call whose fate is unknown is never re-sent
     await assert_still_edits(h)

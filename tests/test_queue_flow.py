@@ -16,11 +16,7 @@ from tests.conftest import (
     MEMBER_ID,
     OTHER_MEMBER_ID,
     Harness,
-    api_calls,
     deliver_buttons,
-    open_history,
-    press,
-    wait_followup,
 )
 from tests.fake_discord import FLAG_EPHEMERAL, FakeDiscord
 
@@ -131,7 +127,7 @@ async def test_waiting_members_see_their_place_then_editing_then_the_result(h: H
 
     results = [await result_of(h, i) for i in (first, second, third)]
     assert all(r["attachments"] for r in results)
-    assert [c.json["prompt"] for c in api_calls(h)] == ["first", "second", "third"]
+    assert [c.json["prompt"] for c in h.api_calls()] == ["first", "second", "third"]
 
     async def all_done() -> bool:
         return [r.state for r in await h.jobs()] == ["done", "done", "done"]
@@ -153,22 +149,22 @@ async def test_cancel_a_waiting_edit_costs_nothing_and_only_its_member_can(h: Ha
     assert placeholder is not None
     [cancel] = cancel_ids(placeholder)
 
-    refused = await h.answer(await press(h, cancel, placeholder, user_id=MEMBER_ID))
+    refused = await h.answer(await h.press(cancel, placeholder, user_id=MEMBER_ID))
     assert refused["flags"] & FLAG_EPHEMERAL
     assert "Only the member who asked" in refused["content"]
 
-    pressed = await press(h, cancel, placeholder, user_id=OTHER_MEMBER_ID)
-    told = await wait_followup(h, waiting, "Cancelled")
+    pressed = await h.press(cancel, placeholder, user_id=OTHER_MEMBER_ID)
+    told = await h.wait_followup(waiting, "Cancelled")
     assert told["flags"] & FLAG_EPHEMERAL
     assert told["content"] == "Cancelled. You were not charged."
     assert h.discord.callbacks[pressed][0]["type"] == 6  # the press itself is just acknowledged
     assert h.discord.original_response(waiting) is None  # no public Cancel button left behind
 
-    again = await h.answer(await press(h, cancel, placeholder, user_id=OTHER_MEMBER_ID))
+    again = await h.answer(await h.press(cancel, placeholder, user_id=OTHER_MEMBER_ID))
     assert "can't be cancelled" in again["content"] and again["flags"] & FLAG_EPHEMERAL
 
     assert (await result_of(h, first))["attachments"]
-    assert [c.json["prompt"] for c in api_calls(h)] == ["first"]
+    assert [c.json["prompt"] for c in h.api_calls()] == ["first"]
     assert await h.edits(OTHER_MEMBER_ID) == []
     assert await h.charges(OTHER_MEMBER_ID) == []
     [job] = await h.jobs(OTHER_MEMBER_ID)
@@ -184,11 +180,11 @@ async def test_a_waiting_reply_gets_a_status_reply_whose_cancel_works(h: Harness
     status = await bot_reply(h, reply, "In the queue")
     assert QUEUED.search(status["content"]) and status["flags"] == 0
     [cancel] = cancel_ids(status)
-    await press(h, cancel, status, user_id=MEMBER_ID)
+    await h.press(cancel, status, user_id=MEMBER_ID)
 
     await bot_reply(h, reply, "Cancelled. You were not charged.")
     await h.discord.wait_for(lambda: int(status["id"]) in h.discord.deleted_messages)
-    assert [c.json["prompt"] for c in api_calls(h)] == ["make it night", "someone else's"]
+    assert [c.json["prompt"] for c in h.api_calls()] == ["make it night", "someone else's"]
     assert len(await h.edits(MEMBER_ID)) == 1
 
 
@@ -207,7 +203,7 @@ async def test_a_fifth_edit_while_three_wait_is_refused_and_costs_nothing(h: Har
     assert "already have 3 edits waiting" in answer["content"]
     assert "Nothing was charged" in answer["content"]
     assert len(await h.jobs()) == 4  # the refused one was never written down
-    assert len(api_calls(h)) == 1 and h.segmind.credits == credits
+    assert len(h.api_calls()) == 1 and h.segmind.credits == credits
     assert len(await h.edits(MEMBER_ID)) == 1
     assert [c.state for c in await h.charges()] == ["reserved"]
 
@@ -228,7 +224,7 @@ async def test_past_the_total_queue_bound_new_edits_are_refused_at_once_and_cost
     assert "1 edit waiting" in answer["content"] and "Nothing was charged" in answer["content"]
     assert len(await h.jobs()) == 2  # never written down
     assert await h.charges(ADMIN_ID) == []
-    assert len(api_calls(h)) == 1 and h.segmind.credits == credits
+    assert len(h.api_calls()) == 1 and h.segmind.credits == credits
 
 
 # -- the per-minute limit -------------------------------------------------------------------
@@ -252,14 +248,14 @@ async def test_edits_refused_before_their_api_call_leave_the_rate_limit_to_other
         return len(rows) == 40 and done and not h.bot.core.edits.queue.jobs()
 
     await h.discord.wait_for(burst_over, 20, message="the 40 edits to be answered")
-    assert len(api_calls(h)) == 10
+    assert len(h.api_calls()) == 10
 
     # Another member is not held back by slots nobody used.
     started = time.monotonic()
     other = await h.edit("my turn", user_id=OTHER_MEMBER_ID)
     assert (await result_of(h, other))["attachments"]
     assert time.monotonic() - started < 10
-    assert len(api_calls(h)) == 11
+    assert len(h.api_calls()) == 11
 
 
 # -- delivery ------------------------------------------------------------------------------
@@ -339,14 +335,14 @@ async def test_a_kept_result_is_delivered_from_history_once_discord_takes_it(
 ) -> None:
     gen, _ = await fail_every_upload(h)
     kept = await asyncio.to_thread(Path(gen.result_path or "").read_bytes)
-    history = await open_history(h)
+    history = await h.open_history()
     assert "not delivered" in history["embeds"][0]["description"]
     [button] = deliver_buttons(history)
     assert button["label"] == f"Deliver #{gen.id}"
 
-    click = await press(h, button["custom_id"], history, user_id=MEMBER_ID)
+    click = await h.press(button["custom_id"], history, user_id=MEMBER_ID)
 
-    await wait_followup(h, click, "Delivered")
+    await h.wait_followup(click, "Delivered")
     [result] = [m for m in h.channel_messages() if m.get("attachments")]
     assert result["content"] == f"<@{MEMBER_ID}> your edit is ready."
     assert h.discord.attachment_bytes(result["attachments"][0]) == kept
@@ -355,18 +351,18 @@ async def test_a_kept_result_is_delivered_from_history_once_discord_takes_it(
     )
     assert recorded == gen.id
     assert list(h.bot.core.results.directory.iterdir()) == []
-    assert len(api_calls(h)) == 1  # delivered from disk, not edited again
+    assert len(h.api_calls()) == 1  # delivered from disk, not edited again
     # Delivered once: the button is gone from a fresh /history.
-    assert deliver_buttons(await open_history(h)) == []
+    assert deliver_buttons(await h.open_history()) == []
 
 
 @pytest.mark.usefixtures("quick_retries")
 async def test_pressing_deliver_twice_posts_the_kept_result_once(h: Harness) -> None:
     await fail_every_upload(h)
-    history = await open_history(h)
+    history = await h.open_history()
     [button] = deliver_buttons(history)
 
-    clicks = [await press(h, button["custom_id"], history, user_id=MEMBER_ID) for _ in range(2)]
+    clicks = [await h.press(button["custom_id"], history, user_id=MEMBER_ID) for _ in range(2)]
 
     answers = [
         (await h.discord.wait_for(lambda c=c: h.discord.followups(c), message="an answer"))[0]
@@ -382,11 +378,11 @@ async def test_pressing_deliver_twice_posts_the_kept_result_once(h: Harness) -> 
 @pytest.mark.usefixtures("quick_retries")
 async def test_deliver_while_discord_still_refuses_tells_the_member(h: Harness) -> None:
     gen, _ = await fail_every_upload(h)
-    history = await open_history(h)
+    history = await h.open_history()
     [button] = deliver_buttons(history)
     h.discord.fail_next("POST", CHANNEL_POST, 503, times=h.bot.core.delivery.attempts)
 
-    click = await press(h, button["custom_id"], history, user_id=MEMBER_ID)
+    click = await h.press(button["custom_id"], history, user_id=MEMBER_ID)
 
     [answer] = await h.discord.wait_for(lambda: h.discord.followups(click), 2.0)  # type: ignore[misc]
     assert answer["flags"] & FLAG_EPHEMERAL and "/history" in answer["content"]

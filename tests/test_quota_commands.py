@@ -19,15 +19,7 @@ from tests.conftest import (
     MEMBER_ID,
     OTHER_MEMBER_ID,
     Harness,
-    add_role,
-    add_text_channel,
-    admin,
-    api_calls,
-    channel_opt,
-    direct_messages,
     fields,
-    operator,
-    run_command,
     user_opt,
 )
 from tests.fake_discord import FLAG_EPHEMERAL
@@ -40,21 +32,16 @@ async def quota(
     h: Harness, user_id: int = MEMBER_ID, member_roles: tuple[int, ...] = ()
 ) -> dict[str, str]:
     """`/quota` as the member sees it: a private embed."""
-    answer = await run_command(h, "quota", user_id=user_id, member_roles=member_roles)
+    answer = await h.run_command("quota", user_id=user_id, member_roles=member_roles)
     assert answer["flags"] & FLAG_EPHEMERAL
     return fields(answer)
-
-
-async def alerts_channel(h: Harness) -> None:
-    await add_text_channel(h)
-    await admin(h, "alerts", channel=channel_opt(ALERTS_CHANNEL_ID))
 
 
 async def alert_messages(h: Harness) -> list[dict[str, Any]]:
     """Account alerts: they reach the operator, never a server's alerts channel."""
     await h.bot.core.alerts.drain()
     assert h.channel_messages(ALERTS_CHANNEL_ID) == []
-    return direct_messages(h)
+    return h.direct_messages()
 
 
 async def test_quota_shows_used_left_edits_and_when_it_resets(h: Harness) -> None:
@@ -88,7 +75,7 @@ async def test_a_member_who_is_out_is_told_before_anything_is_spent(h: Harness) 
     assert answer["flags"] & FLAG_EPHEMERAL
     assert "You're out of edits for now: 0.01 of your 0.05 credits left" in answer["content"]
     assert "It resets <t:" in answer["content"]
-    assert len(api_calls(h)) == 1
+    assert len(h.api_calls()) == 1
     assert len(await h.server_charges()) == 1  # the refused edit never reserved anything
     assert await generations.count_by_status(h.bot.core.database) == {"succeeded": 1}
 
@@ -185,16 +172,16 @@ async def test_usage_starts_again_when_the_period_rolls_over(h: Harness) -> None
 
 @pytest.mark.settings(quota_default_credits=0.04)
 async def test_role_and_member_overrides_decide_the_allowance(h: Harness) -> None:
-    await add_role(h, 7001, "Artists", members=(MEMBER_ID,))
-    await add_role(h, 7002, "Patrons", members=(MEMBER_ID,))
-    await admin(h, "quota", "role", role={"type": 8, "value": 7001}, credits=0.20)
-    await admin(h, "quota", "role", role={"type": 8, "value": 7002}, credits=0.12)
+    await h.add_role(7001, "Artists", members=(MEMBER_ID,))
+    await h.add_role(7002, "Patrons", members=(MEMBER_ID,))
+    await h.admin("quota", "role", role={"type": 8, "value": 7001}, credits=0.20)
+    await h.admin("quota", "role", role={"type": 8, "value": 7002}, credits=0.12)
     artist = await quota(h, member_roles=(7001, 7002))
     assert artist["Used today"] == "0.00 of 0.20 credits"  # the highest role wins
     assert (await quota(h, OTHER_MEMBER_ID))["Used today"] == "0.00 of 0.04 credits"
 
-    await admin(h, "quota", "set", member=user_opt(MEMBER_ID), credits=0.08)
-    answer = await run_command(h, "quota", member_roles=(7001, 7002))
+    await h.admin("quota", "set", member=user_opt(MEMBER_ID), credits=0.08)
+    answer = await h.run_command("quota", member_roles=(7001, 7002))
     assert fields(answer)["Used today"] == "0.00 of 0.08 credits"  # their own beats roles
     assert "an admin set for you" in answer["embeds"][0]["footer"]["text"]
 
@@ -204,19 +191,19 @@ async def test_role_and_member_overrides_decide_the_allowance(h: Harness) -> Non
 
 
 async def test_a_blocked_member_cannot_start_edits_and_is_told_why(h: Harness) -> None:
-    await admin(h, "block", member=user_opt(MEMBER_ID), reason="posting other people's photos")
+    await h.admin("block", member=user_opt(MEMBER_ID), reason="posting other people's photos")
     answer = await h.answer(await h.edit("anything"))
     assert answer["flags"] & FLAG_EPHEMERAL
     assert "blocked you from editing" in answer["content"]
     assert "Reason: posting other people's photos" in answer["content"]
-    assert len(api_calls(h)) == 0 and await h.server_charges() == []
-    shown = await run_command(h, "quota")
+    assert len(h.api_calls()) == 0 and await h.server_charges() == []
+    shown = await h.run_command("quota")
     assert "You are blocked from editing" in shown["embeds"][0]["description"]
 
 
 @pytest.mark.settings(quota_default_credits=0.40, account_reserve_credits=99.95)
 async def test_the_account_floor_stops_new_edits_and_alerts_once(h: Harness) -> None:
-    await alerts_channel(h)
+    await h.choose_alerts_channel()
     await h.answer(await h.edit("one"))  # balance 99.96: above the reserve
     await h.answer(await h.edit("two"))  # balance 99.92: under it from now on
     for prompt in ("three", "four"):
@@ -224,21 +211,21 @@ async def test_the_account_floor_stops_new_edits_and_alerts_once(h: Harness) -> 
         assert answer["flags"] & FLAG_EPHEMERAL
         assert "can't edit images right now; the admins have been told" in answer["content"]
         assert "not charged" in answer["content"]
-    assert len(api_calls(h)) == 2
+    assert len(h.api_calls()) == 2
     [alert] = await alert_messages(h)
     assert "account balance 99.92 is under the reserve 99.95" in alert["content"]
     assert "ACCOUNT_RESERVE_CREDITS" in alert["content"]
     assert [r.state for r in await h.server_charges()] == ["committed"] * 2
-    assert "paused for everyone" in (await run_command(h, "quota"))["embeds"][0]["description"]
+    assert "paused for everyone" in (await h.run_command("quota"))["embeds"][0]["description"]
 
 
 async def test_out_of_credits_stops_new_edits_and_alerts_once(h: Harness) -> None:
-    await alerts_channel(h)
+    await h.choose_alerts_channel()
     h.segmind.credits = 0.02
     for prompt in ("one", "two", "three"):
         answer = await h.answer(await h.edit(prompt))
         assert "can't edit images right now" in answer["content"]
-    assert len(api_calls(h)) == 1  # the 406; the rest were refused without a call
+    assert len(h.api_calls()) == 1  # the 406; the rest were refused without a call
     [alert] = await alert_messages(h)
     assert "out of credits" in alert["content"] and "/operator check" in alert["content"]
     assert [r.state for r in await h.server_charges()] == ["released"]
@@ -249,14 +236,14 @@ async def test_a_top_up_and_a_check_let_edits_run_again(h: Harness) -> None:
     await h.answer(await h.edit("one"))  # balance 0.02
     await h.answer(await h.edit("two"))  # 406: halted
     h.segmind.top_up(10)
-    answer = await operator(h, "check")
+    answer = await h.operator("check")
     assert "The key works and edits are running" in answer["content"]
     assert "Balance: 9.98" in answer["content"]
     result = fields(await h.answer(await h.edit("three")))
     assert result["Cost"] == "0.04 credits"
     readings = await credit_readings.credit_readings(h.bot.core.database)
     assert [r.remaining for r in readings] == [0.02, 9.98, 9.94]
-    credits = fields(await operator(h, "credits"))
+    credits = fields(await h.operator("credits"))
     assert credits["Balance"].startswith("9.94 credits")
     assert credits["Topped up this month"] == "9.96"  # the check's own cost is not known
     assert credits["This month"] == "0.08"
@@ -264,7 +251,7 @@ async def test_a_top_up_and_a_check_let_edits_run_again(h: Harness) -> None:
 
 @pytest.mark.settings(quota_default_credits=0.40, alert_below_credits=99.93)
 async def test_a_low_balance_alerts_once(h: Harness) -> None:
-    await alerts_channel(h)
+    await h.choose_alerts_channel()
     for prompt in ("one", "two", "three", "four"):
         await h.answer(await h.edit(prompt))  # 99.96, 99.92, 99.88, 99.84
     [alert] = await alert_messages(h)
@@ -272,7 +259,7 @@ async def test_a_low_balance_alerts_once(h: Harness) -> None:
 
 
 async def test_repeated_api_failures_alert_once(h: Harness) -> None:
-    await alerts_channel(h)
+    await h.choose_alerts_channel()
     h.segmind.fail_next(500, times=4)  # never retried: the model may have run
     for prompt in ("one", "two", "three", "four"):
         assert "try again" in (await h.answer(await h.edit(prompt)))["content"]
@@ -326,7 +313,7 @@ async def test_the_floor_holds_from_the_first_edit_after_a_restart(
 ) -> None:
     answer = await h.answer(await h.edit("one"))
     assert "can't edit images right now" in answer["content"]
-    assert len(api_calls(h)) == 0 and await h.server_charges() == []
+    assert len(h.api_calls()) == 0 and await h.server_charges() == []
 
 
 @pytest.mark.settings(
@@ -334,11 +321,11 @@ async def test_the_floor_holds_from_the_first_edit_after_a_restart(
     max_queued_per_user=6,
 )  # fmt: skip
 async def test_concurrent_edits_never_overspend_an_allowance(h: Harness) -> None:
-    await admin(h, "quota", "set", member=user_opt(MEMBER_ID), credits=0.12)
+    await h.admin("quota", "set", member=user_opt(MEMBER_ID), credits=0.12)
     h.segmind.delay = 0.2
     ids = [await h.edit(f"edit {i}") for i in range(6)]
     answers = await asyncio.gather(*(h.answer(i) for i in ids))
     refused = [a for a in answers if a["flags"] & FLAG_EPHEMERAL]
     assert len(refused) == 3 and all("out of edits" in a["content"] for a in refused)
-    assert len(api_calls(h)) == 3
+    assert len(h.api_calls()) == 3
     assert (await quota(h))["Left"] == "0.00 credits\nabout 0 edits"

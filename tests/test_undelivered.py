@@ -23,10 +23,6 @@ from tests.conftest import (
     MEMBER_ID,
     Harness,
     deliver_buttons,
-    open_history,
-    operator,
-    press,
-    wait_followup,
 )
 from tests.helpers import forge_crash_during_upload, make_new_generation, record_success
 from tests.test_queue_flow import result_of
@@ -92,7 +88,7 @@ async def test_a_result_the_channel_refuses_is_held_not_charged_and_the_member_g
     assert gen.result_path and await asyncio.to_thread(Path(gen.result_path).is_file)  # kept
     assert await money(h) == [("held", 0.04)]
     assert await used(h) == pytest.approx(0.04)  # held money cannot be spent twice
-    history = (await open_history(h))["embeds"][0]["description"]
+    history = (await h.open_history())["embeds"][0]["description"]
     assert "not delivered" in history and "held, charged only once delivered" in history
 
 
@@ -110,10 +106,10 @@ async def test_a_result_delivered_from_history_is_charged_then(h: Harness) -> No
     h.refuse_uploads()
     await h.answer(await h.edit("make it night"))
     assert await money(h) == [("held", 0.04)]
-    history = await open_history(h)
+    history = await h.open_history()
     [button] = deliver_buttons(history)
 
-    await wait_followup(h, await press(h, button["custom_id"], history, user_id=MEMBER_ID), "Deliv")
+    await h.wait_followup(await h.press(button["custom_id"], history, user_id=MEMBER_ID), "Deliv")
 
     await h.discord.wait_for(lambda: _committed(h), message="the charge")
     assert await used(h) == pytest.approx(0.04)
@@ -145,7 +141,7 @@ async def test_a_result_never_delivered_is_refunded_when_its_kept_copy_expires(
     assert await money(h) == [("released", 0)]
     assert await used(h) == 0
     assert gen.result_path and not await asyncio.to_thread(Path(gen.result_path).exists)
-    history = await open_history(h)
+    history = await h.open_history()
     assert "not delivered · not charged" in history["embeds"][0]["description"]
     assert deliver_buttons(history) == []
 
@@ -155,7 +151,7 @@ async def test_credits_report_what_is_held_and_what_no_one_was_charged_for(h: Ha
     await result_of(h, await h.edit("two"))  # 99.92, charged its drop
     await refused_edit(h)  # 99.88, held
 
-    shown = _fields(await operator(h, "credits"))
+    shown = _fields(await h.operator("credits"))
     assert shown["This month"] == "0.12"
     assert shown["This month, by who paid"].startswith(
         "charged to members: 0.08 (this server: 0.08)\n"
@@ -165,7 +161,7 @@ async def test_credits_report_what_is_held_and_what_no_one_was_charged_for(h: Ha
 
     h.bot.core.upkeep.clock = lambda: time.time() + RETENTION_S + 1
     await h.bot.core.upkeep.expire()
-    shown = _fields(await operator(h, "credits"))
+    shown = _fields(await h.operator("credits"))
     assert shown["This month, by who paid"].startswith(
         "charged to members: 0.08 (this server: 0.08)\nnot charged to anyone: 0.04"
     )
