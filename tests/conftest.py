@@ -451,9 +451,10 @@ class Harness:
 async def harness(
     tmp_path: Path, segmind: FakeSegmind, request: pytest.FixtureRequest
 ) -> AsyncIterator[Harness]:
-    """Overrides come from `@pytest.mark.settings(...)` on the test."""
-    marker = request.node.get_closest_marker("settings")
-    overrides = dict(marker.kwargs) if marker else {}
+    """Overrides come from `settings` marks: the module's (`pytestmark`), then the test's."""
+    overrides: dict[str, object] = {}
+    for marker in reversed(list(request.node.iter_markers("settings"))):
+        overrides.update(marker.kwargs)
     async with FakeDiscord() as discord:
         discord.add_guild(
             GUILD_ID,

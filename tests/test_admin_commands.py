@@ -111,7 +111,7 @@ async def test_admin_commands_are_hidden_from_members_by_default(h: Harness) -> 
     assert any(c["name"] == "quota" for c in h.discord.commands[GUILD_ID])  # for members
 
 
-@pytest.mark.settings(quota_default_credits=0.40, alert_below_credits=0, admin_role_ids=(7100,))
+@pytest.mark.settings(admin_role_ids=(7100,))
 async def test_a_role_from_admin_role_ids_grants_the_admin_commands(h: Harness) -> None:
     await h.add_role(7100, "Kontext admins", members=(OTHER_MEMBER_ID,))
     answer = await h.admin(
@@ -332,9 +332,7 @@ async def test_resume_clears_the_halt_without_a_call(h: Harness) -> None:
     ]
 
 
-@pytest.mark.settings(
-    quota_default_credits=0.40, alert_below_credits=0, account_reserve_credits=99.95
-)
+@pytest.mark.settings(account_reserve_credits=99.95)
 async def test_a_check_under_the_reserve_keeps_edits_paused_without_a_new_alert(
     h: Harness,
 ) -> None:

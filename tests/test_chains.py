@@ -461,6 +461,16 @@ def result_link_embed(result: dict) -> dict:
     }
 
 
+def link_post(h: Harness, result: dict, content: str = "") -> dict:
+    """Another member's message showing `result`'s image by its link (as Discord embeds
+    it), mentioning the bot when it says something."""
+    mentions = [h.discord.bot_user_id] if content else []
+    return h.discord.make_message(
+        CHANNEL_ID, author_id=OTHER_MEMBER_ID, content=content, mentions=mentions,
+        embeds=[result_link_embed(result)],
+    )  # fmt: skip
+
+
 @pytest.mark.settings(iterate_author_only=True)
 async def test_the_context_menu_on_someone_elses_result_follows_the_iteration_rule(
     h: Harness,
@@ -482,11 +492,8 @@ async def test_a_mention_with_a_link_to_someone_elses_result_follows_the_iterati
     h: Harness,
 ) -> None:
     step1 = await first_result(h)
-    message = h.discord.make_message(
-        CHANNEL_ID, author_id=OTHER_MEMBER_ID,
-        content=f"<@{h.discord.bot_user_id}> mine now {step1['attachments'][0]['url']}",
-        mentions=[h.discord.bot_user_id], embeds=[result_link_embed(step1)],
-    )  # fmt: skip
+    url = step1["attachments"][0]["url"]
+    message = link_post(h, step1, f"<@{h.discord.bot_user_id}> mine now {url}")
     await h.discord.dispatch("MESSAGE_CREATE", message)
     refused = await h.reply_answer(message)
     assert "only the member who made a result" in refused["content"]
@@ -498,9 +505,7 @@ async def test_a_mention_replying_to_someone_elses_result_follows_the_iteration_
     h: Harness,
 ) -> None:
     step1 = await first_result(h)
-    photo = h.discord.make_message(
-        CHANNEL_ID, author_id=OTHER_MEMBER_ID, embeds=[result_link_embed(step1)]
-    )
+    photo = link_post(h, step1)
     # A mention in reply to the result itself, and to a message that shows its link (by
     # two members: one member refused twice in a row gets a reaction the second time).
     for target, user_id in ((step1, OTHER_MEMBER_ID), (photo, ADMIN_ID)):

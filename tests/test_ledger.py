@@ -8,22 +8,17 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
+from bot import core as core_module
 from bot import db, reports
 from bot.administration import MemberBlocked, ServerAdmin
-from bot.credits import CreditMeter
+from bot.core import Core
 from bot.db import audit, charges, generations, quotas
-from bot.health import ServiceHealth
 from bot.ledger import Ledger, QuotaExceeded
 from bot.params import build_params
 from bot.periods import period_window
-from bot.pipeline import EditPipeline
 from bot.requests import EditRequest
-from bot.results import ResultStore
-from bot.segmind import SegmindClient
-from bot.servers import Servers
 from tests.clock import StoppedClock as Clock
 from tests.conftest import API_KEY, make_settings
 from tests.fake_segmind import FakeSegmind
@@ -96,40 +91,27 @@ async def test_concurrent_reservations_never_exceed_the_allowance(
 
 @pytest.fixture
 async def pipeline(
-    conn: db.Database, tmp_path: Path, local_server: LocalServer, http: httpx.AsyncClient
-) -> AsyncIterator[tuple[EditPipeline, FakeSegmind]]:
-    """The real pipeline, client and meter against FakeSegmind (which fetches the input)."""
+    tmp_path: Path, local_server: LocalServer
+) -> AsyncIterator[tuple[Core, FakeSegmind]]:
+    """The real pipeline, wired by the composition root, against FakeSegmind (which
+    fetches the input from `local_server`)."""
     async with FakeSegmind(api_key=API_KEY, delay=0.05) as fake:
         settings = make_settings(
-            tmp_path, segmind_base_url=fake.base_url, discord_cdn_hosts=(local_server.host,)
-        )
-        api = SegmindClient(
-            api_key=API_KEY, base_url=fake.base_url, model="flux-kontext-dev", timeout_s=10
-        )
-        meter = CreditMeter(conn, model="flux-kontext-dev", fallback_estimate=COST)
-        ledger = Ledger(conn, default_credits=0.40, default_period="day")
-        yield (
-            EditPipeline(
-                settings=settings,
-                database=conn,
-                api=api,
-                http=http,
-                meter=meter,
-                health=ServiceHealth(),
-                ledger=ledger,
-                admin=(admin := ServerAdmin(conn, ledger, iterate_author_only_default=False)),
-                servers=Servers(conn, ledger, admin, allowed_guild_ids=()),
-                results=ResultStore(conn, tmp_path / "results", retention_s=3600),
-            ),
-            fake,
-        )
-        await api.aclose()
+            tmp_path, segmind_base_url=fake.base_url, discord_cdn_hosts=(local_server.host,),
+            quota_default_credits=0.40, segmind_cost_estimate=COST,
+        )  # fmt: skip
+        core = await core_module.build(settings)
+        try:
+            yield core, fake
+        finally:
+            await core.aclose()
 
 
 async def test_200_concurrent_edits_against_10_edits_of_allowance_send_exactly_10(
-    pipeline: tuple[EditPipeline, FakeSegmind], local_server: LocalServer, conn: db.Database
+    pipeline: tuple[Core, FakeSegmind], local_server: LocalServer
 ) -> None:
-    pipe, fake = pipeline
+    core, fake = pipeline
+    pipe, conn = core.pipeline, core.database
     url = local_server.serve_bytes("/photo.png", make_image())
     request = EditRequest(
         user_id=MEMBER,

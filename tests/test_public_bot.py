@@ -94,7 +94,7 @@ async def test_a_server_admin_is_refused_every_operator_command_even_invoked_dir
     assert await h.bot.core.admin.audit_log(0, 10) == []
 
 
-@pytest.mark.settings(quota_default_credits=0.40, alert_below_credits=0, operator_ids=(ADMIN_ID,))
+@pytest.mark.settings(operator_ids=(ADMIN_ID,))
 async def test_operator_ids_name_the_operators_instead_of_the_owner(h: Harness) -> None:
     refused = await h.operator("servers")  # the application's owner, not listed
     assert refused["content"] == NO_PERMISSION
@@ -144,7 +144,7 @@ async def test_the_edit_that_would_pass_the_budget_is_refused_and_the_next_perio
     assert "Segmind" not in str(shown["embeds"])  # admins see their server only
 
 
-@pytest.mark.settings(quota_default_credits=0.40, alert_below_credits=0, server_budget_credits=0)
+@pytest.mark.settings(server_budget_credits=0)
 async def test_a_budget_of_zero_means_a_new_server_cannot_edit_until_the_operator_gives_one(
     h: Harness,
 ) -> None:
@@ -157,7 +157,7 @@ async def test_a_budget_of_zero_means_a_new_server_cannot_edit_until_the_operato
     assert (await h.bot.core.ledger.budget(GUILD_ID)).credits == 0
 
 
-@pytest.mark.settings(quota_default_credits=0.40, alert_below_credits=0, server_budget_credits=2)
+@pytest.mark.settings(server_budget_credits=2)
 async def test_an_admin_cannot_give_an_allowance_above_the_servers_budget(h: Harness) -> None:
     for subcommand, options in (
         (["quota", "set"], {"member": user_opt(MEMBER_ID), "credits": 5.0}),
@@ -216,7 +216,7 @@ async def test_a_denied_server_gets_one_private_answer_everywhere_and_no_api_cal
     assert (await h.answer(await h.edit("allowed again")))["attachments"]
 
 
-@pytest.mark.settings(quota_default_credits=0.40, alert_below_credits=0, allowed_guild_ids=(77,))
+@pytest.mark.settings(allowed_guild_ids=(77,))
 async def test_allowed_guild_ids_without_this_server_serves_nothing_here(h: Harness) -> None:
     answer = await h.answer(await h.edit("slash"))
     assert answer["content"] == NOT_SERVED
@@ -242,9 +242,7 @@ async def test_allowed_guild_ids_without_this_server_serves_nothing_here(h: Harn
 # -- alerts and the safety filter ---------------------------------------------------------
 
 
-@pytest.mark.settings(
-    quota_default_credits=0.40, alert_below_credits=0, operator_alert_channel_id=4251
-)
+@pytest.mark.settings(operator_alert_channel_id=4251)
 async def test_account_alerts_go_to_the_operators_channel_and_no_server_channel(
     h: Harness,
 ) -> None:
@@ -263,9 +261,7 @@ async def safety_flags(h: Harness) -> list[bool]:
     return [r.json["disable_safety_checker"] for r in h.api_calls()]
 
 
-@pytest.mark.settings(
-    quota_default_credits=0.40, alert_below_credits=0, segmind_disable_safety_checker=True
-)
+@pytest.mark.settings(segmind_disable_safety_checker=True)
 async def test_the_filter_is_off_only_in_age_restricted_channels_of_servers_that_chose_it(
     h: Harness,
 ) -> None:

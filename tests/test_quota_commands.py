@@ -201,7 +201,7 @@ async def test_a_blocked_member_cannot_start_edits_and_is_told_why(h: Harness) -
     assert "You are blocked from editing" in shown["embeds"][0]["description"]
 
 
-@pytest.mark.settings(quota_default_credits=0.40, account_reserve_credits=99.95)
+@pytest.mark.settings(account_reserve_credits=99.95)
 async def test_the_account_floor_stops_new_edits_and_alerts_once(h: Harness) -> None:
     await h.choose_alerts_channel()
     await h.answer(await h.edit("one"))  # balance 99.96: above the reserve
@@ -249,7 +249,7 @@ async def test_a_top_up_and_a_check_let_edits_run_again(h: Harness) -> None:
     assert credits["This month"] == "0.08"
 
 
-@pytest.mark.settings(quota_default_credits=0.40, alert_below_credits=99.93)
+@pytest.mark.settings(alert_below_credits=99.93)
 async def test_a_low_balance_alerts_once(h: Harness) -> None:
     await h.choose_alerts_channel()
     for prompt in ("one", "two", "three", "four"):
@@ -307,7 +307,7 @@ async def low_reading(db_path: Path) -> None:
     await database.close()
 
 
-@pytest.mark.settings(quota_default_credits=0.40, account_reserve_credits=5.0)
+@pytest.mark.settings(account_reserve_credits=5.0)
 async def test_the_floor_holds_from_the_first_edit_after_a_restart(
     low_reading: None, h: Harness
 ) -> None:
@@ -316,10 +316,7 @@ async def test_the_floor_holds_from_the_first_edit_after_a_restart(
     assert len(h.api_calls()) == 0 and await h.server_charges() == []
 
 
-@pytest.mark.settings(
-    quota_default_credits=0.40, alert_below_credits=0, max_inflight_per_user=6,
-    max_queued_per_user=6,
-)  # fmt: skip
+@pytest.mark.settings(max_inflight_per_user=6, max_queued_per_user=6)
 async def test_concurrent_edits_never_overspend_an_allowance(h: Harness) -> None:
     await h.admin("quota", "set", member=user_opt(MEMBER_ID), credits=0.12)
     h.segmind.delay = 0.2
