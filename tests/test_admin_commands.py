@@ -13,7 +13,10 @@ from bot import segmind
 from bot.db import audit as audit_log
 from bot.db import credits as credit_readings
 from bot.db import quotas, server_settings
-from tests.conftest import (
+from tests.fake_discord import FLAG_EPHEMERAL
+from tests.harness import Harness, fields
+from tests.server_actions import channel_opt, mentionable_opt, role_opt, user_opt
+from tests.world import (
     ADMIN_ID,
     ALERTS_CHANNEL_ID,
     API_KEY,
@@ -23,14 +26,7 @@ from tests.conftest import (
     MEMBER_ID,
     NO_PERMISSION,
     OTHER_MEMBER_ID,
-    Harness,
-    channel_opt,
-    fields,
-    mentionable_opt,
-    role_opt,
-    user_opt,
 )
-from tests.fake_discord import FLAG_EPHEMERAL
 
 pytestmark = pytest.mark.settings(quota_default_credits=0.40, alert_below_credits=0)
 

@@ -7,9 +7,10 @@ import pytest
 
 from bot.segmind import BadRequest, InsufficientCredits, SegmindError, ServerError
 from tests.clock import ManualClock
-from tests.conftest import GUILD_ID, MEMBER_ID, Harness
 from tests.fake_segmind import FakeSegmind
+from tests.harness import Harness
 from tests.test_segmind_client import edit, failure
+from tests.world import GUILD_ID, MEMBER_ID
 
 
 def edit_calls(fake: FakeSegmind) -> int:

@@ -15,9 +15,10 @@ from bot import db
 from bot.db import charges, generations, jobs, offline
 from bot.db.connection import latest_version
 from bot.in_use import database_in_use, held, lock_path
-from tests.conftest import GUILD_ID, Harness
+from tests.harness import Harness
 from tests.helpers import read_database
 from tests.test_config_cli import run_bot_async
+from tests.world import GUILD_ID
 
 EDITS = 50
 MEMBERS = tuple(range(6001, 6006))  # 10 edits each: well within the default allowance

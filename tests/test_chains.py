@@ -7,17 +7,10 @@ import time
 import pytest
 
 from bot.db import generations, messages
-from tests.conftest import (
-    ADMIN_ID,
-    CHANNEL_ID,
-    GUILD_ID,
-    MEMBER_ID,
-    OTHER_MEMBER_ID,
-    Harness,
-    deliver_buttons,
-)
 from tests.fake_discord import FLAG_EPHEMERAL
+from tests.harness import Harness, deliver_buttons
 from tests.helpers import forge_crash_during_upload, make_image, open_image
+from tests.world import ADMIN_ID, CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID
 
 
 def embed_text(message: dict) -> str:

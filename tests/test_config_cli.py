@@ -16,9 +16,9 @@ import pytest
 
 from bot.config import ApiSettings, ConfigError, Settings, load
 from bot.logs import MASK, RedactingFilter, setup_logging
-from tests.conftest import API_KEY
 from tests.fake_segmind import FakeSegmind
 from tests.helpers import LocalServer, make_image, open_image
+from tests.world import API_KEY
 
 TOKEN = "discord-token-must-stay-hidden-42"
 SEGMIND_KEY = "segmind-key-must-stay-hidden-17"

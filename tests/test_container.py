@@ -16,10 +16,10 @@ import pytest
 
 from bot.config import Settings
 from bot.db import generations
-from tests.conftest import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID, MEMBER_ID
 from tests.fake_discord import FakeDiscord
 from tests.fake_segmind import FakeSegmind
 from tests.helpers import make_image, read_database, unused_port
+from tests.world import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID, MEMBER_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 VOLUME = "/data"

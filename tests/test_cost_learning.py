@@ -8,8 +8,9 @@ import pytest
 from bot import db
 from bot.credits import Cost, CreditMeter
 from bot.db import generations
-from tests.conftest import GUILD_ID, MEMBER_ID, OPERATOR_ID, Harness
+from tests.harness import Harness
 from tests.helpers import make_new_generation, record_success
+from tests.world import GUILD_ID, MEMBER_ID, OPERATOR_ID
 
 MODEL = "flux-kontext-dev"
 ESTIMATE = 0.05

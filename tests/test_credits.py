@@ -13,9 +13,9 @@ from bot.db import credits as credit_readings
 from bot.db import generations
 from bot.params import build_params
 from bot.segmind import InvalidResponse, SegmindClient
-from tests.conftest import API_KEY
 from tests.fake_segmind import FakeSegmind
 from tests.helpers import make_image, make_new_generation, record_success
+from tests.world import API_KEY
 
 MODEL = "flux-kontext-dev"
 FALLBACK = 0.05

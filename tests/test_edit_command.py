@@ -8,9 +8,10 @@ import logging
 import pytest
 
 from bot.db import generations
-from tests.conftest import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID, MEMBER_ID, Harness
 from tests.fake_discord import FLAG_EPHEMERAL
+from tests.harness import Harness
 from tests.helpers import make_animation, make_image, make_mpo, make_noise_image, open_image
+from tests.world import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID, MEMBER_ID
 
 MODES = [
     pytest.param(mode, marks=pytest.mark.settings(segmind_input_mode=mode), id=mode)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
 from tests.fake_discord import FLAG_EPHEMERAL
+from tests.harness import Harness
 from tests.helpers import (
     LocalServer,
     make_animation,
@@ -18,6 +18,7 @@ from tests.helpers import (
     make_noise_image,
     make_png_bomb,
 )
+from tests.world import GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID
 
 MODES = [
     pytest.param(mode, marks=pytest.mark.settings(segmind_input_mode=mode), id=mode)

@@ -20,7 +20,6 @@ from bot.params import build_params
 from bot.periods import period_window
 from bot.requests import EditRequest
 from tests.clock import StoppedClock as Clock
-from tests.conftest import API_KEY, make_settings
 from tests.fake_segmind import FakeSegmind
 from tests.helpers import (
     LocalServer,
@@ -31,6 +30,7 @@ from tests.helpers import (
     make_new_generation,
     record_success,
 )
+from tests.world import API_KEY, make_settings
 
 GUILD = 4242
 MEMBER = 5001

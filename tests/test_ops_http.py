@@ -9,7 +9,8 @@ import pytest
 
 from bot import core as core_module
 from bot.adapter.ops_http import OpsServer
-from tests.conftest import Harness, make_settings
+from tests.harness import Harness
+from tests.world import make_settings
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ import pytest
 
 from bot import db
 from bot.db import charges, generations, jobs
-from tests.conftest import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID
 from tests.fake_discord import FakeDiscord
 from tests.fake_segmind import FakeSegmind
 from tests.helpers import make_image, read_database
+from tests.world import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_S = 30.0

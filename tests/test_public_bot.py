@@ -14,7 +14,11 @@ from bot import db, jobs
 from bot.db import servers as server_rows
 from bot.db.connection import migrate, migrations_dir
 from bot.ledger import Ledger
-from tests.conftest import (
+from tests.fake_discord import FLAG_EPHEMERAL
+from tests.harness import Harness
+from tests.helpers import make_image
+from tests.server_actions import channel_opt, user_opt
+from tests.world import (
     ADMIN_ID,
     ALERTS_CHANNEL_ID,
     CHANNEL_ID,
@@ -23,12 +27,7 @@ from tests.conftest import (
     MEMBER_ID,
     NO_PERMISSION,
     OPERATOR_ID,
-    Harness,
-    channel_opt,
-    user_opt,
 )
-from tests.fake_discord import FLAG_EPHEMERAL
-from tests.helpers import make_image
 
 pytestmark = pytest.mark.settings(quota_default_credits=0.40, alert_below_credits=0)
 

@@ -11,14 +11,9 @@ from typing import Any
 import pytest
 
 from bot.db import generations, jobs, messages
-from tests.conftest import (
-    ADMIN_ID,
-    MEMBER_ID,
-    OTHER_MEMBER_ID,
-    Harness,
-    deliver_buttons,
-)
 from tests.fake_discord import FLAG_EPHEMERAL, FakeDiscord
+from tests.harness import Harness, deliver_buttons
+from tests.world import ADMIN_ID, MEMBER_ID, OTHER_MEMBER_ID
 
 CHANNEL_POST = r"^/channels/\d+/messages$"
 QUEUED = re.compile(r"In the queue: (you're next|\d+ ahead), about \d+ s\.")

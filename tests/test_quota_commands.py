@@ -13,17 +13,11 @@ from bot import db
 from bot.db import credits as credit_readings
 from bot.db import generations, quotas
 from bot.ledger import Ledger
-from tests.conftest import (
-    ALERTS_CHANNEL_ID,
-    GUILD_ID,
-    MEMBER_ID,
-    OTHER_MEMBER_ID,
-    Harness,
-    fields,
-    user_opt,
-)
 from tests.fake_discord import FLAG_EPHEMERAL
+from tests.harness import Harness, fields
 from tests.helpers import make_new_generation, record_success
+from tests.server_actions import user_opt
+from tests.world import ALERTS_CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID
 
 pytestmark = pytest.mark.settings(quota_default_credits=0.40, alert_below_credits=0)
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.conftest import CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
 from tests.fake_discord.plumbing import Hold
+from tests.harness import Harness
 from tests.helpers import make_image
+from tests.world import CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID
 
 CALLBACK = r"^/interactions/\d+/[^/]+/callback$"
 REACTION = r"^/channels/\d+/messages/\d+/reactions/"

@@ -17,15 +17,10 @@ from bot.ledger import Ledger
 from bot.results import ResultStore
 from bot.upkeep import Upkeep
 from tests.clock import ManualClock, advance, until
-from tests.conftest import (
-    CHANNEL_ID,
-    GUILD_ID,
-    MEMBER_ID,
-    Harness,
-    deliver_buttons,
-)
+from tests.harness import Harness, deliver_buttons
 from tests.helpers import forge_crash_during_upload, make_new_generation, record_success
 from tests.test_queue_flow import result_of
+from tests.world import CHANNEL_ID, GUILD_ID, MEMBER_ID
 
 MISSING_PERMISSIONS = {"message": "Missing Permissions", "code": 50013}
 UNKNOWN_CHANNEL = {"message": "Unknown Channel", "code": 10003}
