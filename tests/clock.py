@@ -18,6 +18,19 @@ from collections.abc import Callable
 SETTLE_TURNS = 50
 
 
+class StoppedClock:
+    """A plain `clock() -> now` that stands still until the test moves it (`now`, `advance`)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class ManualClock:
     def __init__(self, start: float = 1000.0, *, auto: bool = False) -> None:
         self._now = start

@@ -24,12 +24,13 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from http import HTTPStatus
-from types import TracebackType
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from tests.helpers import Started
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def _json_error(status: int, message: str, headers: dict[str, str] | None = None
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-class FakeSegmind:
+class FakeSegmind(Started):
     """In-process fake of ``POST {base_url}/{model}`` with scriptable faults."""
 
     def __init__(
@@ -173,18 +174,6 @@ class FakeSegmind:
             await self._runner.cleanup()
             self._runner = None
             log.info("fake Segmind stopped")
-
-    async def __aenter__(self) -> FakeSegmind:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def port(self) -> int:

@@ -9,12 +9,14 @@ import socket
 import struct
 import zlib
 from collections.abc import Awaitable, Callable
-from types import TracebackType
+from pathlib import Path
+from typing import Self, TypeVar
 
 from aiohttp import web
 from PIL import Image, PngImagePlugin
 
 from bot.credits import Cost
+from bot.db import Database, connect_read_only, generations
 from bot.db.generations import NewGeneration
 from bot.images import InputImage
 from bot.params import build_params
@@ -145,7 +147,24 @@ def make_png_bomb(width: int = 20000, height: int = 20000) -> bytes:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class LocalServer:
+class Started:
+    """`async with` runs `start()` on entry and `stop()` on exit (the stand-in servers)."""
+
+    async def start(self) -> object:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+
+class LocalServer(Started):
     """A real aiohttp server on 127.0.0.1 whose routes a test sets, even after start.
 
     `hits` lists every path requested, in order.
@@ -198,16 +217,18 @@ class LocalServer:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> LocalServer:
-        return await self.start()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+T = TypeVar("T")
+
+
+async def read_database(path: Path, reader: Callable[[Database], Awaitable[T]]) -> T:
+    """What another process wrote to the database at `path`, read through the bot's own
+    queries on a read-only connection."""
+    database = await connect_read_only(path)
+    try:
+        return await reader(database)
+    finally:
+        await database.close()
 
 
 def make_input_image(**overrides: object) -> InputImage:
@@ -257,6 +278,24 @@ def make_new_generation(**overrides: object) -> NewGeneration:
     return NewGeneration(**fields)  # type: ignore[arg-type]
 
 
+async def record_success(
+    database: Database,
+    generation_id: int,
+    *,
+    cost: float | None = 0.04,
+    cost_source: str | None = "header",
+    remaining_credits: float | None = None,
+    measured_cost: float | None = None,
+) -> None:
+    """Record a generation as succeeded, as the pipeline does; what a test does not look
+    at (seed, timing, request id) is filled in."""
+    await generations.mark_succeeded(
+        database, generation_id, api_seed=1, api_time_s=1.0, request_id=None, cost=cost,
+        cost_source=cost_source, remaining_credits=remaining_credits, reencoded=False,
+        measured_cost=measured_cost,
+    )  # fmt: skip
+
+
 def make_edit_request(
     user_id: int = 5001, prompt: str = "make it night", **overrides: object
 ) -> EditRequest:
@@ -288,3 +327,31 @@ def make_edit_outcome(generation_id: int = 1, **overrides: object) -> EditOutcom
     }
     fields.update(overrides)
     return EditOutcome(**fields)  # type: ignore[arg-type]
+
+
+# -- forged states: what only a crash, a past or a fault leaves behind -------------------
+# The product never writes these rows this way, so no query of bot/db does; the SQL stays
+# here, in one place, named for the state it forges.
+
+
+async def forge_crash_during_upload(database: Database, *, charges_too: bool = False) -> None:
+    """As if the process had died while posting a result: every job still 'running' and,
+    with `charges_too`, every charge as the API's answer left it (reserved, no amount)."""
+    await database.write("UPDATE jobs SET state = 'running', finished_at = NULL")
+    if charges_too:
+        await database.write("UPDATE charges SET state = 'reserved', amount = NULL")
+
+
+async def forge_credit_reading(
+    database: Database, at: float, remaining: float, generation_id: int | None = None
+) -> None:
+    """A balance the API reported at `at` (the bot stamps its own readings with now)."""
+    await database.write(
+        "INSERT INTO credit_readings (at, remaining, generation_id) VALUES (?, ?, ?)",
+        (at, remaining, generation_id),
+    )
+
+
+async def break_audit_log(database: Database) -> None:
+    """A database whose audit table is gone: every audited change must now fail whole."""
+    await database.write("DROP TABLE audit_log")

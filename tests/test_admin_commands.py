@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from bot import segmind
-from tests.conftest import (
+from bot.db import audit as audit_log
+from bot.db import credits as credit_readings
+from bot.db import quotas, server_settings
+from tests.fake_discord import FLAG_EPHEMERAL
+from tests.harness import Harness, fields
+from tests.server_actions import channel_opt, mentionable_opt, role_opt, user_opt
+from tests.world import (
     ADMIN_ID,
     ALERTS_CHANNEL_ID,
     API_KEY,
@@ -18,43 +24,11 @@ from tests.conftest import (
     GUILD_ID,
     MANAGE_GUILD,
     MEMBER_ID,
+    NO_PERMISSION,
     OTHER_MEMBER_ID,
-    Harness,
-    add_role,
-    add_text_channel,
-    admin,
-    channel_opt,
-    direct_messages,
-    mentionable_opt,
-    operator,
-    role_opt,
-    run_command,
-    user_opt,
 )
-from tests.fake_discord import FLAG_EPHEMERAL
 
 pytestmark = pytest.mark.settings(quota_default_credits=0.40, alert_below_credits=0)
-
-NO_PERMISSION = "You don't have permission to use this command."
-ADMIN_TABLES = (
-    "audit_log",
-    "member_quotas",
-    "role_quotas",
-    "guild_quotas",
-    "usage_resets",
-    "blocks",
-    "guild_settings",
-)
-
-
-@pytest.fixture
-def h(harness: Harness) -> Harness:
-    return harness
-
-
-def fields(message: dict[str, Any]) -> dict[str, str]:
-    [embed] = message["embeds"]
-    return {f["name"]: f["value"] for f in embed["fields"]}
 
 
 async def private(answer: dict[str, Any]) -> dict[str, Any]:
@@ -63,14 +37,22 @@ async def private(answer: dict[str, Any]) -> dict[str, Any]:
 
 
 async def audit(h: Harness) -> list[tuple[Any, ...]]:
-    rows = await h.bot.core.database.fetchall(
-        "SELECT actor_id, action, target, before, after FROM audit_log ORDER BY id"
-    )
-    return [tuple(r) for r in rows]
+    """Every audited change, in this server or bot-wide, oldest first."""
+    entries = await audit_log.latest_everywhere(h.bot.core.database, limit=1000)
+    return [(e.actor_id, e.action, e.target, e.before, e.after) for e in reversed(entries)]
 
 
-def api_calls(h: Harness) -> int:
-    return len([r for r in h.segmind.requests if r.method == "POST"])
+async def server_rules(h: Harness) -> dict[str, object]:
+    """Everything an admin can change in the test server."""
+    database = h.bot.core.database
+    return {
+        "default": await quotas.guild_default(database, GUILD_ID),
+        "members": await quotas.overrides(database, "member", GUILD_ID),
+        "roles": await quotas.overrides(database, "role", GUILD_ID),
+        "resets": await quotas.usage_resets(database, GUILD_ID),
+        "blocks": await quotas.blocks(database, GUILD_ID),
+        "settings": await server_settings.of_guild(database, GUILD_ID),
+    }
 
 
 EVERY_SUBCOMMAND: list[tuple[list[str], dict[str, Any]]] = [
@@ -98,13 +80,15 @@ async def test_admin_commands_are_refused_to_members_even_when_invoked_directly(
     # So that a wrongful /admin resume would show:
     h.bot.core.health.api_failed(segmind.InsufficientCredits(segmind.OUT_OF_CREDITS, status=406))
     for subcommand, options in EVERY_SUBCOMMAND:
-        answer = await admin(h, *subcommand, user_id=MEMBER_ID, permissions=permissions, **options)
+        answer = await h.admin(*subcommand, user_id=MEMBER_ID, permissions=permissions, **options)
         assert answer["flags"] & FLAG_EPHEMERAL, subcommand
         assert answer["content"] == NO_PERMISSION, subcommand
         assert not answer["embeds"] and not answer["attachments"], subcommand
-    for table in ADMIN_TABLES:
-        assert await h.bot.core.database.fetchall(f"SELECT * FROM {table}") == [], table  # noqa: S608
-    assert api_calls(h) == 0
+    assert await audit(h) == []
+    assert await server_rules(h) == {
+        "default": None, "members": {}, "roles": {}, "resets": {}, "blocks": {}, "settings": {},
+    }  # fmt: skip
+    assert len(h.api_calls()) == 0
     assert h.bot.core.health.halted_reason == segmind.OUT_OF_CREDITS
 
 
@@ -123,11 +107,10 @@ async def test_admin_commands_are_hidden_from_members_by_default(h: Harness) -> 
     assert any(c["name"] == "quota" for c in h.discord.commands[GUILD_ID])  # for members
 
 
-@pytest.mark.settings(quota_default_credits=0.40, alert_below_credits=0, admin_role_ids=(7100,))
+@pytest.mark.settings(admin_role_ids=(7100,))
 async def test_a_role_from_admin_role_ids_grants_the_admin_commands(h: Harness) -> None:
-    await add_role(h, 7100, "Kontext admins", members=(OTHER_MEMBER_ID,))
-    answer = await admin(
-        h,
+    await h.add_role(7100, "Kontext admins", members=(OTHER_MEMBER_ID,))
+    answer = await h.admin(
         "quota",
         "set",
         user_id=OTHER_MEMBER_ID,
@@ -137,8 +120,8 @@ async def test_a_role_from_admin_role_ids_grants_the_admin_commands(h: Harness) 
         credits=2.0,
     )
     assert (await private(answer))["content"].startswith("<@5001> can now spend 2.00 credits")
-    refused = await admin(
-        h, "quota", "set", user_id=MEMBER_ID, permissions=None, member=user_opt(MEMBER_ID),
+    refused = await h.admin(
+        "quota", "set", user_id=MEMBER_ID, permissions=None, member=user_opt(MEMBER_ID),
         credits=9.0,
     )  # fmt: skip
     assert refused["content"] == NO_PERMISSION
@@ -146,25 +129,24 @@ async def test_a_role_from_admin_role_ids_grants_the_admin_commands(h: Harness) 
 
 
 async def test_quota_set_show_clear_and_default(h: Harness) -> None:
-    answer = await private(await admin(h, "quota", "set", member=user_opt(MEMBER_ID), credits=2))
+    answer = await private(await h.admin("quota", "set", member=user_opt(MEMBER_ID), credits=2))
     assert answer["content"] == "<@5001> can now spend 2.00 credits a day. (before: none)"
     await h.answer(await h.edit("one"))
-    shown = await private(await admin(h, "quota", "show", member=user_opt(MEMBER_ID)))
+    shown = await private(await h.admin("quota", "show", member=user_opt(MEMBER_ID)))
     assert fields(shown)["Used today"] == "0.04 of 2.00 credits"
     assert fields(shown)["Left"] == "1.96 credits\nabout 49 edits"
     assert shown["embeds"][0]["description"] == "<@5001>"
     assert "an admin set for them" in shown["embeds"][0]["footer"]["text"]
 
-    answer = await private(await admin(h, "quota", "clear", target=mentionable_opt(MEMBER_ID)))
+    answer = await private(await h.admin("quota", "clear", target=mentionable_opt(MEMBER_ID)))
     assert "has no allowance of its own any more" in answer["content"]
-    answer = await private(await admin(h, "quota", "default", credits=1.5, period="week"))
+    answer = await private(await h.admin("quota", "default", credits=1.5, period="week"))
     assert answer["content"] == "Members can now spend 1.50 credits a week. (before: 0.40/day)"
-    shown = await admin(h, "quota", "show", member=user_opt(MEMBER_ID))
+    shown = await h.admin("quota", "show", member=user_opt(MEMBER_ID))
     assert fields(shown)["Used this week"] == "0.04 of 1.50 credits"
 
-    rows = await h.bot.core.database.fetchall("SELECT * FROM guild_quotas")
-    assert [tuple(r) for r in rows] == [(GUILD_ID, 1.5, "week")]
-    assert await h.bot.core.database.fetchall("SELECT * FROM member_quotas") == []
+    rules = await server_rules(h)
+    assert (rules["default"], rules["members"]) == ((1.5, "week"), {})
     assert await audit(h) == [
         (ADMIN_ID, "quota.member", "member:5001", "none", "2.00"),
         (ADMIN_ID, "quota.member.clear", "member:5001", "2.00", "none"),
@@ -173,21 +155,20 @@ async def test_quota_set_show_clear_and_default(h: Harness) -> None:
 
 
 async def test_quota_role_and_reset(h: Harness) -> None:
-    await add_role(h, 7001, "Artists", members=(MEMBER_ID,))
-    answer = await private(await admin(h, "quota", "role", role=role_opt(7001), credits=0.08))
+    await h.add_role(7001, "Artists", members=(MEMBER_ID,))
+    answer = await private(await h.admin("quota", "role", role=role_opt(7001), credits=0.08))
     assert answer["content"].startswith("Members with <@&7001> can now spend 0.08 credits a day")
     await h.answer(await h.edit("one"))
     await h.answer(await h.edit("two"))
-    out = await run_command(h, "quota", member_roles=(7001,))
+    out = await h.run_command("quota", member_roles=(7001,))
     assert fields(out)["Left"] == "0.00 credits\nabout 0 edits"
 
-    answer = await private(await admin(h, "quota", "reset", member=user_opt(MEMBER_ID)))
+    answer = await private(await h.admin("quota", "reset", member=user_opt(MEMBER_ID)))
     assert answer["content"] == (
         "Cleared <@5001>'s usage this period (used 0.08). They have 0.08 credits left."
     )
     assert "Cost" in fields(await h.answer(await h.edit("three")))  # editing again
-    resets = await h.bot.core.database.fetchall("SELECT guild_id, user_id FROM usage_resets")
-    assert [tuple(r) for r in resets] == [(GUILD_ID, MEMBER_ID)]
+    assert list(await quotas.usage_resets(h.bot.core.database, GUILD_ID)) == [MEMBER_ID]
     assert [a[1:] for a in await audit(h)] == [
         ("quota.role", "role:7001", "none", "0.08"),
         ("quota.reset", "member:5001", "used 0.08", "used 0.00"),
@@ -196,21 +177,23 @@ async def test_quota_role_and_reset(h: Harness) -> None:
 
 async def test_block_and_unblock(h: Harness) -> None:
     answer = await private(
-        await admin(h, "block", member=user_opt(MEMBER_ID), reason="spamming edits")
+        await h.admin("block", member=user_opt(MEMBER_ID), reason="spamming edits")
     )
     assert answer["content"] == "<@5001> can't start edits now; they'll be told so if they try."
     refused = await h.answer(await h.edit("x"))
     assert "Reason: spamming edits" in refused["content"]
-    rows = await h.bot.core.database.fetchall("SELECT user_id, reason, blocked_by FROM blocks")
-    assert [tuple(r) for r in rows] == [(MEMBER_ID, "spamming edits", ADMIN_ID)]
+    blocks = await quotas.blocks(h.bot.core.database, GUILD_ID)
+    assert [(u, b.reason, b.blocked_by) for u, b in blocks.items()] == [
+        (MEMBER_ID, "spamming edits", ADMIN_ID)
+    ]
 
-    answer = await private(await admin(h, "unblock", member=user_opt(MEMBER_ID)))
+    answer = await private(await h.admin("unblock", member=user_opt(MEMBER_ID)))
     assert answer["content"] == "<@5001> can edit again. (before: blocked: spamming edits)"
     assert "Cost" in fields(await h.answer(await h.edit("y")))
-    again = await admin(h, "unblock", member=user_opt(MEMBER_ID))
+    again = await h.admin("unblock", member=user_opt(MEMBER_ID))
     assert again["content"] == "<@5001> wasn't blocked; nothing changed."
     assert [a[1] for a in await audit(h)] == ["block", "unblock"]  # no-op not audited
-    assert api_calls(h) == 1
+    assert len(h.api_calls()) == 1
 
 
 async def test_usage_shows_top_spenders_and_exports_csv(h: Harness) -> None:
@@ -220,7 +203,7 @@ async def test_usage_shows_top_spenders_and_exports_csv(h: Harness) -> None:
     h.segmind.fail_next(422, body={"error": "no"})
     await h.answer(await h.edit("refused"))
 
-    answer = await private(await admin(h, "usage"))
+    answer = await private(await h.admin("usage"))
     [embed] = answer["embeds"]
     assert embed["title"] == "Usage today"
     assert embed["description"].splitlines() == [
@@ -234,7 +217,7 @@ async def test_usage_shows_top_spenders_and_exports_csv(h: Harness) -> None:
         "Failed (not charged)": "1",
     }
 
-    exported = await private(await admin(h, "usage", period="month", export=True))
+    exported = await private(await h.admin("usage", period="month", export=True))
     [attachment] = exported["attachments"]
     assert attachment["filename"] == "usage-this-month.csv"
     rows = list(csv.DictReader(io.StringIO(h.discord.attachment_bytes(attachment).decode())))
@@ -248,7 +231,7 @@ async def test_usage_shows_top_spenders_and_exports_csv(h: Harness) -> None:
 async def test_operator_credits_shows_balance_spend_and_what_no_member_paid_for(
     h: Harness,
 ) -> None:
-    empty = fields(await private(await operator(h, "credits")))
+    empty = fields(await private(await h.operator("credits")))
     assert empty["Balance"].startswith("not seen yet")
     assert empty["At this rate"] == "not enough spend yet to estimate"
     await h.answer(await h.edit("one"))  # 99.96
@@ -257,7 +240,7 @@ async def test_operator_credits_shows_balance_spend_and_what_no_member_paid_for(
     await h.answer(await h.edit("broken"))
     await h.answer(await h.edit("three"))  # 99.84: the drop covers the broken call too
 
-    answer = await private(await operator(h, "credits"))
+    answer = await private(await h.operator("credits"))
     shown = fields(answer)
     assert shown["Balance"].startswith("99.84 credits, as of <t:")
     assert (shown["Spent today"], shown["This month"]) == ("0.16", "0.16")
@@ -266,31 +249,29 @@ async def test_operator_credits_shows_balance_spend_and_what_no_member_paid_for(
     )
     assert "0.16  ████████████████" in shown["Last 7 days (UTC)"]
     assert shown["At this rate"] == "about 624 days at 0.16 a day"
-    charged = await h.bot.core.database.fetchone(
-        "SELECT SUM(amount) FROM charges WHERE state = 'committed'"
-    )
-    assert charged[0] == pytest.approx(0.12)
+    charged = [c.amount or 0 for c in await h.server_charges() if c.state == "committed"]
+    assert sum(charged) == pytest.approx(0.12)
 
 
 async def test_alerts_channel_is_set_checked_and_audited(h: Harness) -> None:
     muted = [{"id": str(h.discord.bot_user_id), "type": 1, "allow": "0", "deny": str(1 << 11)}]
-    await add_text_channel(h, 4245, overwrites=muted)
-    refused = await private(await admin(h, "alerts", channel=channel_opt(4245)))
+    await h.add_text_channel(4245, overwrites=muted)
+    refused = await private(await h.admin("alerts", channel=channel_opt(4245)))
     assert refused["content"].startswith("I can't post in <#4245>. Give me View Channel")
     assert await audit(h) == []
 
-    await add_text_channel(h)
-    answer = await private(await admin(h, "alerts", channel=channel_opt(ALERTS_CHANNEL_ID)))
+    await h.add_text_channel()
+    answer = await private(await h.admin("alerts", channel=channel_opt(ALERTS_CHANNEL_ID)))
     assert answer["content"].startswith("Alerts will go to <#4244>")
-    off = await private(await admin(h, "alerts"))
+    off = await private(await h.admin("alerts"))
     assert off["content"] == "Alerts are off for this server. (before: channel:4244)"
-    rows = await h.bot.core.database.fetchall(
-        "SELECT guild_id, alerts_channel_id FROM guild_settings"
-    )
-    assert [tuple(r) for r in rows] == [(GUILD_ID, None)]
+    assert (await server_rules(h))["settings"] == {
+        "alerts_channel_id": None, "iterate_author_only": None, "safety_filter_off": None,
+    }  # fmt: skip
+    assert await h.bot.core.admin.alerts_channels() == []
     assert [a[3:] for a in await audit(h)] == [("off", "channel:4244"), ("channel:4244", "off")]
 
-    audit_view = await private(await admin(h, "audit"))
+    audit_view = await private(await h.admin("audit"))
     lines = audit_view["embeds"][0]["description"].splitlines()
     assert lines[0].endswith("<@5003> **alerts.channel** server: <#4244> → off")
     assert lines[1].endswith("<@5003> **alerts.channel** server: off → <#4244>")
@@ -299,20 +280,19 @@ async def test_alerts_channel_is_set_checked_and_audited(h: Harness) -> None:
 async def test_a_rejected_key_stops_all_calls_until_an_operator_check_succeeds(
     h: Harness,
 ) -> None:
-    await add_text_channel(h)
-    await admin(h, "alerts", channel=channel_opt(ALERTS_CHANNEL_ID))
+    await h.choose_alerts_channel()
     h.segmind.api_key = "revoked"
     await h.answer(await h.edit("one"))
     h.bot.core.health.clock = lambda: float("inf")  # long past the probe interval
     answer = await h.answer(await h.edit("two"))
     assert "can't edit images right now" in answer["content"]
-    assert api_calls(h) == 1  # no probe: a rejected key does not fix itself
+    assert len(h.api_calls()) == 1  # no probe: a rejected key does not fix itself
 
-    failed = await private(await operator(h, "check"))
+    failed = await private(await h.operator("check"))
     assert failed["content"].startswith("Segmind rejected the key, so edits stay stopped")
-    assert api_calls(h) == 2
+    assert len(h.api_calls()) == 2
     h.segmind.api_key = API_KEY
-    passed = await private(await operator(h, "check"))
+    passed = await private(await h.operator("check"))
     assert passed["content"] == (
         "The key works and edits are running. That check was billed about 0.04 credits. "
         "Balance: 99.96."
@@ -323,7 +303,7 @@ async def test_a_rejected_key_stops_all_calls_until_an_operator_check_succeeds(
     assert "Cost" in fields(await h.answer(await h.edit("three")))
 
     await h.bot.core.alerts.drain()
-    [alert] = direct_messages(h)  # an account alert goes to the operator
+    [alert] = h.direct_messages()  # an account alert goes to the operator
     assert "rejected the bot's API key" in alert["content"]
     assert h.channel_messages(ALERTS_CHANNEL_ID) == []  # never to a server's channel
     assert [a[1:] for a in await audit(h)][1:] == [
@@ -333,14 +313,14 @@ async def test_a_rejected_key_stops_all_calls_until_an_operator_check_succeeds(
 
 
 async def test_resume_clears_the_halt_without_a_call(h: Harness) -> None:
-    already = await private(await operator(h, "resume"))
+    already = await private(await h.operator("resume"))
     assert already["content"] == "Edits are running already; nothing to resume."
     h.segmind.credits = 0
     await h.answer(await h.edit("one"))  # 406: edits halted
     h.segmind.top_up(5)
-    answer = await private(await operator(h, "resume"))
+    answer = await private(await h.operator("resume"))
     assert answer["content"].startswith("Edits can run again. No request was sent")
-    assert api_calls(h) == 1
+    assert len(h.api_calls()) == 1
     assert h.bot.core.health.halted_reason is None
     assert "Cost" in fields(await h.answer(await h.edit("two")))
     assert [a[1:] for a in await audit(h)] == [
@@ -348,18 +328,15 @@ async def test_resume_clears_the_halt_without_a_call(h: Harness) -> None:
     ]
 
 
-@pytest.mark.settings(
-    quota_default_credits=0.40, alert_below_credits=0, account_reserve_credits=99.95
-)
+@pytest.mark.settings(account_reserve_credits=99.95)
 async def test_a_check_under_the_reserve_keeps_edits_paused_without_a_new_alert(
     h: Harness,
 ) -> None:
-    await add_text_channel(h)
-    await admin(h, "alerts", channel=channel_opt(ALERTS_CHANNEL_ID))
+    await h.choose_alerts_channel()
     await h.answer(await h.edit("one"))  # 99.96
     await h.answer(await h.edit("two"))  # 99.92: under the reserve
     assert "can't edit" in (await h.answer(await h.edit("three")))["content"]
-    answer = await private(await operator(h, "check"))
+    answer = await private(await h.operator("check"))
     assert answer["content"] == (
         "The key works. That check was billed 0.04 credits. Balance: 99.88. But the balance "
         "is still under the reserve of 99.95, so new edits stay paused. Top up, then run "
@@ -368,19 +345,19 @@ async def test_a_check_under_the_reserve_keeps_edits_paused_without_a_new_alert(
     )
     assert h.bot.core.health.halted_reason == "account balance 99.88 is under the reserve 99.95"
     assert "can't edit" in (await h.answer(await h.edit("four")))["content"]
-    assert api_calls(h) == 3  # two edits and the check
+    assert len(h.api_calls()) == 3  # two edits and the check
     await h.bot.core.alerts.drain()
-    assert len(direct_messages(h)) == 1  # still the same incident
+    assert len(h.direct_messages()) == 1  # still the same incident
 
 
 async def test_a_check_that_meets_an_empty_account_keeps_edits_paused(h: Harness) -> None:
     h.segmind.credits = 0
-    answer = await private(await operator(h, "check"))
+    answer = await private(await h.operator("check"))
     assert answer["content"].startswith("The key works, but Segmind says the account is out")
     assert h.bot.core.health.halted_reason == segmind.OUT_OF_CREDITS
     assert "can't edit" in (await h.answer(await h.edit("one")))["content"]
-    readings = await h.bot.core.database.fetchall("SELECT * FROM credit_readings")
-    assert readings == [] and api_calls(h) == 1
+    readings = await credit_readings.credit_readings(h.bot.core.database)
+    assert readings == [] and len(h.api_calls()) == 1
     assert [a[1:] for a in await audit(h)] == [
         ("api.check", "api", "running", f"HTTP 406: {segmind.OUT_OF_CREDITS}"),
     ]

@@ -9,19 +9,7 @@ from bot import segmind
 from bot.adapter.alert_text import alert_text
 from bot.alerts import Alerts
 from bot.health import Incident, IncidentKind, ServiceHealth
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+from tests.clock import StoppedClock as Clock
 
 
 @pytest.fixture
@@ -47,6 +35,16 @@ def watched(hub: Alerts, clock: Clock, **options: float) -> ServiceHealth:
     return health
 
 
+def calls_end(health: ServiceHealth, *outcomes: segmind.SegmindError | None) -> None:
+    """Calls end one after another: each with its error, or None for a success."""
+    for error in outcomes:
+        if error is None:
+            health.call_succeeded()
+        else:
+            health.api_failed(error)
+
+
+DOWN = segmind.ServerError("the API failed with status 500", status=500)
 LOW = IncidentKind.LOW_BALANCE
 KEY = IncidentKind.KEY_REJECTED
 
@@ -134,12 +132,7 @@ async def test_repeated_api_failures_alert_once_per_streak(
     hub: Alerts, clock: Clock, sent: list[Incident]
 ) -> None:
     health = watched(hub, clock, streak=3)
-    down = segmind.ServerError("the API failed with status 500", status=500)
-    health.api_failed(down)
-    health.api_failed(down)
-    health.call_succeeded()  # a success resets the count
-    for _ in range(5):
-        health.api_failed(down)
+    calls_end(health, DOWN, DOWN, None, DOWN, DOWN, DOWN, DOWN, DOWN)  # a success resets it
     await hub.drain()
     [alert] = sent
     assert alert.kind == IncidentKind.API_FAILURES
@@ -153,11 +146,8 @@ async def test_a_refused_request_breaks_the_streak(
     hub: Alerts, clock: Clock, sent: list[Incident]
 ) -> None:
     health = watched(hub, clock, streak=3)
-    down = segmind.ServerError("the API failed with status 500", status=500)
-    health.api_failed(down)
-    health.api_failed(down)
-    health.api_failed(segmind.BadRequest("bad prompt", status=422))  # the API itself is up
-    health.api_failed(down)
+    refused = segmind.BadRequest("bad prompt", status=422)  # the API itself is up
+    calls_end(health, DOWN, DOWN, refused, DOWN)
     await hub.drain()
     assert sent == []
 

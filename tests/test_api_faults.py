@@ -3,26 +3,18 @@ again, and only a 406 that says the account is empty halts edits (issue 12, item
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from bot.segmind import BadRequest, InsufficientCredits, SegmindError, ServerError
 from tests.clock import ManualClock
-from tests.conftest import GUILD_ID, MEMBER_ID, Harness
 from tests.fake_segmind import FakeSegmind
+from tests.harness import Harness
 from tests.test_segmind_client import edit, failure
+from tests.world import GUILD_ID, MEMBER_ID
 
 
 def edit_calls(fake: FakeSegmind) -> int:
     return len([r for r in fake.requests if r.method == "POST"])
-
-
-async def charges(h: Harness) -> list[dict[str, Any]]:
-    rows = await h.bot.core.database.fetchall(
-        "SELECT state, amount FROM charges WHERE user_id = ? ORDER BY id", (MEMBER_ID,)
-    )
-    return [dict(r) for r in rows]
 
 
 async def used(h: Harness) -> float:
@@ -80,7 +72,7 @@ async def test_a_server_error_tells_the_member_to_try_again_and_costs_nothing(
 
     assert "try again" in answer["content"] and "not charged" in answer["content"]
     assert edit_calls(h.segmind) == 1  # once: the member decides whether to pay the risk again
-    assert await charges(h) == [{"state": "released", "amount": 0}]
+    assert [(c.state, c.amount) for c in await h.charges()] == [("released", 0)]
     assert await used(h) == 0
     assert h.bot.core.health.halted_reason is None
 

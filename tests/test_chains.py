@@ -7,18 +7,10 @@ import time
 import pytest
 
 from bot.db import generations, messages
-from tests.conftest import ADMIN_ID, CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
 from tests.fake_discord import FLAG_EPHEMERAL
-from tests.helpers import make_image, open_image
-
-
-@pytest.fixture
-def h(harness: Harness) -> Harness:
-    return harness
-
-
-def api_calls(h: Harness) -> list:
-    return [r for r in h.segmind.requests if r.method == "POST"]
+from tests.harness import Harness, deliver_buttons
+from tests.helpers import forge_crash_during_upload, make_image, open_image
+from tests.world import ADMIN_ID, CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID
 
 
 def embed_text(message: dict) -> str:
@@ -28,12 +20,6 @@ def embed_text(message: dict) -> str:
 
 def image_of(h: Harness, message: dict) -> bytes:
     return h.discord.attachment_bytes(message["attachments"][0])
-
-
-async def rows(h: Harness) -> list[dict]:
-    return [
-        dict(r) for r in await h.bot.core.database.fetchall("SELECT * FROM generations ORDER BY id")
-    ]
 
 
 async def first_result(h: Harness, prompt: str = "make it night", **options: object) -> dict:
@@ -54,7 +40,7 @@ async def test_a_three_step_chain_of_replies_links_every_step(h: Harness) -> Non
     step3 = await h.reply_answer(reply2)
 
     assert "step 2" in embed_text(step2) and "step 3" in embed_text(step3)
-    calls = api_calls(h)
+    calls = h.api_calls()
     assert len(calls) == 3
     # Each step's input is the previous result's own image on Discord's CDN.
     assert (
@@ -65,10 +51,10 @@ async def test_a_three_step_chain_of_replies_links_every_step(h: Harness) -> Non
     )
     assert calls[1].json["prompt"] == "add snow"
     assert calls[2].json["num_inference_steps"] == 20
-    g1, g2, g3 = await rows(h)
-    assert (g1["parent_id"], g2["parent_id"], g3["parent_id"]) == (None, g1["id"], g2["id"])
-    assert g2["source"] == g3["source"] == "reply"
-    assert await generations.chain_step(h.bot.core.database, g3["id"]) == 3
+    g1, g2, g3 = await h.edits()
+    assert (g1.parent_id, g2.parent_id, g3.parent_id) == (None, g1.id, g2.id)
+    assert g2.source == g3.source == "reply"
+    assert await generations.chain_step(h.bot.core.database, g3.id) == 3
     # Twice inverted by the stand-in: step 3 is the inverse of step 2.
     assert open_image(image_of(h, step3)).convert("RGB").getpixel((10, 10)) == tuple(
         255 - c for c in open_image(image_of(h, step2)).convert("RGB").getpixel((10, 10))
@@ -80,7 +66,7 @@ async def test_a_reply_keeps_an_explicit_seed_and_otherwise_draws_a_new_one(h: H
     step2 = await h.reply_answer(await h.reply(fixed, "again"))
     loose = await first_result(h, "other")
     await h.reply_answer(await h.reply(loose, "again"))
-    seeds = [c.json["seed"] for c in api_calls(h)]
+    seeds = [c.json["seed"] for c in h.api_calls()]
     assert seeds[0] == seeds[1] == 77
     assert "`77`" in str(step2["embeds"])
     assert seeds[2] != seeds[3] or seeds[2] == seeds[3] == 0  # random draws differ
@@ -112,7 +98,7 @@ async def test_a_reply_with_hidden_text_gets_one_hint(h: Harness) -> None:
         m for m in h.discord.messages.values()
         if (m.get("message_reference") or {}).get("message_id") == again["id"]
     ]  # fmt: skip
-    assert len(api_calls(h)) == 2
+    assert len(h.api_calls()) == 2
 
 
 @pytest.mark.settings(message_content_intent=True)
@@ -120,7 +106,7 @@ async def test_with_the_content_intent_any_reply_works(h: Harness) -> None:
     step1 = await first_result(h)
     step2 = await h.reply_answer(await h.reply(step1, "make it blue", ping=False))
     assert step2["attachments"]
-    assert api_calls(h)[-1].json["prompt"] == "make it blue"
+    assert h.api_calls()[-1].json["prompt"] == "make it blue"
 
 
 async def test_mentioning_the_bot_with_an_image_edits_it(h: Harness) -> None:
@@ -135,7 +121,7 @@ async def test_mentioning_the_bot_with_an_image_edits_it(h: Harness) -> None:
     await h.discord.dispatch("MESSAGE_CREATE", message)
     result = await h.reply_answer(message)
     assert result["attachments"]
-    [call] = api_calls(h)
+    [call] = h.api_calls()
     assert call.json["prompt"] == "make it night"
     assert call.json["aspect_ratio"] == "1:1"
     assert call.json["input_image"].split("?")[0] == upload["url"].split("?")[0]
@@ -147,7 +133,7 @@ async def test_mentioning_the_bot_in_a_reply_to_an_image_edits_that_image(h: Har
     ask = await h.reply(photo, f"<@{h.discord.bot_user_id}> add a hat")
     result = await h.reply_answer(ask)
     assert result["attachments"]
-    assert api_calls(h)[0].json["input_image"].split("?")[0] == upload["url"].split("?")[0]
+    assert h.api_calls()[0].json["input_image"].split("?")[0] == upload["url"].split("?")[0]
 
 
 async def test_a_mention_without_an_image_explains_how(h: Harness) -> None:
@@ -158,7 +144,7 @@ async def test_a_mention_without_an_image_explains_how(h: Harness) -> None:
     await h.discord.dispatch("MESSAGE_CREATE", message)
     answer = await h.reply_answer(message)
     assert "Attach an image" in answer["content"]
-    assert api_calls(h) == []
+    assert h.api_calls() == []
 
 
 def bot_reactions(h: Harness, message: dict) -> list[str]:
@@ -191,6 +177,11 @@ async def test_refused_mentions_get_one_public_answer_per_half_minute_then_a_rea
     assert "Attach an image" in (await h.reply_answer(other))["content"]
 
 
+async def _deleted(h: Harness, message_id: int) -> bool:
+    shown = await messages.result_message(h.bot.core.database, message_id)
+    return shown is not None and shown.deleted_at is not None
+
+
 async def test_a_reply_to_a_deleted_result_gets_a_clear_answer(h: Harness) -> None:
     step1 = await first_result(h)
     message_id = int(step1["id"])
@@ -199,11 +190,7 @@ async def test_a_reply_to_a_deleted_result_gets_a_clear_answer(h: Harness) -> No
         "MESSAGE_DELETE",
         {"id": step1["id"], "channel_id": str(CHANNEL_ID), "guild_id": str(GUILD_ID)},
     )
-    await h.discord.wait_for(
-        lambda: h.bot.core.database.fetchone(
-            "SELECT deleted_at FROM result_messages WHERE message_id = ?", (message_id,)
-        )
-    )
+    await h.discord.wait_for(lambda: _deleted(h, message_id), message="the deletion recorded")
     reply = h.discord.make_message(
         CHANNEL_ID, author_id=MEMBER_ID, content=f"<@{h.discord.bot_user_id}> more",
         mentions=[h.discord.bot_user_id],
@@ -212,22 +199,22 @@ async def test_a_reply_to_a_deleted_result_gets_a_clear_answer(h: Harness) -> No
     await h.discord.dispatch("MESSAGE_CREATE", reply)
     answer = await h.reply_answer(reply)
     assert "was deleted" in answer["content"]
-    assert len(api_calls(h)) == 1
+    assert len(h.api_calls()) == 1
     # The chain is stored: the deleted result's parameters and image URL are still known.
-    [row] = await rows(h)
-    assert row["result_url"] and row["prompt"] == "make it night"
+    [row] = await h.edits()
+    assert row.result_url and row.prompt == "make it night"
 
 
 async def test_reroll_uses_the_same_input_and_prompt_with_a_new_seed(h: Harness) -> None:
     step1 = await first_result(h, seed=5)
     click = await h.click(step1, "reroll")
-    await h.discord.wait_for(lambda: len(api_calls(h)) == 2)
+    await h.discord.wait_for(lambda: len(h.api_calls()) == 2)
     g1, g2 = await h.discord.wait_for(lambda: _two_done(h))
-    first, second = api_calls(h)
+    first, second = h.api_calls()
     assert second.json["input_image"] == first.json["input_image"]
     assert second.json["prompt"] == first.json["prompt"]
     assert second.json["seed"] != 5 or first.json["seed"] != second.json["seed"]
-    assert g2["parent_id"] == g1["parent_id"] is None
+    assert g2.parent_id == g1.parent_id is None
     # The clicker's private placeholder points at the new result.
     placeholder = await h.discord.wait_for(
         lambda: (
@@ -238,9 +225,9 @@ async def test_reroll_uses_the_same_input_and_prompt_with_a_new_seed(h: Harness)
     assert placeholder["flags"] & FLAG_EPHEMERAL
 
 
-async def _two_done(h: Harness) -> list[dict] | None:
-    found = await rows(h)
-    return found if len(found) == 2 and all(r["result_message_id"] for r in found) else None
+async def _two_done(h: Harness) -> list[generations.Generation] | None:
+    found = await h.edits()
+    return found if len(found) == 2 and all(r.result_message_id for r in found) else None
 
 
 async def test_undo_reposts_the_previous_step_at_no_cost(h: Harness) -> None:
@@ -253,12 +240,12 @@ async def test_undo_reposts_the_previous_step_at_no_cost(h: Harness) -> None:
     )
     [repost] = repost
     assert image_of(h, repost) == image_of(h, step1)
-    assert len(api_calls(h)) == 2 and h.segmind.credits == credits
+    assert len(h.api_calls()) == 2 and h.segmind.credits == credits
     assert "step 1" in embed_text(repost)
     # Branch from the re-post: its parent is step 1's generation.
     step2b = await h.reply_answer(await h.reply(repost, "add rain instead"))
-    g1, _, g3 = await rows(h)
-    assert g3["parent_id"] == g1["id"]
+    g1, _, g3 = await h.edits()
+    assert g3.parent_id == g1.id
     assert "step 2" in embed_text(step2b)
 
 
@@ -279,7 +266,7 @@ async def test_compare_shows_before_and_after_privately_at_no_cost(h: Harness) -
     assert answer["flags"] & FLAG_EPHEMERAL
     picture = open_image(h.discord.attachment_bytes(answer["attachments"][0]))
     assert picture.width > picture.height  # two panels side by side
-    assert len(api_calls(h)) == 1
+    assert len(h.api_calls()) == 1
 
 
 async def test_edit_again_asks_for_the_next_instruction_in_a_modal(h: Harness) -> None:
@@ -294,10 +281,10 @@ async def test_edit_again_asks_for_the_next_instruction_in_a_modal(h: Harness) -
     )  # fmt: skip
     await h.discord.send_interaction(submit)
     await h.discord.wait_for(lambda: _two_done(h))
-    g1, g2 = await rows(h)
-    assert g2["parent_id"] == g1["id"] and g2["prompt"] == "add fireworks"
+    g1, g2 = await h.edits()
+    assert g2.parent_id == g1.id and g2.prompt == "add fireworks"
     assert (
-        api_calls(h)[1].json["input_image"].split("?")[0]
+        h.api_calls()[1].json["input_image"].split("?")[0]
         == step1["attachments"][0]["url"].split("?")[0]
     )
 
@@ -312,7 +299,7 @@ async def test_buttons_work_after_a_restart_on_the_same_database(h: Harness) -> 
         lambda: [m for m in h.channel_messages() if "undo" in str(m.get("embeds"))]
     )
     await h.click(step2, "reroll")
-    await h.discord.wait_for(lambda: len(api_calls(h)) == 3)
+    await h.discord.wait_for(lambda: len(h.api_calls()) == 3)
     step3 = await h.reply_answer(await h.reply(step2, "and a moon"))
     assert "step 3" in embed_text(step3)
 
@@ -344,7 +331,7 @@ async def test_the_context_menu_edits_the_first_image_of_a_message(h: Harness) -
     await h.discord.send_interaction(submit)
     result = await h.reply_answer(target)
     assert "first of 2 images" in embed_text(result)
-    assert api_calls(h)[0].json["input_image"].split("?")[0] == first["url"].split("?")[0]
+    assert h.api_calls()[0].json["input_image"].split("?")[0] == first["url"].split("?")[0]
 
 
 async def test_the_context_menu_refuses_a_message_without_an_image(h: Harness) -> None:
@@ -360,25 +347,14 @@ async def test_the_context_menu_refuses_a_message_without_an_image(h: Harness) -
 async def test_history_lists_recent_edits_newest_first_in_pages(h: Harness) -> None:
     for n in range(7):
         await first_result(h, f"edit number {n}")
-    payload = h.discord.slash_command(
-        "history", user_id=MEMBER_ID, guild_id=GUILD_ID, channel_id=CHANNEL_ID
-    )
-    await h.discord.send_interaction(payload)
-    page1 = await h.answer(int(payload["id"]))
+    page1 = await h.open_history()
     assert page1["flags"] & FLAG_EPHEMERAL
     text = page1["embeds"][0]["description"]
     assert text.index("edit number 6") < text.index("edit number 2")
     assert "edit number 1" not in text and "[result](https://discord.com/channels/" in text
     assert "Page 1 of 2" in page1["embeds"][0]["footer"]["text"]
     [older] = [c for c in h.discord.components_of(page1) if c.get("label") == "Older"]
-    click = h.discord.component_interaction(
-        older["custom_id"],
-        message=page1,
-        user_id=MEMBER_ID,
-        guild_id=GUILD_ID,
-        channel_id=CHANNEL_ID,
-    )
-    await h.discord.send_interaction(click)
+    await h.press(older["custom_id"], page1)
     page2 = await h.discord.wait_for(
         lambda: (
             "Page 2 of 2" in str(h.discord.messages[int(page1["id"])]["embeds"])
@@ -405,60 +381,41 @@ async def test_a_result_after_the_token_expired_is_posted_with_a_ping(h: Harness
 async def test_a_result_discord_would_not_take_is_kept_and_history_delivers_it(
     h: Harness,
 ) -> None:
-    h.bot.core.delivery.backoff_s = 0.01
-    h.discord.fail_next(
-        "POST", rf"^/channels/{CHANNEL_ID}/messages$", 503, times=h.bot.core.delivery.attempts
-    )
+    h.refuse_uploads()
     told = await h.answer(await h.edit("upload fails", h.upload(make_image(300, 200))))
     assert told["flags"] & FLAG_EPHEMERAL and "/history" in told["content"]
-    [row] = await rows(h)
-    assert row["status"] == "succeeded" and row["result_message_id"] is None
-    kept = row["result_path"]
+    [row] = await h.edits()
+    assert row.status == "succeeded" and row.result_message_id is None
+    kept = row.result_path
     assert kept and open_image(open(kept, "rb").read()).size == (300, 200)  # noqa: SIM115, ASYNC230
 
-    payload = h.discord.slash_command(
-        "history", user_id=MEMBER_ID, guild_id=GUILD_ID, channel_id=CHANNEL_ID
-    )
-    await h.discord.send_interaction(payload)
-    page = await h.answer(int(payload["id"]))
-    [deliver] = [
-        c for c in h.discord.components_of(page) if c.get("label") == f"Deliver #{row['id']}"
-    ]
-    click = h.discord.component_interaction(
-        deliver["custom_id"],
-        message=page,
-        user_id=MEMBER_ID,
-        guild_id=GUILD_ID,
-        channel_id=CHANNEL_ID,
-    )
-    await h.discord.send_interaction(click)
-    await h.discord.wait_for(
-        lambda: [m for m in h.discord.followups(click["id"]) if "Delivered" in m.get("content", "")]
-    )
-    [row] = await rows(h)
-    delivered = h.discord.messages[row["result_message_id"]]
+    page = await h.open_history()
+    [deliver] = deliver_buttons(page)
+    assert deliver["label"] == f"Deliver #{row.id}"
+    await h.wait_followup(await h.press(deliver["custom_id"], page), "Delivered")
+    [row] = await h.edits()
+    delivered = h.discord.messages[row.result_message_id]
     assert (
         delivered["attachments"] and delivered["content"] == f"<@{MEMBER_ID}> your edit is ready."
     )
-    assert row["result_path"] is None
-    assert len(api_calls(h)) == 1  # delivered from disk, not edited again
+    assert row.result_path is None
+    assert len(h.api_calls()) == 1  # delivered from disk, not edited again
 
 
 async def test_a_server_can_keep_iteration_to_each_results_author(h: Harness) -> None:
-    from tests.conftest import admin
 
     step1 = await first_result(h)
-    answer = await admin(h, "iteration", author_only=True)
+    answer = await h.admin("iteration", author_only=True)
     assert "only its author" in answer["content"]
     refused = await h.reply_answer(await h.reply(step1, "mine now", user_id=OTHER_MEMBER_ID))
     assert "only the member who made a result" in refused["content"]
     clicked = await h.answer(await h.click(step1, "reroll", user_id=OTHER_MEMBER_ID))
     assert clicked["flags"] & FLAG_EPHEMERAL and "only the member" in clicked["content"]
-    assert len(api_calls(h)) == 1
+    assert len(h.api_calls()) == 1
     # The author still can; and the change is audited.
     assert (await h.reply_answer(await h.reply(step1, "still mine")))["attachments"]
-    [audit] = await h.bot.core.database.fetchall("SELECT action, before, after FROM audit_log")
-    assert tuple(audit) == ("iteration", "default", "only the author")
+    [entry] = await h.bot.core.admin.audit_log(GUILD_ID, limit=10)
+    assert (entry.action, entry.before, entry.after) == ("iteration", "default", "only the author")
 
 
 async def context_menu_edit(h: Harness, target: dict, text: str, *, user_id: int) -> int:
@@ -497,6 +454,16 @@ def result_link_embed(result: dict) -> dict:
     }
 
 
+def link_post(h: Harness, result: dict, content: str = "") -> dict:
+    """Another member's message showing `result`'s image by its link (as Discord embeds
+    it), mentioning the bot when it says something."""
+    mentions = [h.discord.bot_user_id] if content else []
+    return h.discord.make_message(
+        CHANNEL_ID, author_id=OTHER_MEMBER_ID, content=content, mentions=mentions,
+        embeds=[result_link_embed(result)],
+    )  # fmt: skip
+
+
 @pytest.mark.settings(iterate_author_only=True)
 async def test_the_context_menu_on_someone_elses_result_follows_the_iteration_rule(
     h: Harness,
@@ -505,12 +472,12 @@ async def test_the_context_menu_on_someone_elses_result_follows_the_iteration_ru
     refused = await h.answer(await context_menu_edit(h, step1, "mine now", user_id=OTHER_MEMBER_ID))
     assert refused["flags"] & FLAG_EPHEMERAL
     assert "only the member who made a result" in refused["content"]
-    assert len(api_calls(h)) == 1
+    assert len(h.api_calls()) == 1
     # Its author continues the chain from the menu: the next step of the same chain.
     await context_menu_edit(h, step1, "add snow", user_id=MEMBER_ID)
     step2 = await h.reply_answer(step1)
-    g1, g2 = await rows(h)
-    assert g2["parent_id"] == g1["id"] and "step 2" in embed_text(step2)
+    g1, g2 = await h.edits()
+    assert g2.parent_id == g1.id and "step 2" in embed_text(step2)
 
 
 @pytest.mark.settings(iterate_author_only=True)
@@ -518,15 +485,12 @@ async def test_a_mention_with_a_link_to_someone_elses_result_follows_the_iterati
     h: Harness,
 ) -> None:
     step1 = await first_result(h)
-    message = h.discord.make_message(
-        CHANNEL_ID, author_id=OTHER_MEMBER_ID,
-        content=f"<@{h.discord.bot_user_id}> mine now {step1['attachments'][0]['url']}",
-        mentions=[h.discord.bot_user_id], embeds=[result_link_embed(step1)],
-    )  # fmt: skip
+    url = step1["attachments"][0]["url"]
+    message = link_post(h, step1, f"<@{h.discord.bot_user_id}> mine now {url}")
     await h.discord.dispatch("MESSAGE_CREATE", message)
     refused = await h.reply_answer(message)
     assert "only the member who made a result" in refused["content"]
-    assert len(api_calls(h)) == 1
+    assert len(h.api_calls()) == 1
 
 
 @pytest.mark.settings(iterate_author_only=True)
@@ -534,16 +498,14 @@ async def test_a_mention_replying_to_someone_elses_result_follows_the_iteration_
     h: Harness,
 ) -> None:
     step1 = await first_result(h)
-    photo = h.discord.make_message(
-        CHANNEL_ID, author_id=OTHER_MEMBER_ID, embeds=[result_link_embed(step1)]
-    )
+    photo = link_post(h, step1)
     # A mention in reply to the result itself, and to a message that shows its link (by
     # two members: one member refused twice in a row gets a reaction the second time).
     for target, user_id in ((step1, OTHER_MEMBER_ID), (photo, ADMIN_ID)):
         ask = await h.reply(target, f"<@{h.discord.bot_user_id}> mine now", user_id=user_id)
         refused = await h.reply_answer(ask)
         assert "only the member who made a result" in refused["content"]
-    assert len(api_calls(h)) == 1
+    assert len(h.api_calls()) == 1
 
 
 async def test_a_failure_after_the_token_expired_is_told_in_the_channel(h: Harness) -> None:
@@ -564,13 +526,9 @@ async def test_a_failure_after_the_token_expired_is_told_in_the_channel(h: Harne
 async def test_a_result_paid_for_but_not_posted_before_a_crash_is_delivered_at_start_up(
     h: Harness,
 ) -> None:
-    h.bot.core.delivery.backoff_s = 0.01
-    h.discord.fail_next(
-        "POST", rf"^/channels/{CHANNEL_ID}/messages$", 503, times=h.bot.core.delivery.attempts
-    )
+    h.refuse_uploads()
     await h.answer(await h.edit("crash before posting"))
-    # As if the process had died during the upload: the job is still 'running'.
-    await h.bot.core.database.write("UPDATE jobs SET state = 'running', finished_at = NULL")
+    await forge_crash_during_upload(h.bot.core.database)
     await h.restart()
     delivered = await h.discord.wait_for(
         lambda: [
@@ -579,11 +537,9 @@ async def test_a_result_paid_for_but_not_posted_before_a_crash_is_delivered_at_s
         ]
     )  # fmt: skip
     assert len(delivered) == 1
-    await h.discord.wait_for(
-        lambda: h.bot.core.database.fetchone("SELECT 1 FROM jobs WHERE state = 'done'")
-    )
-    [row] = await rows(h)
-    assert row["result_message_id"] == int(delivered[0]["id"]) and row["result_path"] is None
-    [charge] = await h.bot.core.database.fetchall("SELECT state FROM charges")
-    assert charge[0] == "committed"
-    assert len(api_calls(h)) == 1
+    await h.wait_job_ended("done")
+    [row] = await h.edits()
+    assert row.result_message_id == int(delivered[0]["id"]) and row.result_path is None
+    [charge] = await h.charges()
+    assert charge.state == "committed"
+    assert len(h.api_calls()) == 1

@@ -16,9 +16,9 @@ import pytest
 
 from bot.config import ApiSettings, ConfigError, Settings, load
 from bot.logs import MASK, RedactingFilter, setup_logging
-from tests.conftest import API_KEY
 from tests.fake_segmind import FakeSegmind
 from tests.helpers import LocalServer, make_image, open_image
+from tests.world import API_KEY
 
 TOKEN = "discord-token-must-stay-hidden-42"
 SEGMIND_KEY = "segmind-key-must-stay-hidden-17"
@@ -59,6 +59,22 @@ async def run_bot_async(cwd: Path, *args: str, **settings: str) -> tuple[int, st
     out, err = await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT_S)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+async def cli_edit(
+    cwd: Path,
+    segmind: FakeSegmind,
+    source: str,
+    *options: str,
+    prompt: str = "x",
+    output: str = "out.png",
+    api_key: str = API_KEY,
+) -> tuple[int, str, str]:
+    """`kontext-bot edit source prompt -o output options...` against the fake API."""
+    return await run_bot_async(
+        cwd, "edit", source, prompt, "-o", output, *options,
+        SEGMIND_BASE_URL=segmind.base_url, SEGMIND_API_KEY=api_key,
+    )  # fmt: skip
 
 
 def assert_one_line_config_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -184,19 +200,16 @@ async def test_edit_writes_the_result_and_prints_what_it_cost(
 ) -> None:
     segmind.send_cost_header = True
     (tmp_path / "in.png").write_bytes(make_image(256, 192, "PNG"))
-    code, out, err = await run_bot_async(
+    code, out, err = await cli_edit(
         tmp_path,
-        "edit",
+        segmind,
         "in.png",
-        "make it night",
-        "-o",
-        "results/out.png",
         "--seed",
         "1234",
         "--steps",
         "20",
-        SEGMIND_BASE_URL=segmind.base_url,
-        SEGMIND_API_KEY=API_KEY,
+        prompt="make it night",
+        output="results/out.png",
     )
     assert code == 0, err
     assert err == ""
@@ -225,16 +238,7 @@ async def test_edit_writes_the_result_and_prints_what_it_cost(
 
 async def test_edit_says_when_the_cost_is_unknown(tmp_path: Path, segmind: FakeSegmind) -> None:
     (tmp_path / "in.jpg").write_bytes(make_image(128, 128, "JPEG"))
-    code, out, err = await run_bot_async(
-        tmp_path,
-        "edit",
-        "in.jpg",
-        "x",
-        "-o",
-        "out.png",
-        SEGMIND_BASE_URL=segmind.base_url,
-        SEGMIND_API_KEY=API_KEY,
-    )
+    code, out, err = await cli_edit(tmp_path, segmind, "in.jpg")
     assert code == 0, err
     assert "cost: unknown (no x-cost header)" in out
     assert "remaining credits: 99.96" in out
@@ -244,16 +248,7 @@ async def test_edit_passes_a_url_input_through_in_url_mode(
     tmp_path: Path, segmind: FakeSegmind, local_server: LocalServer
 ) -> None:
     url = local_server.serve_bytes("/photo.png", make_image(128, 128))
-    code, _out, err = await run_bot_async(
-        tmp_path,
-        "edit",
-        url,
-        "x",
-        "-o",
-        "out.png",
-        SEGMIND_BASE_URL=segmind.base_url,
-        SEGMIND_API_KEY=API_KEY,
-    )
+    code, _out, err = await cli_edit(tmp_path, segmind, url)
     assert code == 0, err
     assert segmind.requests[0].json["input_image"] == url
     # Fetched twice: once by the CLI to check it, once by the API.
@@ -271,16 +266,7 @@ async def test_edit_converts_a_heic_the_api_cannot_take(
         source = "IMG_0001.HEIC"
     else:
         source = local_server.serve_bytes("/IMG_0001.HEIC", heic, content_type="image/heic")
-    code, _out, err = await run_bot_async(
-        tmp_path,
-        "edit",
-        source,
-        "x",
-        "-o",
-        "out.png",
-        SEGMIND_BASE_URL=segmind.base_url,
-        SEGMIND_API_KEY=API_KEY,
-    )
+    code, _out, err = await cli_edit(tmp_path, segmind, source)
     assert code == 0, err
     # Even in url mode the API gets JPEG bytes, never a HEIC it cannot read.
     sent = open_image(base64.b64decode(segmind.requests[0].json["input_image"], validate=True))
@@ -293,16 +279,7 @@ async def test_edit_with_a_bad_key_exits_1_without_showing_it(
 ) -> None:
     wrong = "sk-wrong-key-must-not-be-shown"
     (tmp_path / "in.png").write_bytes(make_image(128, 128))
-    code, out, err = await run_bot_async(
-        tmp_path,
-        "edit",
-        "in.png",
-        "x",
-        "-o",
-        "out.png",
-        SEGMIND_BASE_URL=segmind.base_url,
-        SEGMIND_API_KEY=wrong,
-    )
+    code, out, err = await cli_edit(tmp_path, segmind, "in.png", api_key=wrong)
     assert code == 1
     assert err.strip() == "error: the API key was rejected (status 401)"
     assert "Traceback" not in err
@@ -315,16 +292,7 @@ async def test_edit_of_a_non_image_exits_2_before_any_api_call(
     tmp_path: Path, segmind: FakeSegmind
 ) -> None:
     (tmp_path / "notes.png").write_text("not really a picture", encoding="utf-8")
-    code, _out, err = await run_bot_async(
-        tmp_path,
-        "edit",
-        "notes.png",
-        "x",
-        "-o",
-        "out.png",
-        SEGMIND_BASE_URL=segmind.base_url,
-        SEGMIND_API_KEY=API_KEY,
-    )
+    code, _out, err = await cli_edit(tmp_path, segmind, "notes.png")
     assert code == 2
     assert "error: notes.png is not a usable image" in err
     assert "Traceback" not in err
@@ -334,14 +302,11 @@ async def test_edit_of_a_non_image_exits_2_before_any_api_call(
 async def test_edit_of_a_missing_file_or_bad_option_exits_2(
     tmp_path: Path, segmind: FakeSegmind
 ) -> None:
-    env = {"SEGMIND_BASE_URL": segmind.base_url, "SEGMIND_API_KEY": API_KEY}
-    code, _out, err = await run_bot_async(tmp_path, "edit", "nope.png", "x", "-o", "o.png", **env)
+    code, _out, err = await cli_edit(tmp_path, segmind, "nope.png")
     assert code == 2
     assert "error: No such file: nope.png" in err
     (tmp_path / "in.png").write_bytes(make_image(128, 128))
-    code, _out, err = await run_bot_async(
-        tmp_path, "edit", "in.png", "x", "-o", "o.png", "--steps", "99", **env
-    )
+    code, _out, err = await cli_edit(tmp_path, segmind, "in.png", "--steps", "99")
     assert code == 2
     assert "`steps` must be between 4 and 50" in err
     assert segmind.requests == []

@@ -8,7 +8,6 @@ import json
 import re
 import shlex
 import signal
-import sqlite3
 import sys
 from pathlib import Path
 
@@ -16,10 +15,11 @@ import httpx
 import pytest
 
 from bot.config import Settings
-from tests.conftest import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID, MEMBER_ID
+from bot.db import generations
 from tests.fake_discord import FakeDiscord
 from tests.fake_segmind import FakeSegmind
-from tests.helpers import make_image, unused_port
+from tests.helpers import make_image, read_database, unused_port
+from tests.world import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID, MEMBER_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 VOLUME = "/data"
@@ -179,8 +179,8 @@ async def test_the_images_entry_point_and_settings_run_the_bot_and_pass_its_heal
         assert status == 1 and "unhealthy" in said  # nothing answers once it stopped
 
     # Everything it keeps is in the volume.
-    with sqlite3.connect(volume / "kontext.db") as conn:
-        assert conn.execute("SELECT status FROM generations").fetchall() == [("succeeded",)]
+    edits = await read_database(volume / "kontext.db", lambda d: generations.of_server(d, GUILD_ID))
+    assert [g.status for g in edits] == ["succeeded"]
     assert (volume / "results").is_dir()
     assert sorted(p.name for p in workdir.iterdir()) == []
     # LOG_FORMAT=json from the image: every line of its output is one JSON object.

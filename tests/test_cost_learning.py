@@ -8,8 +8,9 @@ import pytest
 from bot import db
 from bot.credits import Cost, CreditMeter
 from bot.db import generations
-from tests.conftest import GUILD_ID, MEMBER_ID, OPERATOR_ID, Harness
-from tests.helpers import make_new_generation
+from tests.harness import Harness
+from tests.helpers import make_new_generation, record_success
+from tests.world import GUILD_ID, MEMBER_ID, OPERATOR_ID
 
 MODEL = "flux-kontext-dev"
 ESTIMATE = 0.05
@@ -25,16 +26,12 @@ async def solo(meter: CreditMeter, conn: db.Database, remaining: float | None) -
     cost = await meter.settle(
         meter.start(), generation_id=gen_id, remaining=remaining, header_cost=None
     )
-    await generations.mark_succeeded(
+    await record_success(
         conn,
         gen_id,
-        api_seed=None,
-        api_time_s=1.0,
-        request_id=None,
         cost=cost.amount,
         cost_source=cost.source,
         remaining_credits=remaining,
-        reencoded=False,
         measured_cost=cost.measured,
     )
     return cost
@@ -181,12 +178,9 @@ async def test_a_member_cannot_get_six_edits_out_of_ten_credits_at_five_a_call(
     delivered = [r for r in results if r.get("attachments")]
     assert len(delivered) == 2
     assert "out of edits" in results[2]["content"]
-    rows = await h.bot.core.database.fetchall(
-        "SELECT amount, cost_source FROM charges WHERE user_id = ? AND state = 'committed'",
-        (MEMBER_ID,),
-    )
+    charged = [(c.amount, c.cost_source) for c in await h.charges() if c.state == "committed"]
     # The first call had no earlier balance to measure from; the second ran alone.
-    assert [tuple(r) for r in rows] == [(1.0, "estimate"), (5.0, "balance_drop")]
+    assert charged == [(1.0, "estimate"), (5.0, "balance_drop")]
     assert await h.bot.core.meter.expected_cost() == 5.0
     assert h.segmind.calls_billed == 2
 

@@ -13,9 +13,9 @@ from bot.db import credits as credit_readings
 from bot.db import generations
 from bot.params import build_params
 from bot.segmind import InvalidResponse, SegmindClient
-from tests.conftest import API_KEY
 from tests.fake_segmind import FakeSegmind
-from tests.helpers import make_image, make_new_generation
+from tests.helpers import make_image, make_new_generation, record_success
+from tests.world import API_KEY
 
 MODEL = "flux-kontext-dev"
 FALLBACK = 0.05
@@ -31,24 +31,18 @@ async def new_generation(conn: db.Database, model: str = MODEL) -> int:
 
 async def succeeded(conn: db.Database, cost: float, source: str, model: str = MODEL) -> int:
     gen_id = await new_generation(conn, model)
-    await generations.mark_succeeded(
+    await record_success(
         conn,
         gen_id,
-        api_seed=None,
-        api_time_s=1.0,
-        request_id=None,
         cost=cost,
         cost_source=source,
-        remaining_credits=None,
-        reencoded=False,
         measured_cost=cost if source in ("header", "balance_drop") else None,
     )
     return gen_id
 
 
 async def readings(conn: db.Database) -> list[tuple[float, int | None]]:
-    cur = await conn.execute("SELECT remaining, generation_id FROM credit_readings ORDER BY id")
-    return [(r[0], r[1]) for r in await cur.fetchall()]
+    return [(r.remaining, r.generation_id) for r in await credit_readings.credit_readings(conn)]
 
 
 async def solo_call(

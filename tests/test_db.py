@@ -12,10 +12,10 @@ import aiosqlite
 import pytest
 
 from bot import db
-from bot.db import connection, generations, messages
+from bot.db import audit, connection, generations, messages
 from bot.db import credits as credit_readings
 from bot.params import build_params
-from tests.helpers import make_new_generation
+from tests.helpers import make_new_generation, record_success
 
 
 async def scalar(conn: aiosqlite.Connection, sql: str) -> object:
@@ -31,6 +31,7 @@ async def tables(conn: aiosqlite.Connection) -> set[str]:
 
 
 # ---------------------------------------------------------------------- connect
+# The connection's own settings and schema version are PRAGMAs: read as such.
 
 
 async def test_connect_creates_the_parent_directory(tmp_path: Path) -> None:
@@ -80,6 +81,7 @@ async def test_reconnect_is_idempotent_and_keeps_data(db_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- migrate
+# The runner's tests bring their own schema (tables a, b, log): SQL is the only way in.
 
 
 @pytest.fixture
@@ -210,12 +212,17 @@ async def test_insert_then_get_round_trips_a_pending_generation(conn: db.Databas
     assert row.finished_at is None
     assert before <= row.created_at <= time.time()
     assert row.params == build_params("make it night", seed=1234)
-    cur = await conn.execute(
-        "SELECT guidance, steps, aspect_ratio, output_format, quality, seed_explicit, "
-        "input_mode, input_url, input_attachment_id FROM generations WHERE id = ?",
-        (gen_id,),
-    )
-    assert tuple(await cur.fetchone()) == (  # type: ignore[arg-type]
+    assert (
+        row.guidance,
+        row.steps,
+        row.aspect_ratio,
+        row.output_format,
+        row.quality,
+        row.seed_explicit,
+        row.input_mode,
+        row.input_url,
+        row.input_attachment_id,
+    ) == (
         7.0,
         35,
         "match_input_image",
@@ -261,27 +268,13 @@ async def test_mark_succeeded_records_the_outcome(conn: db.Database) -> None:
     assert row.remaining_credits == 99.96
     assert row.finished_at is not None
     assert row.finished_at >= row.created_at
-    cur = await conn.execute(
-        "SELECT api_seed, api_request_id, result_reencoded FROM generations WHERE id = ?",
-        (gen_id,),
-    )
-    assert tuple(await cur.fetchone()) == (1234, "req-1", 1)  # type: ignore[arg-type]
+    assert (row.api_seed, row.api_request_id, row.result_reencoded) == (1234, "req-1", 1)
 
 
 async def test_unknown_cost_source_is_refused_by_the_schema(conn: db.Database) -> None:
     gen_id = await generations.insert(conn, make_new_generation())
     with pytest.raises(sqlite3.IntegrityError):
-        await generations.mark_succeeded(
-            conn,
-            gen_id,
-            api_seed=None,
-            api_time_s=1.0,
-            request_id=None,
-            cost=0.04,
-            cost_source="guess",
-            remaining_credits=None,
-            reencoded=False,
-        )
+        await record_success(conn, gen_id, cost_source="guess")
 
 
 async def test_mark_failed_records_a_truncated_reason(conn: db.Database) -> None:
@@ -298,17 +291,7 @@ async def test_mark_failed_records_a_truncated_reason(conn: db.Database) -> None
 
 async def test_mark_failed_never_overwrites_a_finished_generation(conn: db.Database) -> None:
     gen_id = await generations.insert(conn, make_new_generation())
-    await generations.mark_succeeded(
-        conn,
-        gen_id,
-        api_seed=1,
-        api_time_s=1.0,
-        request_id=None,
-        cost=0.04,
-        cost_source="header",
-        remaining_credits=None,
-        reencoded=False,
-    )
+    await record_success(conn, gen_id)
     await generations.mark_failed(conn, gen_id, "late error")
     row = await generations.get(conn, gen_id)
     assert row is not None
@@ -325,26 +308,13 @@ async def test_record_delivery_stores_where_the_result_was_posted(conn: db.Datab
     row = await generations.get(conn, gen_id)
     assert row is not None
     assert (row.result_message_id, row.result_url) == (777, url)
-    cur = await conn.execute(
-        "SELECT result_channel_id, result_attachment_id FROM generations WHERE id = ?", (gen_id,)
-    )
-    assert tuple(await cur.fetchone()) == (4243, 778)  # type: ignore[arg-type]
+    assert (row.result_channel_id, row.result_attachment_id) == (4243, 778)
 
 
 async def test_fail_interrupted_fails_only_pending_rows(conn: db.Database) -> None:
     pending = [await generations.insert(conn, make_new_generation()) for _ in range(2)]
     done = await generations.insert(conn, make_new_generation())
-    await generations.mark_succeeded(
-        conn,
-        done,
-        api_seed=1,
-        api_time_s=1.0,
-        request_id=None,
-        cost=0.04,
-        cost_source="header",
-        remaining_credits=None,
-        reencoded=False,
-    )
+    await record_success(conn, done)
     failed = await generations.insert(conn, make_new_generation())
     await generations.mark_failed(conn, failed, "BadRequest: nope")
 
@@ -382,7 +352,9 @@ async def test_a_write_from_another_task_never_lands_in_an_open_transaction(
 
     async def failing_transaction() -> None:
         async with conn.transaction() as c:
-            await c.execute("INSERT INTO credit_readings (at, remaining) VALUES (1, 1.0)")
+            await audit.insert(
+                c, guild_id=1, actor_id=2, action="a", target=None, before="", after="", at=1.0
+            )
             opened.set()
             await asyncio.sleep(0.05)  # another task writes meanwhile
             raise RuntimeError("boom")
@@ -394,5 +366,5 @@ async def test_a_write_from_another_task_never_lands_in_an_open_transaction(
     results = await asyncio.gather(failing_transaction(), other_write(), return_exceptions=True)
     assert isinstance(results[0], RuntimeError)
     assert results[1] is None
-    cur = await conn.execute("SELECT remaining FROM credit_readings")
-    assert [r[0] for r in await cur.fetchall()] == [2.0]
+    assert await audit.latest_everywhere(conn, limit=10) == []  # rolled back
+    assert [r.remaining for r in await credit_readings.credit_readings(conn)] == [2.0]

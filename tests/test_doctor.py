@@ -10,11 +10,11 @@ import pytest
 from bot import db
 from bot.adapter.doctor import base_permissions, channel_permissions, missing
 from bot.db import generations
-from tests.conftest import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID
 from tests.fake_discord import ADMINISTRATOR, ATTACH_FILES, BOT_PERMISSIONS, FakeDiscord
 from tests.fake_segmind import FakeSegmind
 from tests.helpers import make_new_generation
 from tests.test_config_cli import run_bot_async
+from tests.world import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID
 
 QUIET_CHANNEL_ID = 4250  # a channel nobody used /edit in
 
@@ -134,7 +134,7 @@ async def test_doctor_reports_a_database_newer_than_the_bot(
     path = tmp_path / "data" / "kontext.db"
     await edited_in(path)
     database = await db.connect(path)
-    await database.write("PRAGMA user_version = 999")
+    await database.write("PRAGMA user_version = 999")  # forged: as a newer bot leaves it
     await database.close()
     status, lines, _ = await doctor(tmp_path, discord, segmind)
     assert status == 1

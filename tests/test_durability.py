@@ -22,15 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MEMBER_ID, Harness
+from tests.harness import Harness
 from tests.test_process import bot_env, send_edit
+from tests.world import MEMBER_ID
 
+# Matched in the trace of the statements the bot ran (the test runs no SQL of its own).
 RUNNING = "UPDATE jobs SET state = 'running'"
-
-
-@pytest.fixture
-def h(harness: Harness) -> Harness:
-    return harness
 
 
 async def test_the_move_to_running_is_committed_with_synchronous_full(h: Harness) -> None:

@@ -8,28 +8,15 @@ import logging
 import pytest
 
 from bot.db import generations
-from tests.conftest import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID, MEMBER_ID, Harness
 from tests.fake_discord import FLAG_EPHEMERAL
+from tests.harness import Harness
 from tests.helpers import make_animation, make_image, make_mpo, make_noise_image, open_image
+from tests.world import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID, MEMBER_ID
 
 MODES = [
     pytest.param(mode, marks=pytest.mark.settings(segmind_input_mode=mode), id=mode)
     for mode in ("url", "base64")
 ]
-
-
-@pytest.fixture
-def h(harness: Harness) -> Harness:
-    return harness
-
-
-def edit_requests(h: Harness) -> list:
-    return [r for r in h.segmind.requests if r.method == "POST"]
-
-
-async def generation_rows(h: Harness) -> list[dict]:
-    rows = await h.bot.core.database.fetchall("SELECT * FROM generations ORDER BY id")
-    return [dict(r) for r in rows]
 
 
 async def test_edit_replies_with_the_edited_image_and_a_compact_embed(h: Harness) -> None:
@@ -54,21 +41,21 @@ async def test_edit_replies_with_the_edited_image_and_a_compact_embed(h: Harness
     assert fields["Cost"].endswith("credits")
     assert embed["image"]["url"] == attachment["url"]  # the embed shows the uploaded file
 
-    [call] = edit_requests(h)
+    [call] = h.api_calls()
     assert call.json["prompt"] == "make it night"
     assert call.json["seed"] == 1234
     assert call.json["num_inference_steps"] == 28
     assert call.json["input_image"].startswith(h.discord.cdn_base)
     assert call.headers["x-api-key"] == API_KEY
 
-    [row] = await generation_rows(h)
-    assert row["status"] == "succeeded"
-    assert (row["user_id"], row["guild_id"], row["channel_id"]) == (MEMBER_ID, GUILD_ID, CHANNEL_ID)
-    assert row["seed"] == 1234 and row["steps"] == 28 and row["guidance"] == 7.0
-    assert row["result_message_id"] == int(answer["id"])
-    assert row["result_attachment_id"] == int(attachment["id"])
-    assert row["remaining_credits"] == pytest.approx(h.segmind.credits)
-    assert row["api_time_s"] is not None and row["finished_at"] is not None
+    [row] = await h.edits()
+    assert row.status == "succeeded"
+    assert (row.user_id, row.guild_id, row.channel_id) == (MEMBER_ID, GUILD_ID, CHANNEL_ID)
+    assert row.seed == 1234 and row.steps == 28 and row.guidance == 7.0
+    assert row.result_message_id == int(answer["id"])
+    assert row.result_attachment_id == int(attachment["id"])
+    assert row.remaining_credits == pytest.approx(h.segmind.credits)
+    assert row.api_time_s is not None and row.finished_at is not None
 
 
 async def test_the_first_answer_is_a_public_defer_within_three_seconds(h: Harness) -> None:
@@ -83,7 +70,7 @@ async def test_the_first_answer_is_a_public_defer_within_three_seconds(h: Harnes
 
 async def test_a_seed_is_chosen_and_shown_when_omitted(h: Harness) -> None:
     answer = await h.answer(await h.edit("add snow"))
-    [call] = edit_requests(h)
+    [call] = h.api_calls()
     seed = call.json["seed"]
     assert isinstance(seed, int) and seed >= 0
     fields = {f["name"]: f["value"] for f in answer["embeds"][0]["fields"]}
@@ -93,10 +80,10 @@ async def test_a_seed_is_chosen_and_shown_when_omitted(h: Harness) -> None:
 async def test_cost_is_the_drop_in_remaining_credits_once_a_reading_exists(h: Harness) -> None:
     await h.answer(await h.edit("first"))
     answer = await h.answer(await h.edit("second"))
-    rows = await generation_rows(h)
-    assert rows[0]["cost_source"] == "estimate"  # no earlier balance to compare with
-    assert rows[1]["cost_source"] == "balance_drop"
-    assert rows[1]["cost"] == pytest.approx(h.segmind.cost)
+    rows = await h.edits()
+    assert rows[0].cost_source == "estimate"  # no earlier balance to compare with
+    assert rows[1].cost_source == "balance_drop"
+    assert rows[1].cost == pytest.approx(h.segmind.cost)
     fields = {f["name"]: f["value"] for f in answer["embeds"][0]["fields"]}
     assert fields["Cost"] == "0.04 credits"
 
@@ -140,9 +127,9 @@ async def test_bad_input_gets_a_private_answer_and_costs_nothing(
     answer = await h.answer(interaction)
     assert answer["flags"] & FLAG_EPHEMERAL
     assert expected in answer["content"]
-    assert edit_requests(h) == []
+    assert h.api_calls() == []
     assert h.segmind.credits == credits_before
-    assert await generation_rows(h) == []
+    assert await h.edits() == []
     # The bot is still answering afterwards.
     assert (await h.answer(await h.edit("fine now")))["attachments"]
 
@@ -171,9 +158,9 @@ async def test_api_faults_are_explained_and_leave_no_pending_row(
     assert expected in answer["content"]
     assert "not charged" in answer["content"]
     assert answer["flags"] & FLAG_EPHEMERAL
-    assert len(edit_requests(h)) == calls
-    [row] = await generation_rows(h)
-    assert row["status"] == "failed" and row["failure_reason"]
+    assert len(h.api_calls()) == calls
+    [row] = await h.edits()
+    assert row.status == "failed" and row.failure_reason
     assert await generations.count_by_status(h.bot.core.database) == {"failed": 1}
 
 
@@ -181,7 +168,7 @@ async def test_a_retried_server_error_then_success_delivers_the_image(h: Harness
     h.segmind.fail_next(503, headers={"Retry-After": "0"})
     answer = await h.answer(await h.edit("make it pop"))
     assert answer["attachments"]
-    assert len(edit_requests(h)) == 2
+    assert len(h.api_calls()) == 2
 
 
 @pytest.mark.settings(segmind_timeout_s=0.5)
@@ -189,9 +176,9 @@ async def test_a_timeout_is_not_retried_and_the_member_is_told(h: Harness) -> No
     h.segmind.delay_next(2.0)
     answer = await h.answer(await h.edit("slow one"))
     assert "took too long" in answer["content"] and "not charged" in answer["content"]
-    assert len(edit_requests(h)) == 1
-    [row] = await generation_rows(h)
-    assert row["status"] == "failed" and "Timeout" in row["failure_reason"]
+    assert len(h.api_calls()) == 1
+    [row] = await h.edits()
+    assert row.status == "failed" and "Timeout" in row.failure_reason
 
 
 async def test_a_non_image_answer_is_not_posted(h: Harness) -> None:
@@ -207,8 +194,8 @@ async def test_after_a_rejected_key_no_more_requests_are_sent(h: Harness) -> Non
     answer = await h.answer(await h.edit("two"))
     assert "admins have been told" in answer["content"]
     assert answer["flags"] & FLAG_EPHEMERAL
-    assert len(edit_requests(h)) == 1  # the second edit was refused without a call
-    assert [r["status"] for r in await generation_rows(h)] == ["failed"]
+    assert len(h.api_calls()) == 1  # the second edit was refused without a call
+    assert [r.status for r in await h.edits()] == ["failed"]
 
 
 async def test_the_key_and_token_never_reach_logs_or_messages(
@@ -224,7 +211,7 @@ async def test_the_key_and_token_never_reach_logs_or_messages(
     assert API_KEY not in caplog.text and BOT_TOKEN not in caplog.text
     for message in h.discord.messages.values():
         assert API_KEY not in str(message)
-    rows = await generation_rows(h)
+    rows = await h.edits()
     assert API_KEY not in str(rows)
 
 
@@ -232,7 +219,7 @@ async def test_the_key_and_token_never_reach_logs_or_messages(
 async def test_base64_mode_downloads_from_the_cdn_and_sends_clean_bytes(h: Harness) -> None:
     answer = await h.answer(await h.edit("make it night", h.upload(make_image(300, 200))))
     assert answer["attachments"]
-    [call] = edit_requests(h)
+    [call] = h.api_calls()
     assert not call.json["input_image"].startswith("http")
     assert h.discord.cdn_requests, "the bot should have downloaded the upload itself"
 
@@ -243,8 +230,8 @@ async def test_base64_mode_refuses_a_file_that_is_not_an_image(h: Harness) -> No
     answer = await h.answer(await h.edit("x", upload))
     assert answer["flags"] & FLAG_EPHEMERAL
     assert "not a readable image" in answer["content"]
-    assert edit_requests(h) == []
-    assert await generation_rows(h) == []
+    assert h.api_calls() == []
+    assert await h.edits() == []
 
 
 async def test_a_result_over_the_upload_limit_is_reencoded_and_says_so(h: Harness) -> None:
@@ -294,11 +281,11 @@ async def test_a_picture_the_api_cannot_take_is_converted_and_edited(
     assert not answer["flags"] & FLAG_EPHEMERAL
     assert_inverted(h, answer, source)
     assert f"converted from {label}" in footer_of(answer)
-    [call] = edit_requests(h)
+    [call] = h.api_calls()
     sent = base64.b64decode(call.json["input_image"], validate=True)  # never the CDN URL
     assert open_image(sent).format == "JPEG"
-    [row] = await generation_rows(h)
-    assert row["status"] == "succeeded" and row["input_mode"] == "base64"
+    [row] = await h.edits()
+    assert row.status == "succeeded" and row.input_mode == "base64"
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -311,7 +298,7 @@ async def test_an_mpo_named_photo_jpg_is_edited_as_a_jpeg(h: Harness, mode: str)
     assert not answer["flags"] & FLAG_EPHEMERAL
     assert_inverted(h, answer, source)
     assert "converted" not in footer_of(answer)
-    [call] = edit_requests(h)
+    [call] = h.api_calls()
     if mode == "url":
         assert call.json["input_image"].startswith(h.discord.cdn_base)
     else:
@@ -322,7 +309,7 @@ async def test_an_animated_png_typed_image_apng_is_edited(h: Harness) -> None:
     source = make_animation(3, size=(320, 240))
     answer = await h.answer(await h.edit("make it night", h.upload(source, "a.png", "image/apng")))
     assert answer["attachments"] and not answer["flags"] & FLAG_EPHEMERAL
-    [call] = edit_requests(h)
+    [call] = h.api_calls()
     assert call.json["input_image"].startswith(h.discord.cdn_base)  # a PNG the API can fetch
 
 
@@ -340,7 +327,7 @@ async def test_the_bytes_decide_how_a_heic_is_sent(h: Harness, upload: dict) -> 
     answer = await h.answer(await h.edit("make it night", attachment))
     assert_inverted(h, answer, source)
     assert "converted from HEIC" in footer_of(answer)
-    [call] = edit_requests(h)
+    [call] = h.api_calls()
     assert not call.json["input_image"].startswith("http")
 
 

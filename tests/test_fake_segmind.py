@@ -71,11 +71,10 @@ async def fake() -> AsyncIterator[FakeSegmind]:
         yield f
 
 
-@pytest_asyncio.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    # trust_env=False: loopback traffic must never go through a proxy from the environment.
-    async with httpx.AsyncClient(timeout=10.0, trust_env=False) as c:
-        yield c
+@pytest.fixture
+def client(http: httpx.AsyncClient) -> httpx.AsyncClient:
+    """conftest's loopback-only client, under the name these tests use."""
+    return http
 
 
 @pytest_asyncio.fixture

@@ -7,28 +7,11 @@ import logging
 import pytest
 
 from bot.health import PROBE_INTERVAL_S, Incident, IncidentKind, ServiceHealth
+from tests.clock import StoppedClock as Clock
 
 INTERVAL = 300.0
 KEY = Incident(IncidentKind.KEY_REJECTED, "the API key was rejected")
 CREDITS = Incident(IncidentKind.OUT_OF_CREDITS, "out of credits")
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
 from tests.fake_discord import FLAG_EPHEMERAL
+from tests.harness import Harness
 from tests.helpers import (
     LocalServer,
     make_animation,
@@ -18,17 +18,13 @@ from tests.helpers import (
     make_noise_image,
     make_png_bomb,
 )
+from tests.world import GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID
 
 MODES = [
     pytest.param(mode, marks=pytest.mark.settings(segmind_input_mode=mode), id=mode)
     for mode in ("url", "base64")
 ]
 ROLE_ID = 4242_0001
-
-
-@pytest.fixture
-def h(harness: Harness) -> Harness:
-    return harness
 
 
 @functools.cache
@@ -46,14 +42,6 @@ def noisy_heic() -> bytes:
 HEIC = {"filename": "IMG_0001.HEIC", "content_type": "image/heic"}
 
 
-def api_calls(h: Harness) -> list:
-    return [r for r in h.segmind.requests if r.method == "POST"]
-
-
-async def table(h: Harness, name: str) -> list[dict[str, Any]]:
-    return [dict(r) for r in await h.bot.core.database.fetchall(f"SELECT * FROM {name}")]  # noqa: S608
-
-
 async def assert_refused_at_no_cost(
     h: Harness, interaction: int, *expected: str, credits: float
 ) -> dict[str, Any]:
@@ -62,10 +50,10 @@ async def assert_refused_at_no_cost(
     assert answer["flags"] & FLAG_EPHEMERAL
     assert any(text in answer["content"] for text in expected), answer["content"]
     assert not answer.get("attachments")
-    assert api_calls(h) == []
+    assert h.api_calls() == []
     assert h.segmind.credits == credits
-    assert await table(h, "generations") == []
-    assert await table(h, "charges") == []
+    assert await h.edits() == []
+    assert await h.server_charges() == []
     return answer
 
 
@@ -179,7 +167,7 @@ async def test_a_prompt_full_of_mentions_is_edited_but_pings_nobody(h: Harness) 
     answer = await h.answer(await h.edit(prompt + "make it night"))
 
     assert answer["attachments"]
-    assert api_calls(h)[0].json["prompt"].startswith("@everyone")  # the API gets the text as is
+    assert h.api_calls()[0].json["prompt"].startswith("@everyone")  # the API gets the text as is
     bot_id = str(h.discord.bot_user_id)
     sent = [m for m in h.discord.messages.values() if m["author"]["id"] == bot_id]
     assert sent
@@ -201,9 +189,9 @@ async def test_a_prompt_full_of_mentions_is_edited_but_pings_nobody(h: Harness) 
 async def assert_failed_and_released(h: Harness, answer: dict[str, Any], expected: str) -> None:
     assert answer["flags"] & FLAG_EPHEMERAL and not answer.get("attachments")
     assert expected in answer["content"] and "not charged" in answer["content"]
-    [gen] = await table(h, "generations")
-    assert gen["status"] == "failed" and gen["failure_reason"]
-    assert [c["state"] for c in await table(h, "charges")] == ["released"]
+    [gen] = await h.edits()
+    assert gen.status == "failed" and gen.failure_reason
+    assert [c.state for c in await h.server_charges()] == ["released"]
     quota = await h.bot.core.ledger.status(GUILD_ID, MEMBER_ID, ())
     assert quota.used == quota.held == 0  # the member's allowance is untouched
 
@@ -214,7 +202,7 @@ async def test_a_huge_answer_is_refused_as_a_broken_image(h: Harness) -> None:
     answer = await h.answer(await h.edit("make it night"))
     api.max_response_bytes = limit
     await assert_failed_and_released(h, answer, "broken image")
-    assert len(api_calls(h)) == 1
+    assert len(h.api_calls()) == 1
     await assert_still_edits(h)
 
 
@@ -229,11 +217,11 @@ async def test_garbage_credit_headers_do_not_stop_the_result(h: Harness) -> None
     h.segmind.header_mode = "garbage"
     answer = await h.answer(await h.edit("make it night"))
     assert answer["attachments"]
-    [gen] = await table(h, "generations")
-    assert gen["status"] == "succeeded" and gen["remaining_credits"] is None
-    assert gen["cost"] is not None and gen["cost"] >= 0
-    [charge] = await table(h, "charges")
-    assert charge["state"] == "committed"
+    [gen] = await h.edits()
+    assert gen.status == "succeeded" and gen.remaining_credits is None
+    assert gen.cost is not None and gen.cost >= 0
+    [charge] = await h.server_charges()
+    assert charge.state == "committed"
     h.segmind.header_mode = "normal"
     await assert_still_edits(h)
 
@@ -243,5 +231,5 @@ async def test_an_api_that_stalls_past_the_timeout_is_given_up_on(h: Harness) ->
     h.segmind.delay_next(2.0)
     answer = await h.answer(await h.edit("make it night"))
     await assert_failed_and_released(h, answer, "took too long")
-    assert len(api_calls(h)) == 1  # a call whose fate is unknown is never re-sent
+    assert len(h.api_calls()) == 1  # a call whose fate is unknown is never re-sent
     await assert_still_edits(h)

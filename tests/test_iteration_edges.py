@@ -4,8 +4,9 @@ actually asked for, not only when its box was opened."""
 from __future__ import annotations
 
 from bot.images import InputImage
-from tests.conftest import CHANNEL_ID, GUILD_ID, OTHER_MEMBER_ID, Harness, admin
-from tests.test_chains import api_calls, first_result
+from tests.harness import Harness
+from tests.test_chains import first_result
+from tests.world import CHANNEL_ID, GUILD_ID, OTHER_MEMBER_ID
 
 
 async def test_edit_again_asks_the_iteration_rule_again_when_its_box_is_sent(
@@ -18,7 +19,7 @@ async def test_edit_again_asks_the_iteration_rule_again_when_its_box_is_sent(
     [text_input] = [c for c in h.discord.components_of(modal) if c.get("type") == 4]
 
     # While the box is open, the server keeps iteration to each result's author.
-    await admin(h, "iteration", author_only=True)
+    await h.admin("iteration", author_only=True)
     submit = h.discord.modal_submit(
         modal["custom_id"], {text_input["custom_id"]: "mine now"},
         user_id=OTHER_MEMBER_ID, guild_id=GUILD_ID, channel_id=CHANNEL_ID, message=step1,
@@ -27,7 +28,7 @@ async def test_edit_again_asks_the_iteration_rule_again_when_its_box_is_sent(
 
     refused = await h.answer(int(submit["id"]))
     assert "only the member who made a result" in refused["content"]
-    assert len(api_calls(h)) == 1  # nothing sent, nothing charged
+    assert len(h.api_calls()) == 1  # nothing sent, nothing charged
 
 
 def shown(result: dict) -> InputImage:

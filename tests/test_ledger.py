@@ -8,25 +8,29 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
+from bot import core as core_module
 from bot import db, reports
 from bot.administration import MemberBlocked, ServerAdmin
-from bot.credits import CreditMeter
-from bot.db import generations
-from bot.health import ServiceHealth
+from bot.core import Core
+from bot.db import audit, charges, generations, quotas
 from bot.ledger import Ledger, QuotaExceeded
 from bot.params import build_params
 from bot.periods import period_window
-from bot.pipeline import EditPipeline
 from bot.requests import EditRequest
-from bot.results import ResultStore
-from bot.segmind import SegmindClient
-from bot.servers import Servers
-from tests.conftest import API_KEY, make_settings
+from tests.clock import StoppedClock as Clock
 from tests.fake_segmind import FakeSegmind
-from tests.helpers import LocalServer, make_image, make_input_image, make_new_generation
+from tests.helpers import (
+    LocalServer,
+    break_audit_log,
+    forge_credit_reading,
+    make_image,
+    make_input_image,
+    make_new_generation,
+    record_success,
+)
+from tests.world import API_KEY, make_settings
 
 GUILD = 4242
 MEMBER = 5001
@@ -38,17 +42,9 @@ def ts(text: str) -> float:
     return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
 
 
-class Clock:
-    def __init__(self, start: str) -> None:
-        self.now = ts(start)
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock("2030-03-15 12:00:00")
+    return Clock(ts("2030-03-15 12:00:00"))
 
 
 @pytest.fixture
@@ -61,12 +57,13 @@ def admin(conn: db.Database, ledger: Ledger) -> ServerAdmin:
     return ServerAdmin(conn, ledger, iterate_author_only_default=False)
 
 
-async def charges(conn: db.Database) -> list[dict]:
-    return [dict(r) for r in await conn.fetchall("SELECT * FROM charges ORDER BY id")]
+async def charge_rows(conn: db.Database) -> list[charges.Charge]:
+    return await charges.of_server(conn, GUILD)
 
 
-async def audit_rows(conn: db.Database) -> list[dict]:
-    return [dict(r) for r in await conn.fetchall("SELECT * FROM audit_log ORDER BY id")]
+async def audit_rows(conn: db.Database) -> list[audit.AuditEntry]:
+    """Every audited change, oldest first."""
+    return list(reversed(await audit.latest_everywhere(conn, limit=1000)))
 
 
 async def spend_committed(ledger: Ledger, amount: float, *, user: int = MEMBER) -> None:
@@ -88,46 +85,33 @@ async def test_concurrent_reservations_never_exceed_the_allowance(
     assert (len(granted), len(refused)) == (10, 190)
     status = await ledger.status(GUILD, MEMBER, ())
     assert status.held == pytest.approx(0.40) and status.left == pytest.approx(0.0, abs=1e-9)
-    assert [c["state"] for c in await charges(conn)] == ["reserved"] * 10
+    assert [c.state for c in await charge_rows(conn)] == ["reserved"] * 10
     assert "0.00 of your 0.40 credits left" in refused[0].message
 
 
 @pytest.fixture
 async def pipeline(
-    conn: db.Database, tmp_path: Path, local_server: LocalServer, http: httpx.AsyncClient
-) -> AsyncIterator[tuple[EditPipeline, FakeSegmind]]:
-    """The real pipeline, client and meter against FakeSegmind (which fetches the input)."""
+    tmp_path: Path, local_server: LocalServer
+) -> AsyncIterator[tuple[Core, FakeSegmind]]:
+    """The real pipeline, wired by the composition root, against FakeSegmind (which
+    fetches the input from `local_server`)."""
     async with FakeSegmind(api_key=API_KEY, delay=0.05) as fake:
         settings = make_settings(
-            tmp_path, segmind_base_url=fake.base_url, discord_cdn_hosts=(local_server.host,)
-        )
-        api = SegmindClient(
-            api_key=API_KEY, base_url=fake.base_url, model="flux-kontext-dev", timeout_s=10
-        )
-        meter = CreditMeter(conn, model="flux-kontext-dev", fallback_estimate=COST)
-        ledger = Ledger(conn, default_credits=0.40, default_period="day")
-        yield (
-            EditPipeline(
-                settings=settings,
-                database=conn,
-                api=api,
-                http=http,
-                meter=meter,
-                health=ServiceHealth(),
-                ledger=ledger,
-                admin=(admin := ServerAdmin(conn, ledger, iterate_author_only_default=False)),
-                servers=Servers(conn, ledger, admin, allowed_guild_ids=()),
-                results=ResultStore(conn, tmp_path / "results", retention_s=3600),
-            ),
-            fake,
-        )
-        await api.aclose()
+            tmp_path, segmind_base_url=fake.base_url, discord_cdn_hosts=(local_server.host,),
+            quota_default_credits=0.40, segmind_cost_estimate=COST,
+        )  # fmt: skip
+        core = await core_module.build(settings)
+        try:
+            yield core, fake
+        finally:
+            await core.aclose()
 
 
 async def test_200_concurrent_edits_against_10_edits_of_allowance_send_exactly_10(
-    pipeline: tuple[EditPipeline, FakeSegmind], local_server: LocalServer, conn: db.Database
+    pipeline: tuple[Core, FakeSegmind], local_server: LocalServer
 ) -> None:
-    pipe, fake = pipeline
+    core, fake = pipeline
+    pipe, conn = core.pipeline, core.database
     url = local_server.serve_bytes("/photo.png", make_image())
     request = EditRequest(
         user_id=MEMBER,
@@ -146,10 +130,10 @@ async def test_200_concurrent_edits_against_10_edits_of_allowance_send_exactly_1
     assert fake.calls_billed == 10 and fake.credits == pytest.approx(100 - 10 * COST)
     status = await pipe.ledger.status(GUILD, MEMBER, ())
     assert status.used == pytest.approx(0.40) and status.held == 0 and status.left >= 0
-    rows = await charges(conn)
+    rows = await charge_rows(conn)
     # Refusals never held money; the ten are charged once Discord has their results.
-    assert [r["state"] for r in rows] == ["held"] * 10
-    assert all(r["amount"] >= 0 for r in rows)
+    assert [r.state for r in rows] == ["held"] * 10
+    assert all(r.amount is not None and r.amount >= 0 for r in rows)
     assert await generations.count_by_status(conn) == {"succeeded": 10}
     assert min(o.quota_left for o in done) == pytest.approx(0.0, abs=1e-9)
 
@@ -223,7 +207,7 @@ async def test_every_admin_change_is_audited_with_before_and_after(
     await admin.unblock(GUILD, ADMIN, MEMBER)
     await admin.set_alerts_channel(GUILD, ADMIN, 4244)
     rows = await audit_rows(conn)
-    assert [(r["action"], r["target"], r["before"], r["after"]) for r in rows] == [
+    assert [(r.action, r.target, r.before, r.after) for r in rows] == [
         ("quota.member", "member:5001", "none", "2.00"),
         ("quota.member", "member:5001", "2.00", "3.00"),
         ("quota.role", "role:71", "none", "1.50"),
@@ -233,7 +217,7 @@ async def test_every_admin_change_is_audited_with_before_and_after(
         ("unblock", "member:5001", "blocked: spam", "not blocked"),
         ("alerts.channel", "server", "off", "channel:4244"),
     ]
-    assert {(r["guild_id"], r["actor_id"], r["at"]) for r in rows} == {(GUILD, ADMIN, clock.now)}
+    assert {(r.guild_id, r.actor_id, r.at) for r in rows} == {(GUILD, ADMIN, clock.now)}
     entries = await admin.audit_log(GUILD, limit=3)
     assert [e.action for e in entries] == ["alerts.channel", "unblock", "block"]
 
@@ -241,10 +225,10 @@ async def test_every_admin_change_is_audited_with_before_and_after(
 async def test_a_change_whose_audit_row_fails_is_rolled_back(
     admin: ServerAdmin, ledger: Ledger, conn: db.Database
 ) -> None:
-    await conn.write("DROP TABLE audit_log")
+    await break_audit_log(conn)
     with pytest.raises(Exception, match="audit_log"):
         await admin.set_member_quota(GUILD, ADMIN, MEMBER, 5.0)
-    assert await conn.fetchall("SELECT * FROM member_quotas") == []
+    assert await quotas.overrides(conn, "member", GUILD) == {}
     assert (await ledger.allowance(GUILD, MEMBER, ())).credits == 0.40
 
 
@@ -257,7 +241,7 @@ async def test_reset_clears_this_periods_usage_but_keeps_the_charges(
     assert change.before == "used 0.36"
     status = await ledger.status(GUILD, MEMBER, ())
     assert (status.used, status.left) == (0, 0.40)
-    assert [(c["state"], c["amount"]) for c in await charges(conn)] == [("committed", 0.36)]
+    assert [(c.state, c.amount) for c in await charge_rows(conn)] == [("committed", 0.36)]
 
 
 async def test_a_blocked_member_is_refused_with_the_reason_until_unblocked(
@@ -270,28 +254,22 @@ async def test_a_blocked_member_is_refused_with_the_reason_until_unblocked(
     await admin.check_not_blocked(9999, MEMBER)  # a block is per server
     await admin.unblock(GUILD, ADMIN, MEMBER)
     await admin.check_not_blocked(GUILD, MEMBER)
-    assert await conn.fetchall("SELECT * FROM blocks") == []
-    assert [r["action"] for r in await audit_rows(conn)] == ["block", "unblock"]
+    assert await quotas.blocks(conn, GUILD) == {}
+    assert [r.action for r in await audit_rows(conn)] == ["block", "unblock"]
 
 
 # -- reports ----------------------------------------------------------------------------
 
 
 async def add_reading(conn: db.Database, at: str, remaining: float, gen: int | None = None) -> None:
-    await conn.write(
-        "INSERT INTO credit_readings (at, remaining, generation_id) VALUES (?, ?, ?)",
-        (ts(at), remaining, gen),
-    )
+    await forge_credit_reading(conn, ts(at), remaining, gen)
 
 
 async def test_spend_comes_from_balance_drops_and_top_ups_are_not_negative_spend(
     ledger: Ledger, conn: db.Database, clock: Clock
 ) -> None:
     gen = await generations.insert(conn, make_new_generation())
-    await generations.mark_succeeded(
-        conn, gen, api_seed=1, api_time_s=1.0, request_id=None, cost=0.04,
-        cost_source="estimate", remaining_credits=59.76, reencoded=False,
-    )  # fmt: skip
+    await record_success(conn, gen, cost_source="estimate", remaining_credits=59.76)
     await add_reading(conn, "2030-02-27 10:00", 50.00)  # last month: only the baseline
     await add_reading(conn, "2030-03-14 10:00", 49.90)
     await add_reading(conn, "2030-03-15 09:00", 49.80)
@@ -326,7 +304,10 @@ async def test_usage_csv_lists_every_member_and_defuses_formulas(
 ) -> None:
     for status in ("succeeded", "succeeded", "failed"):
         gen = await generations.insert(conn, make_new_generation(user_id=MEMBER))
-        await conn.write("UPDATE generations SET status = ? WHERE id = ?", (status, gen))
+        if status == "failed":
+            await generations.mark_failed(conn, gen, "ServerError: 500")
+        else:
+            await record_success(conn, gen, cost=None, cost_source=None)
     await spend_committed(ledger, 0.08)
     ledger.clock = lambda: 0.0  # charges made "long ago" still count for all time
     await spend_committed(ledger, 0.04, user=5002)

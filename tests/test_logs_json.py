@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from bot.logs import MASK, bind, setup_logging
-from tests.conftest import API_KEY, BOT_TOKEN, GUILD_ID, Harness
+from tests.harness import Harness
 from tests.test_config_cli import assert_one_line_config_error, run_bot
+from tests.world import API_KEY, BOT_TOKEN, GUILD_ID
 
 
 @pytest.fixture

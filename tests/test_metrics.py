@@ -12,8 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot import core as core_module
 from bot.db import generations
 from bot.metrics import OTHER, SPEND_TOP, Metrics
-from tests.conftest import GUILD_ID, Harness, make_settings
+from tests.harness import Harness
 from tests.helpers import make_new_generation
+from tests.world import GUILD_ID, make_settings
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -14,8 +14,8 @@ from bot.credits import Cost, CreditMeter
 from bot.db import charges, generations
 from bot.db import jobs as job_rows
 from bot.ports import Posted
-from tests.conftest import CHANNEL_ID, GUILD_ID, MEMBER_ID, make_settings
 from tests.helpers import make_edit_request, make_image, make_new_generation
+from tests.world import CHANNEL_ID, GUILD_ID, MEMBER_ID, make_settings
 
 MODEL = "flux-kontext-dev"
 ESTIMATE = 0.04

@@ -1,4 +1,7 @@
-"""The money migration (issue 12) on a database an earlier version filled."""
+"""The money migration (issue 12) on a database an earlier version filled.
+
+Raw SQL on purpose: the rows are written in the schema before the migration, which no
+query of today's code speaks, and read back as the migration left them."""
 
 from __future__ import annotations
 

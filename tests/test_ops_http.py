@@ -9,10 +9,13 @@ import pytest
 
 from bot import core as core_module
 from bot.adapter.ops_http import OpsServer
-from tests.conftest import Harness, make_settings
+from tests.harness import Harness
+from tests.world import make_settings
 
 
-def health_url(h: Harness) -> str:
+@pytest.fixture
+def url(h: Harness) -> str:
+    """The running bot's /healthz (its test is marked `settings(http_port=0)`)."""
     assert h.bot.ops_http is not None
     return f"http://127.0.0.1:{h.bot.ops_http.port}/healthz"
 
@@ -24,10 +27,8 @@ async def get(url: str) -> httpx.Response:
 
 @pytest.mark.settings(http_port=0)
 async def test_healthz_goes_503_when_the_gateway_drops_and_200_after_it_resumes(
-    harness: Harness,
+    h: Harness, url: str
 ) -> None:
-    h = harness
-    url = health_url(h)
     ok = await get(url)
     assert (ok.status_code, ok.json()) == (200, {"status": "ok"})
 
@@ -47,10 +48,8 @@ async def test_healthz_goes_503_when_the_gateway_drops_and_200_after_it_resumes(
 
 @pytest.mark.settings(http_port=0)
 async def test_healthz_is_503_after_an_invalidated_session_until_ready_again(
-    harness: Harness,
+    h: Harness, url: str
 ) -> None:
-    h = harness
-    url = health_url(h)
     h.discord.hold_gateway()
     await h.discord.invalidate_session(resumable=False)
     down = await h.discord.wait_for(lambda: _status_if(url, 503), message="a 503")
@@ -60,12 +59,11 @@ async def test_healthz_is_503_after_an_invalidated_session_until_ready_again(
 
 
 @pytest.mark.settings(http_port=0)
-async def test_healthz_is_503_while_edits_are_halted(harness: Harness) -> None:
-    h = harness
+async def test_healthz_is_503_while_edits_are_halted(h: Harness, url: str) -> None:
     h.segmind.fail_next(401)  # the key is rejected: edits halt until an admin acts
     interaction = await h.edit("make it night")
     await h.answer(interaction)
-    answer = await get(health_url(h))
+    answer = await get(url)
     assert answer.status_code == 503
     assert answer.json()["reason"] == "edits halted (key_rejected)"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -17,20 +18,22 @@ from bot.params import (
     clean_prompt,
 )
 
+# What the API contract says each option defaults to.
+API_DEFAULTS: dict[str, Any] = {
+    "guidance": 7.0,
+    "steps": 35,
+    "aspect_ratio": "match_input_image",
+    "output_format": "png",
+    "quality": 90,
+}
+
+
 # ---------------------------------------------------------------------- defaults and seed
 
 
 def test_defaults_match_the_api_contract() -> None:
     p = build_params("make it night", seed=7)
-    assert p == EditParams(
-        prompt="make it night",
-        seed=7,
-        guidance=7.0,
-        steps=35,
-        aspect_ratio="match_input_image",
-        output_format="png",
-        quality=90,
-    )
+    assert p == EditParams(prompt="make it night", seed=7, **API_DEFAULTS)
 
 
 @pytest.mark.parametrize("seed", [None, -1])
@@ -174,15 +177,7 @@ def test_non_defaults_empty_when_nothing_changed() -> None:
 
 
 def test_non_defaults_ignores_values_equal_to_defaults() -> None:
-    p = build_params(
-        "x",
-        seed=5,
-        guidance=7,
-        steps=35,
-        aspect_ratio="match_input_image",
-        output_format="png",
-        quality=90,
-    )
+    p = build_params("x", seed=5, **(API_DEFAULTS | {"guidance": 7}))  # 7 == 7.0: a default
     assert p.non_defaults() == {}
 
 

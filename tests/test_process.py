@@ -6,16 +6,20 @@ import asyncio
 import os
 import signal
 import socket
-import sqlite3
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
-from tests.conftest import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID
+import pytest
+
+from bot import db
+from bot.db import charges, generations, jobs
 from tests.fake_discord import FakeDiscord
 from tests.fake_segmind import FakeSegmind
-from tests.helpers import make_image
+from tests.helpers import make_image, read_database
+from tests.world import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_S = 30.0
@@ -40,6 +44,12 @@ def bot_env(tmp_path: Path, discord: FakeDiscord, segmind: FakeSegmind, **extra:
     }
     env.update(extra)
     return env
+
+
+@pytest.fixture
+def env(tmp_path: Path, world: tuple[FakeDiscord, FakeSegmind]) -> dict:
+    """The bot process's environment, with nothing but the stand-ins set."""
+    return bot_env(tmp_path, *world)
 
 
 @asynccontextmanager
@@ -67,9 +77,24 @@ async def bot_process(
         log.close()
 
 
-def query(tmp_path: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(tmp_path / "kontext.db") as conn:
-        return conn.execute(sql).fetchall()
+T = TypeVar("T")
+
+
+async def read(tmp_path: Path, reader: Callable[[db.Database], Awaitable[T]]) -> T:
+    """What the bot process wrote (it owns the database: read only)."""
+    return await read_database(tmp_path / "kontext.db", reader)
+
+
+async def job_states(tmp_path: Path) -> list[str]:
+    return [j.state for j in await read(tmp_path, jobs.states)]
+
+
+async def edits(tmp_path: Path) -> list[generations.Generation]:
+    return await read(tmp_path, lambda d: generations.of_server(d, GUILD_ID))
+
+
+async def charge_rows(tmp_path: Path) -> list[charges.Charge]:
+    return await read(tmp_path, lambda d: charges.of_server(d, GUILD_ID))
 
 
 async def send_edit(discord: FakeDiscord, prompt: str, user_id: int) -> int:
@@ -84,6 +109,10 @@ async def send_edit(discord: FakeDiscord, prompt: str, user_id: int) -> int:
     return int(payload["id"])
 
 
+async def _equals(found: Awaitable[object], expected: object) -> bool:
+    return await found == expected
+
+
 def channel_texts(discord: FakeDiscord) -> list[str]:
     return [m.get("content") or "" for m in discord.messages.values()]
 
@@ -96,16 +125,11 @@ async def test_kill_9_mid_call_loses_nothing(tmp_path: Path, world: tuple) -> No
         await send_edit(discord, "running when killed", MEMBER_ID)
         await discord.wait_for(lambda: segmind.in_flight == 1, 15)
         await send_edit(discord, "queued when killed", OTHER_MEMBER_ID)
-        await discord.wait_for(
-            lambda: (
-                query(tmp_path, "SELECT state FROM jobs ORDER BY id") == [("running",), ("queued",)]
-            ),
-            15,
-        )
+        await discord.wait_for(lambda: _equals(job_states(tmp_path), ["running", "queued"]), 15)
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
-    assert query(tmp_path, "SELECT status FROM generations") == [("pending",)]
-    assert query(tmp_path, "SELECT state FROM charges") == [("reserved",)]
+    assert [g.status for g in await edits(tmp_path)] == ["pending"]
+    assert [c.state for c in await charge_rows(tmp_path)] == ["reserved"]
 
     segmind.delay = 0
     async with bot_process(tmp_path, discord, env):
@@ -123,35 +147,30 @@ async def test_kill_9_mid_call_loses_nothing(tmp_path: Path, world: tuple) -> No
             ),
             20,
         )
-        await discord.wait_for(
-            lambda: (
-                query(tmp_path, "SELECT state FROM jobs ORDER BY id") == [("failed",), ("done",)]
-            ),
-            10,
-        )
-    generations = query(
-        tmp_path, "SELECT prompt, status, failure_reason FROM generations ORDER BY id"
-    )
-    assert generations[0] == ("running when killed", "failed", "interrupted")
-    assert generations[1][:2] == ("queued when killed", "succeeded")
-    charges = query(tmp_path, "SELECT state, amount FROM charges ORDER BY id")
-    assert charges[0] == ("released", 0)
-    assert charges[1][0] == "committed"
-    assert query(tmp_path, "SELECT state FROM jobs ORDER BY id") == [("failed",), ("done",)]
+        await discord.wait_for(lambda: _equals(job_states(tmp_path), ["failed", "done"]), 10)
+    first, second = await edits(tmp_path)
+    assert (first.prompt, first.status, first.failure_reason) == (
+        "running when killed", "failed", "interrupted",
+    )  # fmt: skip
+    assert (second.prompt, second.status) == ("queued when killed", "succeeded")
+    interrupted, delivered = await charge_rows(tmp_path)
+    assert (interrupted.state, interrupted.amount) == ("released", 0)
+    assert delivered.state == "committed"
+    assert await job_states(tmp_path) == ["failed", "done"]
 
 
 async def test_sigterm_lets_a_running_edit_finish_and_exits_cleanly(
-    tmp_path: Path, world: tuple
+    tmp_path: Path, world: tuple, env: dict
 ) -> None:
     discord, segmind = world
     segmind.delay = 1.5
-    async with bot_process(tmp_path, discord, bot_env(tmp_path, discord, segmind)) as proc:
+    async with bot_process(tmp_path, discord, env) as proc:
         await send_edit(discord, "finish me", MEMBER_ID)
         await discord.wait_for(lambda: segmind.in_flight == 1, 15)
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
-    assert query(tmp_path, "SELECT status FROM generations") == [("succeeded",)]
-    assert query(tmp_path, "SELECT state FROM jobs") == [("done",)]
+    assert [g.status for g in await edits(tmp_path)] == ["succeeded"]
+    assert await job_states(tmp_path) == ["done"]
     assert [m for m in discord.messages.values() if m.get("attachments")]
 
 
@@ -168,15 +187,14 @@ async def test_sigterm_past_the_grace_period_stops_the_edit_without_charge(
         assert await asyncio.wait_for(proc.wait(), 20) == 0
     told = [m.get("content", "") for m in discord.followups(interaction)]
     assert any("restarting" in t and "not charged" in t for t in told), told
-    assert query(tmp_path, "SELECT status FROM generations") == [("failed",)]
-    assert query(tmp_path, "SELECT state FROM charges") == [("released",)]
+    assert [g.status for g in await edits(tmp_path)] == ["failed"]
+    assert [c.state for c in await charge_rows(tmp_path)] == ["released"]
 
 
 async def test_a_second_process_on_the_same_database_refuses_to_start(
-    tmp_path: Path, world: tuple
+    tmp_path: Path, world: tuple, env: dict
 ) -> None:
-    discord, segmind = world
-    env = bot_env(tmp_path, discord, segmind)
+    discord, _ = world
     async with bot_process(tmp_path, discord, env) as first:
         second = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", cwd=tmp_path, env=env,
@@ -203,10 +221,9 @@ async def test_a_second_process_on_the_same_database_refuses_to_start(
 
 
 async def test_an_edit_is_written_down_before_discord_shows_it_accepted(
-    tmp_path: Path, world: tuple
+    tmp_path: Path, world: tuple, env: dict
 ) -> None:
     discord, segmind = world
-    env = bot_env(tmp_path, discord, segmind)
     async with bot_process(tmp_path, discord, env) as proc:
         # Discord keeps the bot's acknowledgement ("thinking...") waiting; the process dies
         # right then, as a kill -9 between the two would have it.
@@ -214,7 +231,8 @@ async def test_an_edit_is_written_down_before_discord_shows_it_accepted(
         await send_edit(discord, "seen accepted", MEMBER_ID)
         await asyncio.wait_for(held.arrived.wait(), 15)
         assert held.request is not None and held.request.json["type"] == 5
-        assert query(tmp_path, "SELECT user_id, state FROM jobs") == [(MEMBER_ID, "queued")]
+        [job] = await read(tmp_path, jobs.states)
+        assert (job.user_id, job.state) == (MEMBER_ID, "queued")
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
         held.release.set()
@@ -226,7 +244,5 @@ async def test_an_edit_is_written_down_before_discord_shows_it_accepted(
             lambda: any(t == f"<@{MEMBER_ID}> your edit is ready." for t in channel_texts(discord)),
             20,
         )
-        await discord.wait_for(lambda: query(tmp_path, "SELECT state FROM jobs") == [("done",)], 10)
-    assert query(tmp_path, "SELECT prompt, status FROM generations") == [
-        ("seen accepted", "succeeded")
-    ]
+        await discord.wait_for(lambda: _equals(job_states(tmp_path), ["done"]), 10)
+    assert [(g.prompt, g.status) for g in await edits(tmp_path)] == [("seen accepted", "succeeded")]

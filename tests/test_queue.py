@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from bot import db, jobs
+from bot.db import jobs as db_jobs
 from bot.delivery import Delivery
 from bot.errors import BadInput
 from bot.queue import (
@@ -97,11 +98,22 @@ def make_queue(runner: Gate, **limits: Any) -> FairQueue:
     return FairQueue(runner.run, QueueLimits(**limits), clock=runner.clock)
 
 
+StartQueue = Callable[..., FairQueue]
+
+
 @pytest.fixture
-async def started() -> AsyncIterator[list[FairQueue]]:
-    """Queues a test starts; each is drained (running jobs stopped) and closed afterwards."""
+async def start_queue(gate: Gate) -> AsyncIterator[StartQueue]:
+    """Start a queue on the gate with these limits; each is drained (running jobs stopped)
+    and closed afterwards."""
     queues: list[FairQueue] = []
-    yield queues
+
+    def start(**limits: Any) -> FairQueue:
+        queue = make_queue(gate, **limits)
+        queues.append(queue)
+        queue.start()
+        return queue
+
+    yield start
     for queue in queues:
         left = queue.jobs()
         await queue.drain(0, waiting_reason="test over", running_reason="test over")
@@ -117,6 +129,14 @@ def forget_outcomes(left: Iterable[Job]) -> None:
 
 def submit(queue: FairQueue, user_id: int, label: str, **kwargs: Any) -> Job:
     return queue.submit(make_edit_request(user_id, label), **kwargs)
+
+
+async def hold_the_slot(gate: Gate, queue: FairQueue, user_id: int = ZOE, label: str = "Z1") -> Job:
+    """A job (Zoe's by default) starts and holds the slot; what the test submits next
+    waits behind it."""
+    job = submit(queue, user_id, label)
+    await gate.until_started(1)
+    return job
 
 
 async def run_one_at_a_time(gate: Gate, first: str, total: int) -> list[str]:
@@ -136,13 +156,10 @@ def labels(prefix: str, count: int) -> Iterable[str]:
 
 
 async def test_members_take_turns_instead_of_first_come_first_served(
-    gate: Gate, started: list[FairQueue]
+    gate: Gate, start_queue: StartQueue
 ) -> None:
-    queue = make_queue(gate, max_concurrency=1, per_member_queued=5)
-    started.append(queue)
-    queue.start()
-    submit(queue, ZOE, "Z1")
-    await gate.until_started(1)
+    queue = start_queue(max_concurrency=1, per_member_queued=5)
+    await hold_the_slot(gate, queue)
     # While the only slot is busy, Alice fires five edits, then Bob and Carol two each.
     for label in labels("A", 5):
         submit(queue, ALICE, label)
@@ -157,11 +174,9 @@ async def test_members_take_turns_instead_of_first_come_first_served(
 
 
 async def test_a_members_second_edit_waits_while_other_members_run(
-    gate: Gate, started: list[FairQueue]
+    gate: Gate, start_queue: StartQueue
 ) -> None:
-    queue = make_queue(gate, max_concurrency=3, per_member_running=1)
-    started.append(queue)
-    queue.start()
+    queue = start_queue(max_concurrency=3, per_member_running=1)
     submit(queue, ALICE, "A1")
     second = submit(queue, ALICE, "A2")
     submit(queue, BOB, "B1")
@@ -182,10 +197,8 @@ async def test_a_members_second_edit_waits_while_other_members_run(
     assert queue.progress(second).state == "running"
 
 
-async def test_global_concurrency_is_never_exceeded(gate: Gate, started: list[FairQueue]) -> None:
-    queue = make_queue(gate, max_concurrency=2, per_member_running=2, per_member_queued=3)
-    started.append(queue)
-    queue.start()
+async def test_global_concurrency_is_never_exceeded(gate: Gate, start_queue: StartQueue) -> None:
+    queue = start_queue(max_concurrency=2, per_member_running=2, per_member_queued=3)
     members = (ALICE, BOB, CAROL, DAVE)
     for n in range(1, 4):
         for member in members:
@@ -205,13 +218,10 @@ async def test_global_concurrency_is_never_exceeded(gate: Gate, started: list[Fa
 
 
 async def test_a_member_over_the_waiting_limit_is_refused_and_nothing_is_queued(
-    gate: Gate, started: list[FairQueue]
+    gate: Gate, start_queue: StartQueue
 ) -> None:
-    queue = make_queue(gate, max_concurrency=1, per_member_running=1, per_member_queued=2)
-    started.append(queue)
-    queue.start()
-    submit(queue, ALICE, "A1")
-    await gate.until_started(1)
+    queue = start_queue(max_concurrency=1, per_member_running=1, per_member_queued=2)
+    await hold_the_slot(gate, queue, ALICE, "A1")
     waiting = [submit(queue, ALICE, "A2"), submit(queue, ALICE, "A3")]
 
     with pytest.raises(QueueFull, match="Nothing was charged"):
@@ -231,13 +241,10 @@ async def test_a_member_over_the_waiting_limit_is_refused_and_nothing_is_queued(
 
 
 async def test_past_the_total_bound_only_an_edit_resumed_after_a_restart_is_queued(
-    gate: Gate, started: list[FairQueue]
+    gate: Gate, start_queue: StartQueue
 ) -> None:
-    queue = make_queue(gate, max_concurrency=1, per_member_queued=3, max_queued_total=2)
-    started.append(queue)
-    queue.start()
-    submit(queue, ALICE, "A1")
-    await gate.until_started(1)
+    queue = start_queue(max_concurrency=1, per_member_queued=3, max_queued_total=2)
+    await hold_the_slot(gate, queue, ALICE, "A1")
     submit(queue, BOB, "B1")
     place = queue.hold_place(make_edit_request(CAROL, "C1"))  # being written down
     with pytest.raises(QueueFull, match="2 edits waiting"):
@@ -252,11 +259,9 @@ async def test_past_the_total_bound_only_an_edit_resumed_after_a_restart_is_queu
 
 
 async def test_the_rate_limit_holds_the_third_start_until_the_minute_has_passed(
-    clock: ManualClock, gate: Gate, started: list[FairQueue]
+    clock: ManualClock, gate: Gate, start_queue: StartQueue
 ) -> None:
-    queue = make_queue(gate, max_concurrency=5, rpm=2)
-    started.append(queue)
-    queue.start()
+    queue = start_queue(max_concurrency=5, rpm=2)
     t0 = clock.now()
     submit(queue, ALICE, "A1")
     submit(queue, BOB, "B1")
@@ -280,11 +285,9 @@ async def test_the_rate_limit_holds_the_third_start_until_the_minute_has_passed(
 
 
 async def test_jobs_refused_before_their_api_call_give_their_rate_slots_back_at_once(
-    clock: ManualClock, gate: Gate, started: list[FairQueue]
+    clock: ManualClock, gate: Gate, start_queue: StartQueue
 ) -> None:
-    queue = make_queue(gate, max_concurrency=4, rpm=2)
-    started.append(queue)
-    queue.start()
+    queue = start_queue(max_concurrency=4, rpm=2)
     for n, member in enumerate((ALICE, BOB, CAROL, DAVE), start=1):
         submit(queue, member, f"refused{n}")
     await gate.until_started(2)
@@ -304,11 +307,9 @@ async def test_jobs_refused_before_their_api_call_give_their_rate_slots_back_at_
 
 
 async def test_the_wait_shown_counts_the_time_until_the_rate_window_frees_a_slot(
-    clock: ManualClock, gate: Gate, started: list[FairQueue]
+    clock: ManualClock, gate: Gate, start_queue: StartQueue
 ) -> None:
-    queue = make_queue(gate, max_concurrency=4, rpm=2)
-    started.append(queue)
-    queue.start()
+    queue = start_queue(max_concurrency=4, rpm=2)
     submit(queue, ALICE, "A1")
     submit(queue, BOB, "B1")
     await gate.until_started(2)
@@ -337,13 +338,10 @@ async def test_the_wait_shown_counts_the_time_until_the_rate_window_frees_a_slot
 
 
 async def test_positions_shown_match_the_order_jobs_really_start(
-    gate: Gate, started: list[FairQueue]
+    gate: Gate, start_queue: StartQueue
 ) -> None:
-    queue = make_queue(gate, max_concurrency=1, per_member_queued=5)
-    started.append(queue)
-    queue.start()
-    submit(queue, ZOE, "Z1")
-    await gate.until_started(1)
+    queue = start_queue(max_concurrency=1, per_member_queued=5)
+    await hold_the_slot(gate, queue)
     waiting = [submit(queue, ALICE, label) for label in labels("A", 4)]
     waiting += [submit(queue, BOB, label) for label in labels("B", 2)]
     waiting += [submit(queue, CAROL, "C1")]
@@ -361,13 +359,10 @@ async def test_positions_shown_match_the_order_jobs_really_start(
 
 
 async def test_a_cancelled_edit_moves_the_ones_behind_it_up(
-    gate: Gate, started: list[FairQueue]
+    gate: Gate, start_queue: StartQueue
 ) -> None:
-    queue = make_queue(gate, max_concurrency=1)
-    started.append(queue)
-    queue.start()
-    submit(queue, ZOE, "Z1")
-    await gate.until_started(1)
+    queue = start_queue(max_concurrency=1)
+    await hold_the_slot(gate, queue)
     alice = submit(queue, ALICE, "A1")
     bob = submit(queue, BOB, "B1")
     assert queue.progress(bob).ahead == 1
@@ -379,11 +374,9 @@ async def test_a_cancelled_edit_moves_the_ones_behind_it_up(
 
 
 async def test_a_waiting_edit_can_be_cancelled_by_its_member_only_and_never_runs(
-    gate: Gate, started: list[FairQueue]
+    gate: Gate, start_queue: StartQueue
 ) -> None:
-    queue = make_queue(gate, max_concurrency=1, per_member_queued=3)
-    started.append(queue)
-    queue.start()
+    queue = start_queue(max_concurrency=1, per_member_queued=3)
     running = submit(queue, ALICE, "A1")
     await gate.until_started(1)
     waiting = submit(queue, ALICE, "A2")
@@ -413,19 +406,16 @@ TICK_S = 1.0  # and the queue looks this often (min(1 s, STATUS_S))
 
 
 async def test_status_hook_shows_queued_then_running_and_never_too_often(
-    clock: ManualClock, gate: Gate, started: list[FairQueue]
+    clock: ManualClock, gate: Gate, start_queue: StartQueue
 ) -> None:
-    queue = make_queue(gate, max_concurrency=1, status_interval_s=STATUS_S)
-    started.append(queue)
-    queue.start()
+    queue = start_queue(max_concurrency=1, status_interval_s=STATUS_S)
     seen: list[tuple[float, Progress]] = []
 
     async def hook(progress: Progress) -> None:
         seen.append((clock.now(), progress))
 
     t0 = clock.now()
-    submit(queue, ZOE, "Z1")
-    await gate.until_started(1)
+    await hold_the_slot(gate, queue)
     job = submit(queue, ALICE, "A1", on_progress=hook)
     await advance(clock, TICK_S)
     queued = Progress(job.id, "queued", ahead=0, eta_s=2 * INITIAL_DURATION_S)
@@ -455,11 +445,9 @@ async def test_status_hook_shows_queued_then_running_and_never_too_often(
 
 
 async def test_a_quick_edit_gets_no_status_message_at_all(
-    clock: ManualClock, gate: Gate, started: list[FairQueue]
+    clock: ManualClock, gate: Gate, start_queue: StartQueue
 ) -> None:
-    queue = make_queue(gate, status_interval_s=STATUS_S)
-    started.append(queue)
-    queue.start()
+    queue = start_queue(status_interval_s=STATUS_S)
     seen: list[Progress] = []
 
     async def hook(progress: Progress) -> None:
@@ -477,11 +465,9 @@ async def test_a_quick_edit_gets_no_status_message_at_all(
 
 
 async def test_a_failing_status_hook_does_not_stop_the_queue(
-    clock: ManualClock, gate: Gate, started: list[FairQueue]
+    clock: ManualClock, gate: Gate, start_queue: StartQueue
 ) -> None:
-    queue = make_queue(gate, max_concurrency=1, status_interval_s=STATUS_S)
-    started.append(queue)
-    queue.start()
+    queue = start_queue(max_concurrency=1, status_interval_s=STATUS_S)
     calls = 0
 
     async def broken(progress: Progress) -> None:
@@ -489,8 +475,7 @@ async def test_a_failing_status_hook_does_not_stop_the_queue(
         calls += 1
         raise RuntimeError("Discord said no")
 
-    submit(queue, ZOE, "Z1")
-    await gate.until_started(1)
+    await hold_the_slot(gate, queue)
     job = submit(queue, ALICE, "A1", on_progress=broken)
     await advance(clock, TICK_S)
     assert calls == 1
@@ -545,11 +530,9 @@ async def test_drain_lets_a_quick_job_finish_and_stops_a_slow_one(
 
 
 async def test_an_error_from_the_runner_reaches_the_jobs_future_and_the_queue_goes_on(
-    gate: Gate, started: list[FairQueue]
+    gate: Gate, start_queue: StartQueue
 ) -> None:
-    queue = make_queue(gate, max_concurrency=1)
-    started.append(queue)
-    queue.start()
+    queue = start_queue(max_concurrency=1)
     failing = submit(queue, ALICE, "A1")
     after = submit(queue, ALICE, "A2")
     await gate.until_started(1)
@@ -596,9 +579,7 @@ async def service(conn: db.Database, gate: Gate, tmp_path: Path) -> AsyncIterato
 
 
 async def job_states(conn: db.Database) -> list[tuple[int, str]]:
-    return [
-        (r[0], r[1]) for r in await conn.fetchall("SELECT user_id, state FROM jobs ORDER BY id")
-    ]
+    return [(j.user_id, j.state) for j in await db_jobs.states(conn)]
 
 
 async def test_service_records_each_job_from_queued_to_done_or_cancelled(

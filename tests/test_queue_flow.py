@@ -10,20 +10,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ADMIN_ID, CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
+from bot.db import generations, jobs, messages
 from tests.fake_discord import FLAG_EPHEMERAL, FakeDiscord
+from tests.harness import Harness, deliver_buttons
+from tests.world import ADMIN_ID, MEMBER_ID, OTHER_MEMBER_ID
 
 CHANNEL_POST = r"^/channels/\d+/messages$"
 QUEUED = re.compile(r"In the queue: (you're next|\d+ ahead), about \d+ s\.")
-
-
-@pytest.fixture
-def h(harness: Harness) -> Harness:
-    return harness
-
-
-def api_calls(h: Harness) -> list:
-    return [r for r in h.segmind.requests if r.method == "POST"]
 
 
 def status_edits(h: Harness, interaction_id: int) -> list[dict[str, Any]]:
@@ -55,18 +48,6 @@ def cancel_ids(message: dict[str, Any]) -> list[str]:
     ]
 
 
-async def wait_followup(h: Harness, interaction_id: int, text: str) -> dict[str, Any]:
-    """A message the bot sent through the interaction's webhook containing `text`."""
-
-    def find() -> dict[str, Any] | None:
-        return next(
-            (m for m in h.discord.followups(interaction_id) if text in (m.get("content") or "")),
-            None,
-        )
-
-    return await h.discord.wait_for(find, message=f"a followup {text!r}")  # type: ignore[return-value]
-
-
 async def bot_reply(h: Harness, message: dict[str, Any], text: str) -> dict[str, Any]:
     """The bot's reply to `message` containing `text` (a status or a short answer)."""
 
@@ -89,42 +70,28 @@ async def result_of(h: Harness, interaction_id: int) -> dict[str, Any]:
     """The result message posted for an interaction (not its status placeholder)."""
 
     async def find() -> dict[str, Any] | None:
-        row = await h.bot.core.database.fetchone(
-            "SELECT result_message_id FROM generations WHERE interaction_id = ?",
-            (interaction_id,),
+        message_id = await generations.result_message_of_interaction(
+            h.bot.core.database, interaction_id
         )
-        return h.discord.messages.get(row[0]) if row and row[0] else None
+        return h.discord.messages.get(message_id) if message_id else None
 
     return await h.discord.wait_for(find, message="the result")  # type: ignore[return-value]
 
 
-async def press(h: Harness, custom_id: str, message: dict[str, Any], *, user_id: int) -> int:
-    payload = h.discord.component_interaction(
-        custom_id, message=message, user_id=user_id, guild_id=GUILD_ID, channel_id=CHANNEL_ID
-    )
-    await h.discord.send_interaction(payload)
-    return int(payload["id"])
+async def hold_the_slot(h: Harness, prompt: str = "first", *, user_id: int = MEMBER_ID) -> int:
+    """A slow edit that takes the only slot (it is running when this returns); its id."""
+    h.segmind.delay = max(h.segmind.delay, 1.5)
+    interaction = await h.edit(prompt, user_id=user_id)
+    await h.discord.wait_for(lambda: h.segmind.in_flight == 1, message="the edit to start")
+    return interaction
 
 
-async def job_rows(h: Harness) -> list[dict[str, Any]]:
-    rows = await h.bot.core.database.fetchall("SELECT id, user_id, state FROM jobs ORDER BY id")
-    return [dict(r) for r in rows]
-
-
-async def wait_jobs(h: Harness, count: int) -> list[dict[str, Any]]:
-    async def enough() -> list[dict[str, Any]] | None:
-        rows = await job_rows(h)
+async def wait_jobs(h: Harness, count: int) -> list[jobs.JobState]:
+    async def enough() -> list[jobs.JobState] | None:
+        rows = await h.jobs()
         return rows if len(rows) >= count else None
 
     return await h.discord.wait_for(enough, message=f"{count} job rows")  # type: ignore[return-value]
-
-
-async def rows_of(h: Harness, table: str, user_id: int) -> list[dict[str, Any]]:
-    rows = await h.bot.core.database.fetchall(
-        f"SELECT * FROM {table} WHERE user_id = ?",  # noqa: S608
-        (user_id,),
-    )
-    return [dict(r) for r in rows]
 
 
 # -- waiting -------------------------------------------------------------------------------
@@ -132,17 +99,15 @@ async def rows_of(h: Harness, table: str, user_id: int) -> list[dict[str, Any]]:
 
 @pytest.mark.settings(segmind_max_concurrency=1, status_update_interval_s=1.0)
 async def test_waiting_members_see_their_place_then_editing_then_the_result(h: Harness) -> None:
-    h.segmind.delay = 1.5
-    first = await h.edit("first", user_id=MEMBER_ID)
-    await h.discord.wait_for(lambda: h.segmind.in_flight == 1)
+    first = await hold_the_slot(h)
     second = await h.edit("second", user_id=OTHER_MEMBER_ID)
     await wait_jobs(h, 2)
     third = await h.edit("third", user_id=ADMIN_ID)
 
     queued = await wait_status(h, second, "In the queue")
     assert QUEUED.search(queued["content"]) and "you're next" in queued["content"]
-    [job] = [r for r in await job_rows(h) if r["user_id"] == OTHER_MEMBER_ID]
-    assert cancel_ids(queued) == [f"kontext:cancel:{job['id']}"]
+    [job] = await h.jobs(OTHER_MEMBER_ID)
+    assert cancel_ids(queued) == [f"kontext:cancel:{job.id}"]
     [button] = [
         c for c in FakeDiscord.components_of(queued) if c.get("custom_id") == cancel_ids(queued)[0]
     ]
@@ -157,10 +122,10 @@ async def test_waiting_members_see_their_place_then_editing_then_the_result(h: H
 
     results = [await result_of(h, i) for i in (first, second, third)]
     assert all(r["attachments"] for r in results)
-    assert [c.json["prompt"] for c in api_calls(h)] == ["first", "second", "third"]
+    assert [c.json["prompt"] for c in h.api_calls()] == ["first", "second", "third"]
 
     async def all_done() -> bool:
-        return [r["state"] for r in await job_rows(h)] == ["done", "done", "done"]
+        return [r.state for r in await h.jobs()] == ["done", "done", "done"]
 
     await h.discord.wait_for(all_done, message="every job to be done")
     # Each placeholder gave way to its result.
@@ -172,54 +137,50 @@ async def test_waiting_members_see_their_place_then_editing_then_the_result(h: H
 
 @pytest.mark.settings(segmind_max_concurrency=1, status_update_interval_s=1.0)
 async def test_cancel_a_waiting_edit_costs_nothing_and_only_its_member_can(h: Harness) -> None:
-    h.segmind.delay = 1.5
-    first = await h.edit("first", user_id=MEMBER_ID)
-    await h.discord.wait_for(lambda: h.segmind.in_flight == 1)
+    first = await hold_the_slot(h)
     waiting = await h.edit("wait for me", user_id=OTHER_MEMBER_ID)
     await wait_status(h, waiting, "In the queue")
     placeholder = h.discord.original_response(waiting)
     assert placeholder is not None
     [cancel] = cancel_ids(placeholder)
 
-    refused = await h.answer(await press(h, cancel, placeholder, user_id=MEMBER_ID))
+    refused = await h.answer(await h.press(cancel, placeholder, user_id=MEMBER_ID))
     assert refused["flags"] & FLAG_EPHEMERAL
     assert "Only the member who asked" in refused["content"]
 
-    pressed = await press(h, cancel, placeholder, user_id=OTHER_MEMBER_ID)
-    told = await wait_followup(h, waiting, "Cancelled")
+    pressed = await h.press(cancel, placeholder, user_id=OTHER_MEMBER_ID)
+    told = await h.wait_followup(waiting, "Cancelled")
     assert told["flags"] & FLAG_EPHEMERAL
     assert told["content"] == "Cancelled. You were not charged."
     assert h.discord.callbacks[pressed][0]["type"] == 6  # the press itself is just acknowledged
     assert h.discord.original_response(waiting) is None  # no public Cancel button left behind
 
-    again = await h.answer(await press(h, cancel, placeholder, user_id=OTHER_MEMBER_ID))
+    again = await h.answer(await h.press(cancel, placeholder, user_id=OTHER_MEMBER_ID))
     assert "can't be cancelled" in again["content"] and again["flags"] & FLAG_EPHEMERAL
 
     assert (await result_of(h, first))["attachments"]
-    assert [c.json["prompt"] for c in api_calls(h)] == ["first"]
-    assert await rows_of(h, "generations", OTHER_MEMBER_ID) == []
-    assert await rows_of(h, "charges", OTHER_MEMBER_ID) == []
-    [job] = await rows_of(h, "jobs", OTHER_MEMBER_ID)
-    assert job["state"] == "cancelled"
+    assert [c.json["prompt"] for c in h.api_calls()] == ["first"]
+    assert await h.edits(OTHER_MEMBER_ID) == []
+    assert await h.charges(OTHER_MEMBER_ID) == []
+    [job] = await h.jobs(OTHER_MEMBER_ID)
+    assert job.state == "cancelled"
 
 
 @pytest.mark.settings(segmind_max_concurrency=1, status_update_interval_s=1.0)
 async def test_a_waiting_reply_gets_a_status_reply_whose_cancel_works(h: Harness) -> None:
     step1 = await result_of(h, await h.edit("make it night"))
-    h.segmind.delay = 1.5
-    await h.edit("someone else's", user_id=OTHER_MEMBER_ID)
-    await h.discord.wait_for(lambda: h.segmind.in_flight == 1)
+    await hold_the_slot(h, "someone else's", user_id=OTHER_MEMBER_ID)
     reply = await h.reply(step1, "add snow")
 
     status = await bot_reply(h, reply, "In the queue")
     assert QUEUED.search(status["content"]) and status["flags"] == 0
     [cancel] = cancel_ids(status)
-    await press(h, cancel, status, user_id=MEMBER_ID)
+    await h.press(cancel, status, user_id=MEMBER_ID)
 
     await bot_reply(h, reply, "Cancelled. You were not charged.")
     await h.discord.wait_for(lambda: int(status["id"]) in h.discord.deleted_messages)
-    assert [c.json["prompt"] for c in api_calls(h)] == ["make it night", "someone else's"]
-    assert len(await rows_of(h, "generations", MEMBER_ID)) == 1
+    assert [c.json["prompt"] for c in h.api_calls()] == ["make it night", "someone else's"]
+    assert len(await h.edits(MEMBER_ID)) == 1
 
 
 @pytest.mark.settings(max_queued_per_user=3, max_inflight_per_user=1)
@@ -236,10 +197,10 @@ async def test_a_fifth_edit_while_three_wait_is_refused_and_costs_nothing(h: Har
     assert answer["flags"] & FLAG_EPHEMERAL
     assert "already have 3 edits waiting" in answer["content"]
     assert "Nothing was charged" in answer["content"]
-    assert len(await job_rows(h)) == 4  # the refused one was never written down
-    assert len(api_calls(h)) == 1 and h.segmind.credits == credits
-    assert len(await rows_of(h, "generations", MEMBER_ID)) == 1
-    assert [c["state"] for c in await rows_of(h, "charges", MEMBER_ID)] == ["reserved"]
+    assert len(await h.jobs()) == 4  # the refused one was never written down
+    assert len(h.api_calls()) == 1 and h.segmind.credits == credits
+    assert len(await h.edits(MEMBER_ID)) == 1
+    assert [c.state for c in await h.charges()] == ["reserved"]
 
 
 @pytest.mark.settings(max_queued_total=1, segmind_max_concurrency=1)
@@ -247,8 +208,7 @@ async def test_past_the_total_queue_bound_new_edits_are_refused_at_once_and_cost
     h: Harness,
 ) -> None:
     h.segmind.delay = 2.0
-    await h.edit("running", user_id=MEMBER_ID)
-    await h.discord.wait_for(lambda: h.segmind.in_flight == 1)
+    await hold_the_slot(h, "running")
     await h.edit("waiting", user_id=OTHER_MEMBER_ID)
     await wait_jobs(h, 2)
     credits = h.segmind.credits
@@ -257,9 +217,9 @@ async def test_past_the_total_queue_bound_new_edits_are_refused_at_once_and_cost
 
     assert answer["flags"] & FLAG_EPHEMERAL
     assert "1 edit waiting" in answer["content"] and "Nothing was charged" in answer["content"]
-    assert len(await job_rows(h)) == 2  # never written down
-    assert await rows_of(h, "charges", ADMIN_ID) == []
-    assert len(api_calls(h)) == 1 and h.segmind.credits == credits
+    assert len(await h.jobs()) == 2  # never written down
+    assert await h.charges(ADMIN_ID) == []
+    assert len(h.api_calls()) == 1 and h.segmind.credits == credits
 
 
 # -- the per-minute limit -------------------------------------------------------------------
@@ -278,19 +238,19 @@ async def test_edits_refused_before_their_api_call_leave_the_rate_limit_to_other
         await h.edit(f"burst {n}")
 
     async def burst_over() -> bool:
-        rows = await job_rows(h)
-        done = all(r["state"] != "queued" for r in rows)
+        rows = await h.jobs()
+        done = all(r.state != "queued" for r in rows)
         return len(rows) == 40 and done and not h.bot.core.edits.queue.jobs()
 
     await h.discord.wait_for(burst_over, 20, message="the 40 edits to be answered")
-    assert len(api_calls(h)) == 10
+    assert len(h.api_calls()) == 10
 
     # Another member is not held back by slots nobody used.
     started = time.monotonic()
     other = await h.edit("my turn", user_id=OTHER_MEMBER_ID)
     assert (await result_of(h, other))["attachments"]
     assert time.monotonic() - started < 10
-    assert len(api_calls(h)) == 11
+    assert len(h.api_calls()) == 11
 
 
 # -- delivery ------------------------------------------------------------------------------
@@ -315,15 +275,11 @@ async def test_a_result_upload_that_discord_refuses_twice_is_retried_and_then_re
     assert [r.status for r in posts] == [503, 503, 200]
     assert len([m for m in h.channel_messages() if m.get("attachments")]) == 1
     await h.discord.wait_for(
-        lambda: h.bot.core.database.fetchone(
-            "SELECT 1 FROM generations WHERE result_path IS NULL AND result_message_id = ?",
-            (int(result["id"]),),
-        ),
-        message="the kept copy to be forgotten",
+        lambda: delivered_from(h, int(result["id"])), message="the kept copy to be forgotten"
     )
     assert list(h.bot.core.results.directory.iterdir()) == []  # delivered: the kept copy is gone
-    [charge] = await rows_of(h, "charges", MEMBER_ID)
-    assert charge["state"] == "committed"
+    [charge] = await h.charges()
+    assert charge.state == "committed"
 
 
 async def test_a_discord_500_on_the_result_upload_is_retried_then_succeeds(h: Harness) -> None:
@@ -334,43 +290,36 @@ async def test_a_discord_500_on_the_result_upload_is_retried_then_succeeds(h: Ha
     assert len([m for m in h.channel_messages() if m.get("attachments")]) == 1
 
 
-async def fail_every_upload(h: Harness) -> dict[str, Any]:
-    """An edit whose result Discord refuses to take, every time; its generation row and
-    the answer the member got."""
+async def fail_every_upload(h: Harness) -> tuple[generations.Generation, dict[str, Any]]:
+    """An edit whose result Discord refuses to take, every time; its generation and the
+    answer the member got."""
     h.discord.fail_next("POST", CHANNEL_POST, 503, times=h.bot.core.delivery.attempts)
     answer = await h.answer(await h.edit("make it night"))
-    [gen] = await rows_of(h, "generations", MEMBER_ID)
-    return gen | {"answer": answer}
+    [gen] = await h.edits(MEMBER_ID)
+    return gen, answer
 
 
-async def open_history(h: Harness) -> dict[str, Any]:
-    payload = h.discord.slash_command(
-        "history", user_id=MEMBER_ID, guild_id=GUILD_ID, channel_id=CHANNEL_ID
-    )
-    await h.discord.send_interaction(payload)
-    return await h.answer(int(payload["id"]))
-
-
-def deliver_buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        c
-        for c in FakeDiscord.components_of(message)
-        if str(c.get("label", "")).startswith("Deliver")
-    ]
+async def delivered_from(h: Harness, message_id: int) -> int | None:
+    """The generation whose result Discord has in `message_id`, once its kept copy is
+    forgotten (None until then)."""
+    shown = await messages.result_message(h.bot.core.database, message_id)
+    gen = shown and await generations.get(h.bot.core.database, shown.generation_id)
+    if gen and gen.result_path is None and gen.result_message_id == message_id:
+        return gen.id
+    return None
 
 
 @pytest.mark.usefixtures("quick_retries")
 async def test_when_uploads_keep_failing_the_member_is_told_and_the_paid_result_is_kept(
     h: Harness,
 ) -> None:
-    gen = await fail_every_upload(h)
+    gen, answer = await fail_every_upload(h)
 
-    answer = gen["answer"]
     assert answer["flags"] & FLAG_EPHEMERAL and not answer.get("attachments")
     assert "kept for you" in answer["content"] and "/history" in answer["content"]
     assert len(h.discord.requests_to("POST", CHANNEL_POST)) == h.bot.core.delivery.attempts
-    assert gen["status"] == "succeeded" and gen["result_message_id"] is None
-    kept = Path(gen["result_path"] or "")
+    assert gen.status == "succeeded" and gen.result_message_id is None
+    kept = Path(gen.result_path or "")
     assert kept.parent == h.bot.core.results.directory
     assert await asyncio.to_thread(kept.is_file)
 
@@ -379,40 +328,36 @@ async def test_when_uploads_keep_failing_the_member_is_told_and_the_paid_result_
 async def test_a_kept_result_is_delivered_from_history_once_discord_takes_it(
     h: Harness,
 ) -> None:
-    gen = await fail_every_upload(h)
-    kept = await asyncio.to_thread(Path(gen["result_path"]).read_bytes)
-    history = await open_history(h)
+    gen, _ = await fail_every_upload(h)
+    kept = await asyncio.to_thread(Path(gen.result_path or "").read_bytes)
+    history = await h.open_history()
     assert "not delivered" in history["embeds"][0]["description"]
     [button] = deliver_buttons(history)
-    assert button["label"] == f"Deliver #{gen['id']}"
+    assert button["label"] == f"Deliver #{gen.id}"
 
-    click = await press(h, button["custom_id"], history, user_id=MEMBER_ID)
+    click = await h.press(button["custom_id"], history, user_id=MEMBER_ID)
 
-    await wait_followup(h, click, "Delivered")
+    await h.wait_followup(click, "Delivered")
     [result] = [m for m in h.channel_messages() if m.get("attachments")]
     assert result["content"] == f"<@{MEMBER_ID}> your edit is ready."
     assert h.discord.attachment_bytes(result["attachments"][0]) == kept
-    await h.discord.wait_for(
-        lambda: h.bot.core.database.fetchone(
-            "SELECT 1 FROM generations WHERE id = ? AND result_path IS NULL "
-            "AND result_message_id = ?",
-            (gen["id"], int(result["id"])),
-        ),
-        message="the delivery to be recorded",
+    recorded = await h.discord.wait_for(
+        lambda: delivered_from(h, int(result["id"])), message="the delivery to be recorded"
     )
+    assert recorded == gen.id
     assert list(h.bot.core.results.directory.iterdir()) == []
-    assert len(api_calls(h)) == 1  # delivered from disk, not edited again
+    assert len(h.api_calls()) == 1  # delivered from disk, not edited again
     # Delivered once: the button is gone from a fresh /history.
-    assert deliver_buttons(await open_history(h)) == []
+    assert deliver_buttons(await h.open_history()) == []
 
 
 @pytest.mark.usefixtures("quick_retries")
 async def test_pressing_deliver_twice_posts_the_kept_result_once(h: Harness) -> None:
     await fail_every_upload(h)
-    history = await open_history(h)
+    history = await h.open_history()
     [button] = deliver_buttons(history)
 
-    clicks = [await press(h, button["custom_id"], history, user_id=MEMBER_ID) for _ in range(2)]
+    clicks = [await h.press(button["custom_id"], history, user_id=MEMBER_ID) for _ in range(2)]
 
     answers = [
         (await h.discord.wait_for(lambda c=c: h.discord.followups(c), message="an answer"))[0]
@@ -427,14 +372,14 @@ async def test_pressing_deliver_twice_posts_the_kept_result_once(h: Harness) -> 
 
 @pytest.mark.usefixtures("quick_retries")
 async def test_deliver_while_discord_still_refuses_tells_the_member(h: Harness) -> None:
-    gen = await fail_every_upload(h)
-    history = await open_history(h)
+    gen, _ = await fail_every_upload(h)
+    history = await h.open_history()
     [button] = deliver_buttons(history)
     h.discord.fail_next("POST", CHANNEL_POST, 503, times=h.bot.core.delivery.attempts)
 
-    click = await press(h, button["custom_id"], history, user_id=MEMBER_ID)
+    click = await h.press(button["custom_id"], history, user_id=MEMBER_ID)
 
     [answer] = await h.discord.wait_for(lambda: h.discord.followups(click), 2.0)  # type: ignore[misc]
     assert answer["flags"] & FLAG_EPHEMERAL and "/history" in answer["content"]
-    [row] = await rows_of(h, "generations", MEMBER_ID)
-    assert row["result_path"] == gen["result_path"]  # still kept for the next try
+    [row] = await h.edits(MEMBER_ID)
+    assert row.result_path == gen.result_path  # still kept for the next try

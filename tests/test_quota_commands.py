@@ -11,67 +11,31 @@ import pytest
 
 from bot import db
 from bot.db import credits as credit_readings
-from bot.db import generations
+from bot.db import generations, quotas
 from bot.ledger import Ledger
-from tests.conftest import (
-    ALERTS_CHANNEL_ID,
-    GUILD_ID,
-    MEMBER_ID,
-    OTHER_MEMBER_ID,
-    Harness,
-    add_role,
-    add_text_channel,
-    admin,
-    channel_opt,
-    direct_messages,
-    operator,
-    run_command,
-    user_opt,
-)
 from tests.fake_discord import FLAG_EPHEMERAL
-from tests.helpers import make_new_generation
+from tests.harness import Harness, fields
+from tests.helpers import make_new_generation, record_success
+from tests.server_actions import user_opt
+from tests.world import ALERTS_CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID
 
 pytestmark = pytest.mark.settings(quota_default_credits=0.40, alert_below_credits=0)
-
-
-@pytest.fixture
-def h(harness: Harness) -> Harness:
-    return harness
-
-
-def fields(message: dict[str, Any]) -> dict[str, str]:
-    [embed] = message["embeds"]
-    return {f["name"]: f["value"] for f in embed["fields"]}
 
 
 async def quota(
     h: Harness, user_id: int = MEMBER_ID, member_roles: tuple[int, ...] = ()
 ) -> dict[str, str]:
     """`/quota` as the member sees it: a private embed."""
-    answer = await run_command(h, "quota", user_id=user_id, member_roles=member_roles)
+    answer = await h.run_command("quota", user_id=user_id, member_roles=member_roles)
     assert answer["flags"] & FLAG_EPHEMERAL
     return fields(answer)
-
-
-def api_calls(h: Harness) -> int:
-    return len([r for r in h.segmind.requests if r.method == "POST"])
-
-
-async def charge_rows(h: Harness) -> list[dict[str, Any]]:
-    rows = await h.bot.core.database.fetchall("SELECT * FROM charges ORDER BY id")
-    return [dict(r) for r in rows]
-
-
-async def alerts_channel(h: Harness) -> None:
-    await add_text_channel(h)
-    await admin(h, "alerts", channel=channel_opt(ALERTS_CHANNEL_ID))
 
 
 async def alert_messages(h: Harness) -> list[dict[str, Any]]:
     """Account alerts: they reach the operator, never a server's alerts channel."""
     await h.bot.core.alerts.drain()
     assert h.channel_messages(ALERTS_CHANNEL_ID) == []
-    return direct_messages(h)
+    return h.direct_messages()
 
 
 async def test_quota_shows_used_left_edits_and_when_it_resets(h: Harness) -> None:
@@ -84,8 +48,8 @@ async def test_quota_shows_used_left_edits_and_when_it_resets(h: Harness) -> Non
     after = await quota(h)
     assert after["Used today"] == "0.08 of 0.40 credits"
     assert after["Left"] == "0.32 credits\nabout 8 edits"
-    rows = await charge_rows(h)
-    assert [(r["state"], r["amount"]) for r in rows] == [("committed", 0.04)] * 2
+    rows = await h.server_charges()
+    assert [(r.state, r.amount) for r in rows] == [("committed", 0.04)] * 2
     # Another member's allowance is their own.
     assert (await quota(h, OTHER_MEMBER_ID))["Used today"] == "0.00 of 0.40 credits"
 
@@ -105,8 +69,8 @@ async def test_a_member_who_is_out_is_told_before_anything_is_spent(h: Harness) 
     assert answer["flags"] & FLAG_EPHEMERAL
     assert "You're out of edits for now: 0.01 of your 0.05 credits left" in answer["content"]
     assert "It resets <t:" in answer["content"]
-    assert api_calls(h) == 1
-    assert len(await charge_rows(h)) == 1  # the refused edit never reserved anything
+    assert len(h.api_calls()) == 1
+    assert len(await h.server_charges()) == 1  # the refused edit never reserved anything
     assert await generations.count_by_status(h.bot.core.database) == {"succeeded": 1}
 
 
@@ -127,20 +91,18 @@ async def test_cost_is_the_header_drop_and_overlapping_calls_use_the_estimate(
     h.segmind.send_cost_header = True
     await h.answer(await h.edit("with x-cost"))
 
-    rows = await charge_rows(h)
-    summary = [(r["user_id"], r["cost_source"], round(r["amount"], 4)) for r in rows]
+    rows = await h.server_charges()
+    summary = [(r.user_id, r.cost_source, round(r.amount, 4)) for r in rows]
     assert summary[:2] == [(MEMBER_ID, "estimate", 0.04), (MEMBER_ID, "balance_drop", 0.05)]
     assert sorted(summary[2:4]) == [
         (MEMBER_ID, "estimate", 0.05),
         (OTHER_MEMBER_ID, "estimate", 0.05),
     ]
     assert summary[4:] == [(MEMBER_ID, "header", 0.05)]
-    generations = await h.bot.core.database.fetchall(
-        "SELECT id, cost, cost_source FROM generations ORDER BY id"
-    )
-    by_generation = {r["generation_id"]: (r["amount"], r["cost_source"]) for r in rows}
+    edits = await generations.of_server(h.bot.core.database, GUILD_ID)
+    by_generation = {r.generation_id: (r.amount, r.cost_source) for r in rows}
     # The member pays exactly what the generation is recorded as costing.
-    assert {g[0]: (g[1], g[2]) for g in generations} == by_generation
+    assert {g.id: (g.cost, g.cost_source) for g in edits} == by_generation
     assert (await quota(h))["Used today"] == "0.19 of 0.40 credits"
     assert (await quota(h, OTHER_MEMBER_ID))["Used today"] == "0.05 of 0.40 credits"
 
@@ -183,9 +145,9 @@ async def test_every_failure_is_refunded(h: Harness, fault: dict, expected: str)
     answer = await h.answer(await h.edit("make it pop"))
     assert answer["flags"] & FLAG_EPHEMERAL
     assert expected in answer["content"] and "not charged" in answer["content"]
-    [charge] = await charge_rows(h)
-    assert (charge["state"], charge["amount"], charge["reserved"]) == ("released", 0, 0.04)
-    assert charge["generation_id"] is not None and charge["settled_at"] is not None
+    [charge] = await h.server_charges()
+    assert (charge.state, charge.amount, charge.reserved) == ("released", 0, 0.04)
+    assert charge.generation_id is not None and charge.settled_at is not None
     assert await quota(h) == before
 
 
@@ -198,45 +160,44 @@ async def test_usage_starts_again_when_the_period_rolls_over(h: Harness) -> None
     today = await quota(h)
     assert today["Used today"] == "0.00 of 0.40 credits"
     assert today["Left"] == "0.40 credits\nabout 10 edits"
-    [charge] = await charge_rows(h)
-    assert charge["state"] == "committed" and charge["created_at"] < clock() - 86000
+    [charge] = await h.server_charges()
+    assert charge.state == "committed" and charge.created_at < clock() - 86000
 
 
 @pytest.mark.settings(quota_default_credits=0.04)
 async def test_role_and_member_overrides_decide_the_allowance(h: Harness) -> None:
-    await add_role(h, 7001, "Artists", members=(MEMBER_ID,))
-    await add_role(h, 7002, "Patrons", members=(MEMBER_ID,))
-    await admin(h, "quota", "role", role={"type": 8, "value": 7001}, credits=0.20)
-    await admin(h, "quota", "role", role={"type": 8, "value": 7002}, credits=0.12)
+    await h.add_role(7001, "Artists", members=(MEMBER_ID,))
+    await h.add_role(7002, "Patrons", members=(MEMBER_ID,))
+    await h.admin("quota", "role", role={"type": 8, "value": 7001}, credits=0.20)
+    await h.admin("quota", "role", role={"type": 8, "value": 7002}, credits=0.12)
     artist = await quota(h, member_roles=(7001, 7002))
     assert artist["Used today"] == "0.00 of 0.20 credits"  # the highest role wins
     assert (await quota(h, OTHER_MEMBER_ID))["Used today"] == "0.00 of 0.04 credits"
 
-    await admin(h, "quota", "set", member=user_opt(MEMBER_ID), credits=0.08)
-    answer = await run_command(h, "quota", member_roles=(7001, 7002))
+    await h.admin("quota", "set", member=user_opt(MEMBER_ID), credits=0.08)
+    answer = await h.run_command("quota", member_roles=(7001, 7002))
     assert fields(answer)["Used today"] == "0.00 of 0.08 credits"  # their own beats roles
     assert "an admin set for you" in answer["embeds"][0]["footer"]["text"]
 
-    rows = await h.bot.core.database.fetchall("SELECT role_id, credits FROM role_quotas")
-    assert sorted(tuple(r) for r in rows) == [(7001, 0.20), (7002, 0.12)]
-    rows = await h.bot.core.database.fetchall("SELECT user_id, credits FROM member_quotas")
-    assert [tuple(r) for r in rows] == [(MEMBER_ID, 0.08)]
+    database = h.bot.core.database
+    assert await quotas.overrides(database, "role", GUILD_ID) == {7001: 0.20, 7002: 0.12}
+    assert await quotas.overrides(database, "member", GUILD_ID) == {MEMBER_ID: 0.08}
 
 
 async def test_a_blocked_member_cannot_start_edits_and_is_told_why(h: Harness) -> None:
-    await admin(h, "block", member=user_opt(MEMBER_ID), reason="posting other people's photos")
+    await h.admin("block", member=user_opt(MEMBER_ID), reason="posting other people's photos")
     answer = await h.answer(await h.edit("anything"))
     assert answer["flags"] & FLAG_EPHEMERAL
     assert "blocked you from editing" in answer["content"]
     assert "Reason: posting other people's photos" in answer["content"]
-    assert api_calls(h) == 0 and await charge_rows(h) == []
-    shown = await run_command(h, "quota")
+    assert len(h.api_calls()) == 0 and await h.server_charges() == []
+    shown = await h.run_command("quota")
     assert "You are blocked from editing" in shown["embeds"][0]["description"]
 
 
-@pytest.mark.settings(quota_default_credits=0.40, account_reserve_credits=99.95)
+@pytest.mark.settings(account_reserve_credits=99.95)
 async def test_the_account_floor_stops_new_edits_and_alerts_once(h: Harness) -> None:
-    await alerts_channel(h)
+    await h.choose_alerts_channel()
     await h.answer(await h.edit("one"))  # balance 99.96: above the reserve
     await h.answer(await h.edit("two"))  # balance 99.92: under it from now on
     for prompt in ("three", "four"):
@@ -244,24 +205,24 @@ async def test_the_account_floor_stops_new_edits_and_alerts_once(h: Harness) -> 
         assert answer["flags"] & FLAG_EPHEMERAL
         assert "can't edit images right now; the admins have been told" in answer["content"]
         assert "not charged" in answer["content"]
-    assert api_calls(h) == 2
+    assert len(h.api_calls()) == 2
     [alert] = await alert_messages(h)
     assert "account balance 99.92 is under the reserve 99.95" in alert["content"]
     assert "ACCOUNT_RESERVE_CREDITS" in alert["content"]
-    assert [r["state"] for r in await charge_rows(h)] == ["committed"] * 2
-    assert "paused for everyone" in (await run_command(h, "quota"))["embeds"][0]["description"]
+    assert [r.state for r in await h.server_charges()] == ["committed"] * 2
+    assert "paused for everyone" in (await h.run_command("quota"))["embeds"][0]["description"]
 
 
 async def test_out_of_credits_stops_new_edits_and_alerts_once(h: Harness) -> None:
-    await alerts_channel(h)
+    await h.choose_alerts_channel()
     h.segmind.credits = 0.02
     for prompt in ("one", "two", "three"):
         answer = await h.answer(await h.edit(prompt))
         assert "can't edit images right now" in answer["content"]
-    assert api_calls(h) == 1  # the 406; the rest were refused without a call
+    assert len(h.api_calls()) == 1  # the 406; the rest were refused without a call
     [alert] = await alert_messages(h)
     assert "out of credits" in alert["content"] and "/operator check" in alert["content"]
-    assert [r["state"] for r in await charge_rows(h)] == ["released"]
+    assert [r.state for r in await h.server_charges()] == ["released"]
 
 
 async def test_a_top_up_and_a_check_let_edits_run_again(h: Harness) -> None:
@@ -269,24 +230,22 @@ async def test_a_top_up_and_a_check_let_edits_run_again(h: Harness) -> None:
     await h.answer(await h.edit("one"))  # balance 0.02
     await h.answer(await h.edit("two"))  # 406: halted
     h.segmind.top_up(10)
-    answer = await operator(h, "check")
+    answer = await h.operator("check")
     assert "The key works and edits are running" in answer["content"]
     assert "Balance: 9.98" in answer["content"]
     result = fields(await h.answer(await h.edit("three")))
     assert result["Cost"] == "0.04 credits"
-    readings = await h.bot.core.database.fetchall(
-        "SELECT remaining FROM credit_readings ORDER BY id"
-    )
-    assert [r[0] for r in readings] == [0.02, 9.98, 9.94]
-    credits = fields(await operator(h, "credits"))
+    readings = await credit_readings.credit_readings(h.bot.core.database)
+    assert [r.remaining for r in readings] == [0.02, 9.98, 9.94]
+    credits = fields(await h.operator("credits"))
     assert credits["Balance"].startswith("9.94 credits")
     assert credits["Topped up this month"] == "9.96"  # the check's own cost is not known
     assert credits["This month"] == "0.08"
 
 
-@pytest.mark.settings(quota_default_credits=0.40, alert_below_credits=99.93)
+@pytest.mark.settings(alert_below_credits=99.93)
 async def test_a_low_balance_alerts_once(h: Harness) -> None:
-    await alerts_channel(h)
+    await h.choose_alerts_channel()
     for prompt in ("one", "two", "three", "four"):
         await h.answer(await h.edit(prompt))  # 99.96, 99.92, 99.88, 99.84
     [alert] = await alert_messages(h)
@@ -294,13 +253,13 @@ async def test_a_low_balance_alerts_once(h: Harness) -> None:
 
 
 async def test_repeated_api_failures_alert_once(h: Harness) -> None:
-    await alerts_channel(h)
+    await h.choose_alerts_channel()
     h.segmind.fail_next(500, times=4)  # never retried: the model may have run
     for prompt in ("one", "two", "three", "four"):
         assert "try again" in (await h.answer(await h.edit(prompt)))["content"]
     [alert] = await alert_messages(h)
     assert "The last 3 edits failed at Segmind" in alert["content"]
-    assert [r["state"] for r in await charge_rows(h)] == ["released"] * 4
+    assert [r.state for r in await h.server_charges()] == ["released"] * 4
 
 
 @pytest.fixture
@@ -315,10 +274,7 @@ async def crash_leftovers(db_path: Path) -> dict[str, int]:
         generation = await generations.insert(database, make_new_generation())
         await ledger.attach(reservation, generation)
         ids[name] = reservation.id
-    await generations.mark_succeeded(
-        database, 1, api_seed=1, api_time_s=1.0, request_id=None, cost=0.05,
-        cost_source="balance_drop", remaining_credits=40.0, reencoded=False,
-    )  # fmt: skip
+    await record_success(database, 1, cost=0.05, cost_source="balance_drop", remaining_credits=40.0)
     await database.close()
     return ids
 
@@ -327,13 +283,13 @@ async def test_a_crash_between_reserve_and_commit_is_settled_at_start_up(
     crash_leftovers: dict[str, int],
     h: Harness,  # leftovers first: the bot starts on them
 ) -> None:
-    rows = {r["id"]: r for r in await charge_rows(h)}
+    rows = {r.id: r for r in await h.server_charges()}
     succeeded = rows[crash_leftovers["succeeded"]]
     # Its result never reached Discord: held (counted as used) until delivered or expired.
-    assert (succeeded["state"], succeeded["amount"]) == ("held", 0.05)
-    assert succeeded["cost_source"] == "balance_drop"
+    assert (succeeded.state, succeeded.amount) == ("held", 0.05)
+    assert succeeded.cost_source == "balance_drop"
     pending = rows[crash_leftovers["pending"]]
-    assert (pending["state"], pending["amount"]) == ("released", 0)
+    assert (pending.state, pending.amount) == ("released", 0)
     assert await generations.count_by_status(h.bot.core.database) == {"succeeded": 1, "failed": 1}
     assert (await quota(h))["Used today"] == "0.05 of 0.40 credits"
 
@@ -345,25 +301,22 @@ async def low_reading(db_path: Path) -> None:
     await database.close()
 
 
-@pytest.mark.settings(quota_default_credits=0.40, account_reserve_credits=5.0)
+@pytest.mark.settings(account_reserve_credits=5.0)
 async def test_the_floor_holds_from_the_first_edit_after_a_restart(
     low_reading: None, h: Harness
 ) -> None:
     answer = await h.answer(await h.edit("one"))
     assert "can't edit images right now" in answer["content"]
-    assert api_calls(h) == 0 and await charge_rows(h) == []
+    assert len(h.api_calls()) == 0 and await h.server_charges() == []
 
 
-@pytest.mark.settings(
-    quota_default_credits=0.40, alert_below_credits=0, max_inflight_per_user=6,
-    max_queued_per_user=6,
-)  # fmt: skip
+@pytest.mark.settings(max_inflight_per_user=6, max_queued_per_user=6)
 async def test_concurrent_edits_never_overspend_an_allowance(h: Harness) -> None:
-    await admin(h, "quota", "set", member=user_opt(MEMBER_ID), credits=0.12)
+    await h.admin("quota", "set", member=user_opt(MEMBER_ID), credits=0.12)
     h.segmind.delay = 0.2
     ids = [await h.edit(f"edit {i}") for i in range(6)]
     answers = await asyncio.gather(*(h.answer(i) for i in ids))
     refused = [a for a in answers if a["flags"] & FLAG_EPHEMERAL]
     assert len(refused) == 3 and all("out of edits" in a["content"] for a in refused)
-    assert api_calls(h) == 3
+    assert len(h.api_calls()) == 3
     assert (await quota(h))["Left"] == "0.00 credits\nabout 0 edits"

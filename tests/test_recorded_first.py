@@ -7,27 +7,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
-
-from tests.conftest import CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID, Harness
 from tests.fake_discord.plumbing import Hold
+from tests.harness import Harness
 from tests.helpers import make_image
+from tests.world import CHANNEL_ID, GUILD_ID, MEMBER_ID, OTHER_MEMBER_ID
 
 CALLBACK = r"^/interactions/\d+/[^/]+/callback$"
 REACTION = r"^/channels/\d+/messages/\d+/reactions/"
-
-
-@pytest.fixture
-def h(harness: Harness) -> Harness:
-    return harness
 
 
 async def jobs_when_acknowledged(h: Harness, hold: Hold) -> list[tuple[int, str]]:
     """The job rows at the moment Discord receives the acknowledgement; then let it go."""
     await asyncio.wait_for(hold.arrived.wait(), 10)
     try:
-        rows = await h.bot.core.database.fetchall("SELECT user_id, state FROM jobs ORDER BY id")
-        return [(r[0], r[1]) for r in rows]
+        return [(j.user_id, j.state) for j in await h.jobs()]
     finally:
         hold.release.set()
 

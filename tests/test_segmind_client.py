@@ -31,9 +31,9 @@ from bot.segmind import (
     ServerError,
 )
 from tests.clock import ManualClock, advance, until
-from tests.conftest import API_KEY
 from tests.fake_segmind import FakeSegmind
 from tests.helpers import LocalServer, make_image, make_noise_png, open_image, unused_port
+from tests.world import API_KEY
 
 MODEL = "flux-kontext-dev"
 INPUT_B64 = base64.b64encode(make_image(256, 192, "PNG")).decode()

@@ -12,26 +12,20 @@ from typing import Any
 import pytest
 
 from bot import db
-from bot.db import generations
+from bot.db import charges, generations, messages
 from bot.ledger import Ledger
 from bot.results import ResultStore
 from bot.upkeep import Upkeep
 from tests.clock import ManualClock, advance, until
-from tests.conftest import CHANNEL_ID, GUILD_ID, MEMBER_ID, Harness, operator
-from tests.helpers import make_new_generation
-from tests.test_queue_flow import (
-    deliver_buttons,
-    open_history,
-    press,
-    result_of,
-    wait_followup,
-)
+from tests.harness import Harness, deliver_buttons
+from tests.helpers import forge_crash_during_upload, make_new_generation, record_success
+from tests.test_queue_flow import result_of
+from tests.world import CHANNEL_ID, GUILD_ID, MEMBER_ID
 
 MISSING_PERMISSIONS = {"message": "Missing Permissions", "code": 50013}
 UNKNOWN_CHANNEL = {"message": "Unknown Channel", "code": 10003}
 RETENTION_S = 72 * 3600
 HOUR_S = 3600.0
-CHANNEL_POST = rf"^/channels/{CHANNEL_ID}/messages$"  # the members' channel, not a DM
 
 
 @pytest.fixture
@@ -40,11 +34,9 @@ def h(harness: Harness) -> Harness:
     return harness
 
 
-async def charges(h: Harness) -> list[tuple[str, float | None]]:
-    rows = await h.bot.core.database.fetchall(
-        "SELECT state, amount FROM charges WHERE user_id = ? ORDER BY id", (MEMBER_ID,)
-    )
-    return [(r[0], r[1]) for r in rows]
+async def money(h: Harness) -> list[tuple[str, float | None]]:
+    """The member's charges as (state, amount), oldest first."""
+    return [(c.state, c.amount) for c in await h.charges()]
 
 
 async def used(h: Harness) -> float:
@@ -65,17 +57,12 @@ async def refused_edit(h: Harness, status: int = 403, body: dict | None = None) 
     """An /edit whose channel refuses the result (and every other post there); the token
     has run out, so the interaction's webhook cannot carry it either."""
     h.bot.clock = lambda: time.time() + 16 * 60
-    h.discord.fail_next("POST", CHANNEL_POST, status, body=body or MISSING_PERMISSIONS, times=10)
+    h.refuse_uploads(status, body=body or MISSING_PERMISSIONS, times=10)
     await h.edit("make it night")
     [dm] = await h.discord.wait_for(lambda: dms(h), message="a DM")  # type: ignore[misc]
-    gen = await h.bot.core.database.fetchone(
-        "SELECT * FROM generations WHERE user_id = ? ORDER BY id DESC LIMIT 1", (MEMBER_ID,)
-    )
-    await h.discord.wait_for(
-        lambda: h.bot.core.database.fetchone("SELECT 1 FROM jobs WHERE state = 'failed'"),
-        message="the job to end",
-    )
-    return dict(gen) | {"dm": dm}
+    [gen] = await generations.history(h.bot.core.database, GUILD_ID, MEMBER_ID, limit=1)
+    await h.wait_job_ended("failed")
+    return {"gen": gen, "dm": dm}
 
 
 # -- held until delivered ------------------------------------------------------------------
@@ -87,45 +74,44 @@ async def refused_edit(h: Harness, status: int = 403, body: dict | None = None) 
 async def test_a_result_the_channel_refuses_is_held_not_charged_and_the_member_gets_a_dm(
     h: Harness, status: int, body: dict
 ) -> None:
-    gen = await refused_edit(h, status, body)
+    refused = await refused_edit(h, status, body)
 
-    assert "/history" in gen["dm"]["content"] and "not charged" in gen["dm"]["content"]
-    assert f"<#{CHANNEL_ID}>" in gen["dm"]["content"] and "72 hours" in gen["dm"]["content"]
-    assert gen["status"] == "succeeded" and gen["result_message_id"] is None
-    assert await asyncio.to_thread(Path(gen["result_path"]).is_file)  # kept for Deliver
-    assert await charges(h) == [("held", 0.04)]
+    dm, gen = refused["dm"], refused["gen"]
+    assert "/history" in dm["content"] and "not charged" in dm["content"]
+    assert f"<#{CHANNEL_ID}>" in dm["content"] and "72 hours" in dm["content"]
+    assert gen.status == "succeeded" and gen.result_message_id is None
+    assert gen.result_path and await asyncio.to_thread(Path(gen.result_path).is_file)  # kept
+    assert await money(h) == [("held", 0.04)]
     assert await used(h) == pytest.approx(0.04)  # held money cannot be spent twice
-    history = (await open_history(h))["embeds"][0]["description"]
+    history = (await h.open_history())["embeds"][0]["description"]
     assert "not delivered" in history and "held, charged only once delivered" in history
 
 
 async def test_a_refused_dm_is_fine(h: Harness) -> None:
     h.discord.fail_next("POST", r"^/users/@me/channels$", 403, body={"code": 50007})
     h.bot.clock = lambda: time.time() + 16 * 60
-    h.discord.fail_next("POST", CHANNEL_POST, 403, body=MISSING_PERMISSIONS, times=10)
+    h.refuse_uploads(403, body=MISSING_PERMISSIONS, times=10)
     await h.edit("make it night")
-    await h.discord.wait_for(
-        lambda: h.bot.core.database.fetchone("SELECT 1 FROM jobs WHERE state = 'failed'")
-    )
+    await h.wait_job_ended("failed")
     assert dms(h) == []
-    assert await charges(h) == [("held", 0.04)]
+    assert await money(h) == [("held", 0.04)]
 
 
 async def test_a_result_delivered_from_history_is_charged_then(h: Harness) -> None:
-    h.discord.fail_next("POST", CHANNEL_POST, 503, times=h.bot.core.delivery.attempts)
+    h.refuse_uploads()
     await h.answer(await h.edit("make it night"))
-    assert await charges(h) == [("held", 0.04)]
-    history = await open_history(h)
+    assert await money(h) == [("held", 0.04)]
+    history = await h.open_history()
     [button] = deliver_buttons(history)
 
-    await wait_followup(h, await press(h, button["custom_id"], history, user_id=MEMBER_ID), "Deliv")
+    await h.wait_followup(await h.press(button["custom_id"], history, user_id=MEMBER_ID), "Deliv")
 
     await h.discord.wait_for(lambda: _committed(h), message="the charge")
     assert await used(h) == pytest.approx(0.04)
 
 
 async def _committed(h: Harness) -> bool:
-    return await charges(h) == [("committed", 0.04)]
+    return await money(h) == [("committed", 0.04)]
 
 
 async def test_a_delivered_result_is_charged(h: Harness) -> None:
@@ -139,18 +125,18 @@ async def test_a_delivered_result_is_charged(h: Harness) -> None:
 async def test_a_result_never_delivered_is_refunded_when_its_kept_copy_expires(
     h: Harness,
 ) -> None:
-    gen = await refused_edit(h)
+    gen = (await refused_edit(h))["gen"]
     upkeep = h.bot.core.upkeep
 
     upkeep.clock = lambda: time.time() + RETENTION_S - HOUR_S
     assert await upkeep.expire() == []  # not yet
     upkeep.clock = lambda: time.time() + RETENTION_S + 1
-    assert await upkeep.expire() == [gen["id"]]
+    assert await upkeep.expire() == [gen.id]
 
-    assert await charges(h) == [("released", 0)]
+    assert await money(h) == [("released", 0)]
     assert await used(h) == 0
-    assert not await asyncio.to_thread(Path(gen["result_path"]).exists)
-    history = await open_history(h)
+    assert gen.result_path and not await asyncio.to_thread(Path(gen.result_path).exists)
+    history = await h.open_history()
     assert "not delivered · not charged" in history["embeds"][0]["description"]
     assert deliver_buttons(history) == []
 
@@ -160,7 +146,7 @@ async def test_credits_report_what_is_held_and_what_no_one_was_charged_for(h: Ha
     await result_of(h, await h.edit("two"))  # 99.92, charged its drop
     await refused_edit(h)  # 99.88, held
 
-    shown = _fields(await operator(h, "credits"))
+    shown = _fields(await h.operator("credits"))
     assert shown["This month"] == "0.12"
     assert shown["This month, by who paid"].startswith(
         "charged to members: 0.08 (this server: 0.08)\n"
@@ -170,7 +156,7 @@ async def test_credits_report_what_is_held_and_what_no_one_was_charged_for(h: Ha
 
     h.bot.core.upkeep.clock = lambda: time.time() + RETENTION_S + 1
     await h.bot.core.upkeep.expire()
-    shown = _fields(await operator(h, "credits"))
+    shown = _fields(await h.operator("credits"))
     assert shown["This month, by who paid"].startswith(
         "charged to members: 0.08 (this server: 0.08)\nnot charged to anyone: 0.04"
     )
@@ -187,21 +173,18 @@ def _fields(message: dict[str, Any]) -> dict[str, str]:
 async def test_a_paid_result_a_crash_left_is_held_until_the_channel_takes_it(
     h: Harness,
 ) -> None:
-    h.discord.fail_next("POST", CHANNEL_POST, 503, times=h.bot.core.delivery.attempts)
+    h.refuse_uploads()
     await h.answer(await h.edit("crash before posting"))
     # As if the process had died during the upload: the job still 'running', the charge
     # as the API's answer left it.
-    await h.bot.core.database.write("UPDATE jobs SET state = 'running', finished_at = NULL")
-    await h.bot.core.database.write("UPDATE charges SET state = 'reserved', amount = NULL")
-    h.discord.fail_next("POST", CHANNEL_POST, 403, body=MISSING_PERMISSIONS, times=10)
+    await forge_crash_during_upload(h.bot.core.database, charges_too=True)
+    h.refuse_uploads(403, body=MISSING_PERMISSIONS, times=10)
 
     await h.restart()
 
     await h.discord.wait_for(lambda: dms(h), message="a DM")
-    await h.discord.wait_for(
-        lambda: h.bot.core.database.fetchone("SELECT 1 FROM jobs WHERE state = 'failed'")
-    )
-    assert await charges(h) == [("held", 0.04)]
+    await h.wait_job_ended("failed")
+    assert await money(h) == [("held", 0.04)]
 
 
 async def test_start_up_settles_money_by_whether_discord_had_the_result(
@@ -214,20 +197,20 @@ async def test_start_up_settles_money_by_whether_discord_had_the_result(
         gen_id = await generations.insert(conn, make_new_generation())
         await ledger.attach(reservation, gen_id)
         if name != "failed":
-            await generations.mark_succeeded(
-                conn, gen_id, api_seed=1, api_time_s=1.0, request_id=None, cost=0.05,
-                cost_source="balance_drop", remaining_credits=9.0, reencoded=False,
-            )  # fmt: skip
+            await record_success(
+                conn, gen_id, cost=0.05, cost_source="balance_drop", remaining_credits=9.0
+            )
         if name == "held":
             await ledger.hold(reservation, 0.05, "balance_drop")
         if name == "delivered":
-            await conn.write("UPDATE generations SET result_message_id = 1 WHERE id = ?", (gen_id,))
+            await messages.record_delivery(
+                conn, gen_id, channel_id=CHANNEL_ID, message_id=1, attachment_id=None, url=None
+            )
         ids[name] = reservation.id
 
     settled = await ledger.settle_stale(older_than_s=0)
 
-    rows = await conn.fetchall("SELECT id, state, amount FROM charges")
-    states = {r[0]: (r[1], r[2]) for r in rows}
+    states = {c.id: (c.state, c.amount) for c in await charges.of_server(conn, GUILD_ID)}
     assert states[ids["delivered"]] == ("committed", 0.05)
     assert states[ids["undelivered"]] == ("held", 0.05)
     assert states[ids["held"]] == ("held", 0.05)
@@ -251,10 +234,7 @@ async def test_kept_results_expire_every_hour_while_the_bot_runs(
     reservation = await ledger.reserve(GUILD_ID, MEMBER_ID, (), 0.04)
     gen_id = await generations.insert(conn, make_new_generation())
     await ledger.attach(reservation, gen_id)
-    await generations.mark_succeeded(
-        conn, gen_id, api_seed=1, api_time_s=1.0, request_id=None, cost=0.04,
-        cost_source="estimate", remaining_credits=None, reencoded=False,
-    )  # fmt: skip
+    await record_success(conn, gen_id, cost_source="estimate")
     kept = await results.save(gen_id, b"paid for", "png")
     await ledger.hold(reservation, 0.04, "estimate")
     upkeep.start()
@@ -271,8 +251,8 @@ async def test_kept_results_expire_every_hour_while_the_bot_runs(
         assert not await asyncio.to_thread(kept.exists)
     finally:
         await upkeep.aclose()
-    [row] = await conn.fetchall("SELECT state FROM charges")
-    assert row[0] == "released"
+    [charge] = await charges.of_server(conn, GUILD_ID)
+    assert charge.state == "released"
     assert await generations.result_path(conn, gen_id) is None
 
 

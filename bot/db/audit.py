@@ -47,3 +47,13 @@ async def latest(database: Database, guild_id: int, limit: int) -> list[AuditEnt
         (guild_id, limit),
     )
     return [AuditEntry(*r) for r in rows]
+
+
+async def latest_everywhere(database: Database, limit: int) -> list[AuditEntry]:
+    """The latest admin changes in every server and bot-wide, newest first."""
+    rows = await database.fetchall(
+        """SELECT id, guild_id, actor_id, action, target, before, after, at
+           FROM audit_log ORDER BY id DESC LIMIT ?""",
+        (limit,),
+    )
+    return [AuditEntry(*r) for r in rows]

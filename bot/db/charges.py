@@ -229,3 +229,39 @@ async def states_of(database: Database, generation_ids: list[int]) -> dict[int, 
         generation_ids,
     )
     return {int(r[0]): str(r[1]) for r in rows}
+
+
+@dataclass(frozen=True)
+class Charge:
+    id: int
+    guild_id: int
+    user_id: int
+    generation_id: int | None
+    state: str  # reserved, held, committed, released
+    reserved: float
+    amount: float | None
+    cost_source: str | None
+    created_at: float
+    settled_at: float | None
+
+
+_CHARGE_COLUMNS = ", ".join(Charge.__dataclass_fields__)
+
+
+async def of_server(database: Database, guild_id: int) -> list[Charge]:
+    """Every charge made in a server, oldest first."""
+    rows = await database.fetchall(
+        f"SELECT {_CHARGE_COLUMNS} FROM charges WHERE guild_id = ? ORDER BY id",  # noqa: S608 - fixed columns
+        (guild_id,),
+    )
+    return [Charge(**dict(r)) for r in rows]
+
+
+async def of_member(database: Database, guild_id: int, user_id: int) -> list[Charge]:
+    """A member's charges in one server, oldest first."""
+    rows = await database.fetchall(
+        f"""SELECT {_CHARGE_COLUMNS} FROM charges WHERE guild_id = ? AND user_id = ?
+            ORDER BY id""",  # noqa: S608 - fixed columns
+        (guild_id, user_id),
+    )
+    return [Charge(**dict(r)) for r in rows]

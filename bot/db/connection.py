@@ -8,6 +8,7 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 import aiosqlite
 
@@ -158,5 +159,19 @@ async def connect(path: Path | str) -> Database:
         await migrate(conn)
     except BaseException:
         await conn.close()  # its worker thread is not a daemon: left open, exit would hang
+        raise
+    return Database(conn)
+
+
+async def connect_read_only(path: Path | str) -> Database:
+    """Open an existing database for reading only, without migrating it: a look at a
+    database another process owns (a running bot, a backup copy)."""
+    uri = f"file:{quote(str(path))}?mode=ro"
+    conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+    try:
+        conn.row_factory = aiosqlite.Row
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+    except BaseException:
+        await conn.close()
         raise
     return Database(conn)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from bot.db.connection import Database
 
@@ -20,3 +21,18 @@ async def add_credit_reading(
         "INSERT INTO credit_readings (at, remaining, generation_id) VALUES (?, ?, ?)",
         (time.time(), remaining, generation_id),
     )
+
+
+@dataclass(frozen=True)
+class CreditReading:
+    at: float
+    remaining: float
+    generation_id: int | None  # the call that reported it (None: a check or a start-up)
+
+
+async def credit_readings(database: Database) -> list[CreditReading]:
+    """Every balance the API reported, oldest first."""
+    rows = await database.fetchall(
+        "SELECT at, remaining, generation_id FROM credit_readings ORDER BY id"
+    )
+    return [CreditReading(float(r[0]), float(r[1]), r[2]) for r in rows]

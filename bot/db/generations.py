@@ -61,7 +61,15 @@ class Generation:
     result_path: str | None
     created_at: float
     finished_at: float | None
+    input_mode: str  # url or base64: how the input reached the API
+    input_attachment_id: int | None
+    interaction_id: int | None
+    job_id: int | None
+    api_seed: int | None
+    api_request_id: str | None
     result_reencoded: int  # 1: re-encoded as JPEG to fit the server's upload limit
+    result_attachment_id: int | None
+    measured_cost: float | None
     input_converted_from: str | None  # e.g. "HEIC": the input was converted for the API
 
     @property
@@ -202,6 +210,16 @@ async def history(
             WHERE guild_id = ? AND user_id = ?
             ORDER BY id DESC LIMIT ? OFFSET ?""",  # noqa: S608 - fixed columns
         (guild_id, user_id, limit, offset),
+    )
+    return [Generation(**dict(r)) for r in rows]
+
+
+async def of_server(database: Database, guild_id: int) -> list[Generation]:
+    """Every edit made in a server, oldest first."""
+    rows = await database.fetchall(
+        f"""SELECT {_GENERATION_COLUMNS} FROM generations WHERE guild_id = ?
+            ORDER BY id""",  # noqa: S608 - fixed columns
+        (guild_id,),
     )
     return [Generation(**dict(r)) for r in rows]
 

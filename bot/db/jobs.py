@@ -75,3 +75,21 @@ async def unfinished(database: Database) -> list[JobRow]:
 async def state_of(database: Database, job_id: int) -> str | None:
     row = await database.fetchone("SELECT state FROM jobs WHERE id = ?", (job_id,))
     return None if row is None else str(row[0])
+
+
+@dataclass(frozen=True)
+class JobState:
+    id: int
+    user_id: int
+    state: str
+
+
+async def states(database: Database) -> list[JobState]:
+    """Every job's member and state, oldest first."""
+    rows = await database.fetchall("SELECT id, user_id, state FROM jobs ORDER BY id")
+    return [JobState(int(r[0]), int(r[1]), str(r[2])) for r in rows]
+
+
+async def count_by_state(database: Database) -> dict[str, int]:
+    rows = await database.fetchall("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+    return {str(r[0]): int(r[1]) for r in rows}

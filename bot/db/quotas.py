@@ -128,3 +128,32 @@ async def set_block(
 
 async def delete_block(conn: aiosqlite.Connection, guild_id: int, user_id: int) -> None:
     await conn.execute("DELETE FROM blocks WHERE guild_id = ? AND user_id = ?", (guild_id, user_id))
+
+
+async def overrides(database: Database, kind: str, guild_id: int) -> dict[int, float]:
+    """Every member's (`kind` "member") or role's ("role") own allowance in a server."""
+    table, column = _OVERRIDES[kind]
+    rows = await database.fetchall(
+        f"SELECT {column}, credits FROM {table} WHERE guild_id = ? ORDER BY {column}",  # noqa: S608 - fixed names
+        (guild_id,),
+    )
+    return {int(r[0]): float(r[1]) for r in rows}
+
+
+async def usage_resets(database: Database, guild_id: int) -> dict[int, float]:
+    """When each member's usage was last cleared in a server, by user id."""
+    rows = await database.fetchall(
+        "SELECT user_id, reset_at FROM usage_resets WHERE guild_id = ? ORDER BY user_id",
+        (guild_id,),
+    )
+    return {int(r[0]): float(r[1]) for r in rows}
+
+
+async def blocks(database: Database, guild_id: int) -> dict[int, BlockRow]:
+    """Every member blocked in a server, by user id."""
+    rows = await database.fetchall(
+        """SELECT user_id, reason, blocked_by, at FROM blocks WHERE guild_id = ?
+           ORDER BY user_id""",
+        (guild_id,),
+    )
+    return {int(r[0]): BlockRow(r[1], r[2], r[3]) for r in rows}

@@ -43,3 +43,12 @@ async def alerts_channels(database: Database) -> list[tuple[int, int]]:
            WHERE alerts_channel_id IS NOT NULL ORDER BY guild_id"""
     )
     return [(r[0], r[1]) for r in rows]
+
+
+async def of_guild(database: Database, guild_id: int) -> dict[str, Any]:
+    """Every setting a server has a row for, by column (empty: it never chose any)."""
+    row = await database.fetchone(
+        f"SELECT {', '.join(COLUMNS)} FROM guild_settings WHERE guild_id = ?",  # noqa: S608 - fixed names
+        (guild_id,),
+    )
+    return dict(zip(COLUMNS, row, strict=True)) if row else {}

@@ -103,6 +103,9 @@ class FakeDiscord(
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self.port: int = 0
+        # Where it listens, once started: REST, the gateway and the CDN share the one port.
+        self.cdn_host = ""
+        self.cdn_base = ""
 
         self.bot_user: dict[str, Any] = self.add_user(bot_user_id, bot_name, bot=True)
 
@@ -116,6 +119,8 @@ class FakeDiscord(
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.port = self._runner.addresses[0][1]
+        self.cdn_host = f"127.0.0.1:{self.port}"
+        self.cdn_base = f"http://{self.cdn_host}"
 
     async def stop(self) -> None:
         self._gateway_open.set()  # a held connection must not keep the server open
@@ -140,19 +145,11 @@ class FakeDiscord(
 
     @property
     def rest_base(self) -> str:
-        return f"http://127.0.0.1:{self.port}{API_PREFIX}"
+        return f"{self.cdn_base}{API_PREFIX}"
 
     @property
     def gateway_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/gateway"
-
-    @property
-    def cdn_host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def cdn_base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"ws://{self.cdn_host}/gateway"
 
     def subprocess_env(self) -> dict[str, str]:
         """Environment for a bot subprocess (see write_sitecustomize)."""
