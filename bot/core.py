@@ -220,7 +220,7 @@ async def build(
         upkeep = Upkeep(results, ledger, clock=clock, uploading=delivery.uploading)
         recovery = Recovery(database, ledger, upkeep, delivery, edits)
         operator = OperatorDesk(
-            database, api, meter, health, admin, operator_ids=settings.operator_ids
+            database, api, meter, health, admin, operator_ids=frozenset(settings.operator_ids)
         )
         await operator.load()  # a pause survives restarts
         metrics = watch(Metrics(), api=api, meter=meter, health=health, ledger=ledger, edits=edits)

@@ -29,23 +29,14 @@ class Resumed:
         return self.reserve > 0 and self.balance is not None and self.balance < self.reserve
 
 
+@dataclass
 class OperatorDesk:
-    def __init__(
-        self,
-        database: Database,
-        api: KeyChecker,
-        meter: CreditMeter,
-        health: ServiceHealth,
-        admin: ServerAdmin,
-        *,
-        operator_ids: Iterable[int] = (),
-    ) -> None:
-        self._db = database
-        self._api = api
-        self._meter = meter
-        self._health = health
-        self._admin = admin
-        self.operator_ids: frozenset[int] = frozenset(operator_ids)
+    database: Database
+    api: KeyChecker
+    meter: CreditMeter
+    health: ServiceHealth
+    admin: ServerAdmin
+    operator_ids: frozenset[int] = frozenset()
 
     def set_operators(self, user_ids: Iterable[int]) -> None:
         """OPERATOR_IDS, or the application's owner (or team) read from Discord."""
@@ -56,35 +47,35 @@ class OperatorDesk:
 
     async def load(self) -> None:
         """A pause survives restarts."""
-        reason = await servers.state(self._db, PAUSE_KEY)
+        reason = await servers.state(self.database, PAUSE_KEY)
         if reason is not None:
-            self._health.pause(reason)
+            self.health.pause(reason)
 
     async def check_key(self, actor_id: int) -> KeyCheckResult:
-        before = self._health.halted_reason or "running"
-        result = await run_key_check(self._api, self._meter, self._health)
+        before = self.health.halted_reason or "running"
+        result = await run_key_check(self.api, self.meter, self.health)
         answer = f"HTTP {result.status}" if result.status else f"failed ({result.error})"
         after = f"{answer}: {result.halted_reason or 'running'}"
-        await self._admin.record(BOT_WIDE, actor_id, "api.check", "api", Change(before, after))
+        await self.admin.record(BOT_WIDE, actor_id, "api.check", "api", Change(before, after))
         return result
 
     async def pause(self, actor_id: int, reason: str) -> Change:
-        change = Change(self._health.halted_reason or "running", f"paused: {reason}")
-        async with self._db.transaction() as conn:  # the pause and its audit row together
+        change = Change(self.health.halted_reason or "running", f"paused: {reason}")
+        async with self.database.transaction() as conn:  # the pause and its audit row together
             await servers.set_state(conn, PAUSE_KEY, reason)
-            await self._admin.audit(conn, BOT_WIDE, actor_id, "api.pause", "api", change)
-        self._health.pause(reason)
+            await self.admin.audit(conn, BOT_WIDE, actor_id, "api.pause", "api", change)
+        self.health.pause(reason)
         return change
 
     async def resume(self, actor_id: int) -> Resumed | None:
         """None when nothing was halted (nothing changed, nothing audited)."""
-        halted = self._health.halted
-        if halted is None and not self._health.needs_admin:
+        halted = self.health.halted
+        if halted is None and not self.health.needs_admin:
             return None
         change = Change(halted.detail if halted else "held", "running")
-        async with self._db.transaction() as conn:  # the resume and its audit row together
-            if self._health.paused:
+        async with self.database.transaction() as conn:  # the resume and its audit row together
+            if self.health.paused:
                 await servers.set_state(conn, PAUSE_KEY, None)
-            await self._admin.audit(conn, BOT_WIDE, actor_id, "api.resume", "api", change)
-        self._health.resume()
-        return Resumed(self._meter.last_balance, self._health.reserve)
+            await self.admin.audit(conn, BOT_WIDE, actor_id, "api.resume", "api", change)
+        self.health.resume()
+        return Resumed(self.meter.last_balance, self.health.reserve)

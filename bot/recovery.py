@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 
 from bot import jobs
 from bot.db import generations
@@ -38,32 +39,25 @@ def did_not_finish(prompt: str) -> str:
     )
 
 
+@dataclass
 class Recovery:
-    def __init__(
-        self,
-        database: Database,
-        ledger: Ledger,
-        upkeep: Upkeep,
-        delivery: Delivery,
-        edits: EditService,
-    ) -> None:
-        self._db = database
-        self._ledger = ledger
-        self._upkeep = upkeep
-        self._delivery = delivery
-        self._edits = edits
-        self._left: list[jobs.StoredJob] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+    database: Database
+    ledger: Ledger
+    upkeep: Upkeep
+    delivery: Delivery
+    edits: EditService
+    _left: list[jobs.StoredJob] = field(default_factory=list, init=False)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
     async def settle(self) -> None:
         """Before anything new runs: no call of this process can be running yet, so every
         pending generation was interrupted and every open reservation is stale."""
-        self._left = await jobs.unfinished(self._db)
-        interrupted = await generations.fail_interrupted(self._db)
+        self._left = await jobs.unfinished(self.database)
+        interrupted = await generations.fail_interrupted(self.database)
         if interrupted:
             log.warning("Marked %d interrupted generation(s) as failed", interrupted)
-        await self._ledger.settle_stale(older_than_s=0)
-        await self._upkeep.at_start_up()
+        await self.ledger.settle_stale(older_than_s=0)
+        await self.upkeep.at_start_up()
 
     async def finish(self, channels: Channels) -> None:
         """Once Discord is ready: deliver or refund what was running, queue what waited."""
@@ -87,12 +81,12 @@ class Recovery:
 
     async def _settle_running(self, job: jobs.StoredJob, channels: Channels) -> None:
         req = job.request
-        gen = await generations.of_job(self._db, job.id)
+        gen = await generations.of_job(self.database, job.id)
         posted = None
         if gen is not None and gen.status == "succeeded":
             if gen.result_message_id is None:
                 try:
-                    posted = await self._delivery.deliver_kept(
+                    posted = await self.delivery.deliver_kept(
                         gen.id,
                         lambda g: channels.poster(
                             g.channel_id, g.guild_id, reply_to_message_id=job.reply_to_message_id
@@ -101,20 +95,20 @@ class Recovery:
                     )
                 except Undelivered as exc:
                     # Still kept and held: Deliver in /history, or refunded when it expires.
-                    await job_rows.mark_finished(self._db, job.id, "failed")
+                    await job_rows.mark_finished(self.database, job.id, "failed")
                     if not exc.refused:  # a refusing channel was not written to: a DM was
                         await channels.tell(req.channel_id, req.guild_id, req.user_id, exc.message)
                     return
                 if posted is None and await self._delivered_elsewhere(gen.id):
-                    await job_rows.mark_finished(self._db, job.id, "done")
+                    await job_rows.mark_finished(self.database, job.id, "done")
                     return
                 if posted is None:
                     # Paid for, but the image is gone: give the money back before saying so.
-                    await self._ledger.refund_generation(gen.id)
+                    await self.ledger.refund_generation(gen.id)
             if gen.result_message_id is not None or posted is not None:
-                await job_rows.mark_finished(self._db, job.id, "done")
+                await job_rows.mark_finished(self.database, job.id, "done")
                 return
-        await job_rows.mark_finished(self._db, job.id, "failed")
+        await job_rows.mark_finished(self.database, job.id, "failed")
         await channels.tell(
             req.channel_id, req.guild_id, req.user_id, did_not_finish(req.params.prompt)
         )
@@ -123,9 +117,9 @@ class Recovery:
         """Whether the member's own Deliver (/history) is posting the result right now, or
         has posted it: that upload charges it once Discord has it (or keeps it held), so a
         refund now would make a delivered result free."""
-        if self._delivery.delivering(generation_id):
+        if self.delivery.delivering(generation_id):
             return True
-        gen = await generations.get(self._db, generation_id)
+        gen = await generations.get(self.database, generation_id)
         return gen is not None and gen.result_message_id is not None
 
     async def _resume(self, job: jobs.StoredJob, channels: Channels) -> None:
@@ -135,9 +129,9 @@ class Recovery:
             req.channel_id, req.guild_id, reply_to_message_id=job.reply_to_message_id
         )
         try:
-            queued = await self._edits.submit(
+            queued = await self.edits.submit(
                 req, to=Destination(poster, note=NOTE_RESUMED, ping=True), job_id=job.id
             )
-            await self._edits.wait(queued)
+            await self.edits.wait(queued)
         except UserError as exc:
             await channels.tell(req.channel_id, req.guild_id, req.user_id, exc.message)
