@@ -14,7 +14,7 @@ import enum
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot import segmind
 
@@ -68,30 +68,22 @@ def floor_halt(balance: float, reserve: float) -> Halt:
     )
 
 
+@dataclass(kw_only=True, eq=False)
 class ServiceHealth:
     """Whether the API may be called now, and every rule that changes it."""
 
-    def __init__(
-        self,
-        *,
-        reserve: float = 0.0,
-        low_balance: float = 0.0,
-        streak: int = FAILURE_STREAK,
-        probe_interval_s: float = PROBE_INTERVAL_S,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.reserve = reserve
-        self._low_balance = low_balance
-        self._streak = streak
-        self._interval = probe_interval_s
-        self.clock = clock
-        self.halted: Halt | None = None
-        self._halted_at = 0.0
-        self._probing = False
-        self.needs_admin = False
-        self._failures = 0
-        self._low = False
-        self.incident_hooks: list[Callable[[Incident], object]] = []
+    reserve: float = 0.0
+    low_balance: float = 0.0
+    streak: int = FAILURE_STREAK
+    probe_interval_s: float = PROBE_INTERVAL_S
+    clock: Callable[[], float] = time.monotonic
+    halted: Halt | None = field(default=None, init=False)
+    needs_admin: bool = field(default=False, init=False)
+    incident_hooks: list[Callable[[Incident], object]] = field(default_factory=list, init=False)
+    _halted_at: float = field(default=0.0, init=False)
+    _probing: bool = field(default=False, init=False)
+    _failures: int = field(default=0, init=False)
+    _low: bool = field(default=False, init=False)
 
     @property
     def paused(self) -> bool:
@@ -110,7 +102,7 @@ class ServiceHealth:
             return False
         if self.halted is None:
             return True
-        if not self._probing and self.clock() - self._halted_at >= self._interval:
+        if not self._probing and self.clock() - self._halted_at >= self.probe_interval_s:
             self._probing = True
             log.info("Sending a probe request while halted (%s)", self.halted.detail)
             return True
@@ -159,7 +151,7 @@ class ServiceHealth:
         self._probing = False
         if isinstance(exc, _OUTAGES):
             self._failures += 1
-            if self._failures == self._streak:
+            if self._failures == self.streak:
                 self._tell(
                     Incident(
                         IncidentKind.API_FAILURES,
@@ -191,18 +183,18 @@ class ServiceHealth:
     def balance_seen(self, balance: float) -> None:
         """Alert once when the balance falls under the alert level, again only after it
         was back above it (a top-up) and fell again."""
-        if self._low_balance <= 0:
+        if self.low_balance <= 0:
             return
-        if balance >= self._low_balance:
+        if balance >= self.low_balance:
             self._low = False
         elif not self._low:
             self._low = True
             self._tell(
                 Incident(
                     IncidentKind.LOW_BALANCE,
-                    f"balance {balance:.2f} is under {self._low_balance:.2f}",
+                    f"balance {balance:.2f} is under {self.low_balance:.2f}",
                     balance=balance,
-                    threshold=self._low_balance,
+                    threshold=self.low_balance,
                 )
             )
 

@@ -29,7 +29,7 @@ class Resumed:
         return self.reserve > 0 and self.balance is not None and self.balance < self.reserve
 
 
-@dataclass
+@dataclass(eq=False)
 class OperatorDesk:
     database: Database
     api: KeyChecker

@@ -39,7 +39,7 @@ def did_not_finish(prompt: str) -> str:
     )
 
 
-@dataclass
+@dataclass(eq=False)
 class Recovery:
     database: Database
     ledger: Ledger
