@@ -7,6 +7,7 @@ process (the tests) keep separate counts.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator
 
@@ -68,58 +69,49 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.edits = Counter(
+        # Every metric is registered here, never in the process-wide default registry.
+        counter = functools.partial(Counter, registry=self.registry)
+        gauge = functools.partial(Gauge, registry=self.registry)
+        histogram = functools.partial(Histogram, registry=self.registry)
+        self.edits = counter(
             "kontext_edits",
             "Edits by outcome (succeeded, failed, refused, interrupted) and source",
             ["outcome", "source"],
-            registry=r,
         )
-        self.api_latency = Histogram(
+        self.api_latency = histogram(
             "kontext_api_latency_seconds",
             "Time the image API took to answer, per attempt",
             buckets=API_BUCKETS,
-            registry=r,
         )
-        self.api_errors = Counter(
+        self.api_errors = counter(
             "kontext_api_errors",
             "Failed API attempts by kind (429, 5xx, 4xx, no_answer), retries included",
             ["kind"],
-            registry=r,
         )
-        self.queue_waiting = Gauge(
-            "kontext_queue_waiting", "Edits waiting for their turn", registry=r
-        )
-        self.queue_running = Gauge("kontext_queue_running", "Edits in flight", registry=r)
-        self.queue_wait = Histogram(
+        self.queue_waiting = gauge("kontext_queue_waiting", "Edits waiting for their turn")
+        self.queue_running = gauge("kontext_queue_running", "Edits in flight")
+        self.queue_wait = histogram(
             "kontext_queue_wait_seconds",
             "Time from joining the queue to starting",
             buckets=WAIT_BUCKETS,
-            registry=r,
         )
-        self.balance = Gauge(
-            "kontext_credits_balance", "The Segmind balance as last reported", registry=r
-        )
+        self.balance = gauge("kontext_credits_balance", "The Segmind balance as last reported")
         self.balance.set(math.nan)  # unknown until the API reports it
-        self.refunds = Counter(
+        self.refunds = counter(
             "kontext_refunds",
             "Charged edits refunded because their result was lost before delivery",
-            registry=r,
         )
-        self.halted = Gauge(
-            "kontext_halted", "1 while edits are halted (key, credits, reserve)", registry=r
+        self.halted = gauge("kontext_halted", "1 while edits are halted (key, credits, reserve)")
+        self.gateway_connected = gauge(
+            "kontext_gateway_connected", "1 while the Discord gateway is connected"
         )
-        self.gateway_connected = Gauge(
-            "kontext_gateway_connected", "1 while the Discord gateway is connected", registry=r
-        )
-        self.gateway_latency = Gauge(
+        self.gateway_latency = gauge(
             "kontext_gateway_latency_seconds",
             "Discord gateway heartbeat latency (NaN when unknown)",
-            registry=r,
         )
         self.gateway_latency.set(math.nan)
         self._spend: dict[int, float] = {}
-        r.register(_SpendCollector(self._spend))
+        self.registry.register(_SpendCollector(self._spend))
 
     # -- what the core reports (hooks) --------------------------------------------------
 

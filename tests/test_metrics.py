@@ -73,6 +73,8 @@ async def test_metrics_parse_and_counters_move_by_exactly_one_per_edit(harness: 
         before = await scrape(h)
         interaction = await h.edit(f"make it night {round_}")
         await h.answer(interaction)
+        # The job leaves the queue just after its result is posted.
+        await h.discord.wait_for(lambda: h.bot.core.edits.queue.running_count == 0)
         after = await scrape(h)
         changes = moved(before, after)
         ones = {
