@@ -60,6 +60,15 @@ def test_check_input_accepts_a_normal_png_and_returns_its_format() -> None:
         ("image/gif", "gif"),
         ("image/webp", "webp"),
         ("IMAGE/PNG; charset=binary", "png"),
+        ("image/apng", "png"),
+        # What phones and cameras make: the API gets these converted.
+        ("image/heic", "heic"),
+        ("image/heif", "heif"),
+        ("image/heic-sequence", "heic"),
+        ("image/avif", "avif"),
+        ("image/tiff", "tiff"),
+        ("image/bmp", "bmp"),
+        ("image/x-ms-bmp", "bmp"),
     ],
 )
 def test_check_input_maps_each_accepted_content_type(content_type: str, fmt: str) -> None:
@@ -76,7 +85,20 @@ def test_check_input_refuses_other_content_types_even_with_an_image_name(
         check_input(make_input_image(content_type=content_type, filename="x.png"), MAX_BYTES)
 
 
-@pytest.mark.parametrize(("filename", "fmt"), [("cat.JPG", "jpeg"), ("a.b.webp", "webp")])
+@pytest.mark.parametrize(
+    ("filename", "fmt"),
+    [
+        ("cat.JPG", "jpeg"),
+        ("a.b.webp", "webp"),
+        ("IMG_0001.HEIC", "heic"),
+        ("a.heif", "heif"),
+        ("a.avif", "avif"),
+        ("scan.tif", "tiff"),
+        ("scan.tiff", "tiff"),
+        ("old.bmp", "bmp"),
+        ("moving.apng", "png"),
+    ],
+)
 def test_check_input_without_content_type_uses_the_extension(filename: str, fmt: str) -> None:
     image = make_input_image(content_type=None, filename=filename)
     assert check_input(image, MAX_BYTES) == fmt
