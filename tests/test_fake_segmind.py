@@ -378,17 +378,17 @@ async def test_422_field_validation(
 
 
 async def test_valid_edge_values_accepted(fake: FakeSegmind, client: httpx.AsyncClient) -> None:
-    data = body(
-        seed=0,
-        guidance=0,
-        num_inference_steps=4,
-        aspect_ratio="match_input_image",
-        output_format="webp",
-        output_quality=0,
-        disable_safety_checker=1,
-        safety_tolerance=6,
-    )
-    r = await post(client, fake, data)
+    edges = {
+        "seed": 0,
+        "guidance": 0,
+        "num_inference_steps": 4,
+        "aspect_ratio": "match_input_image",
+        "output_format": "webp",
+        "output_quality": 0,
+        "disable_safety_checker": 1,
+        "safety_tolerance": 6,
+    }
+    r = await post(client, fake, body(**edges))
     assert r.status_code == 200, r.text
 
 

@@ -60,6 +60,15 @@ def test_check_input_accepts_a_normal_png_and_returns_its_format() -> None:
         ("image/gif", "gif"),
         ("image/webp", "webp"),
         ("IMAGE/PNG; charset=binary", "png"),
+        ("image/apng", "png"),
+        # What phones and cameras make: the API gets these converted.
+        ("image/heic", "heic"),
+        ("image/heif", "heif"),
+        ("image/heic-sequence", "heic"),
+        ("image/avif", "avif"),
+        ("image/tiff", "tiff"),
+        ("image/bmp", "bmp"),
+        ("image/x-ms-bmp", "bmp"),
     ],
 )
 def test_check_input_maps_each_accepted_content_type(content_type: str, fmt: str) -> None:
@@ -76,7 +85,20 @@ def test_check_input_refuses_other_content_types_even_with_an_image_name(
         check_input(make_input_image(content_type=content_type, filename="x.png"), MAX_BYTES)
 
 
-@pytest.mark.parametrize(("filename", "fmt"), [("cat.JPG", "jpeg"), ("a.b.webp", "webp")])
+@pytest.mark.parametrize(
+    ("filename", "fmt"),
+    [
+        ("cat.JPG", "jpeg"),
+        ("a.b.webp", "webp"),
+        ("IMG_0001.HEIC", "heic"),
+        ("a.heif", "heif"),
+        ("a.avif", "avif"),
+        ("scan.tif", "tiff"),
+        ("scan.tiff", "tiff"),
+        ("old.bmp", "bmp"),
+        ("moving.apng", "png"),
+    ],
+)
 def test_check_input_without_content_type_uses_the_extension(filename: str, fmt: str) -> None:
     image = make_input_image(content_type=None, filename=filename)
     assert check_input(image, MAX_BYTES) == fmt
@@ -305,41 +327,36 @@ def test_fit_for_upload_reencodes_an_oversized_result_as_jpeg_under_the_limit() 
 
 
 @pytest.mark.parametrize(
-    "url",
+    ("url", "allowed"),
     [
-        "https://cdn.discordapp.com/attachments/1/2/a.png",
-        "https://media.discordapp.net/attachments/1/2/a.png?ex=1&is=2",
-        "https://CDN.DiscordApp.com/a.png",
-        "http://cdn.discordapp.com/a.png",
-        "https://cdn.discordapp.com:443/a.png",
-        "https://evil.com@cdn.discordapp.com/a.png",
+        # Discord's CDN, however the URL spells it.
+        ("https://cdn.discordapp.com/attachments/1/2/a.png", True),
+        ("https://media.discordapp.net/attachments/1/2/a.png?ex=1&is=2", True),
+        ("https://CDN.DiscordApp.com/a.png", True),
+        ("http://cdn.discordapp.com/a.png", True),
+        ("https://cdn.discordapp.com:443/a.png", True),
+        ("https://evil.com@cdn.discordapp.com/a.png", True),
+        # Other hosts and schemes, and userinfo tricks.
+        ("https://evil.com/a.png", False),
+        ("https://cdn.discordapp.com@evil.com/a.png", False),
+        ("https://cdn.discordapp.com:pw@evil.com/a.png", False),
+        ("https://cdn.discordapp.com.evil.com/a.png", False),
+        ("https://evilcdn.discordapp.com/a.png", False),
+        ("https://discordapp.com/a.png", False),
+        ("ftp://cdn.discordapp.com/a.png", False),
+        ("file://cdn.discordapp.com/etc/passwd", False),
+        ("javascript://cdn.discordapp.com/%0aalert(1)", False),
+        ("data:image/png;base64,AAAA", False),
+        ("cdn.discordapp.com/a.png", False),
+        ("//cdn.discordapp.com/a.png", False),
+        ("https:///a.png", False),
+        ("", False),
     ],
 )
-def test_host_allowed_accepts_discord_cdn_urls(url: str) -> None:
-    assert host_allowed(url, CDN_HOSTS) is True
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "https://evil.com/a.png",
-        "https://cdn.discordapp.com@evil.com/a.png",
-        "https://cdn.discordapp.com:pw@evil.com/a.png",
-        "https://cdn.discordapp.com.evil.com/a.png",
-        "https://evilcdn.discordapp.com/a.png",
-        "https://discordapp.com/a.png",
-        "ftp://cdn.discordapp.com/a.png",
-        "file://cdn.discordapp.com/etc/passwd",
-        "javascript://cdn.discordapp.com/%0aalert(1)",
-        "data:image/png;base64,AAAA",
-        "cdn.discordapp.com/a.png",
-        "//cdn.discordapp.com/a.png",
-        "https:///a.png",
-        "",
-    ],
-)
-def test_host_allowed_refuses_other_hosts_schemes_and_userinfo_tricks(url: str) -> None:
-    assert host_allowed(url, CDN_HOSTS) is False
+def test_host_allowed_accepts_discord_cdn_urls_and_refuses_other_hosts_schemes_and_tricks(
+    url: str, allowed: bool
+) -> None:
+    assert host_allowed(url, CDN_HOSTS) is allowed
 
 
 def test_host_allowed_host_port_entry_matches_only_that_port() -> None:

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from bot import core as core_module
 from bot import db, jobs
 from bot.cards import ResultCard
+from bot.core import Core
 from bot.credits import Cost, CreditMeter
 from bot.db import charges, generations
 from bot.db import jobs as job_rows
@@ -103,50 +107,61 @@ async def crashed_with_a_paid_result(tmp_path: Path, channel: SlowChannel) -> tu
     return job_id, gen_id
 
 
-async def test_a_result_the_member_is_delivering_is_not_refunded_by_start_up(
-    tmp_path: Path,
-) -> None:
+@dataclass
+class DeliverPressed:
+    """A restart after that crash, the member's Deliver press from /history on its way
+    (its upload waits for `channel.opened`)."""
+
+    core: Core
+    channel: SlowChannel
+    job_id: int
+    gen_id: int
+    pressed: asyncio.Task[Posted | None]
+
+
+@asynccontextmanager
+async def deliver_pressed_after_a_crash(tmp_path: Path) -> AsyncIterator[DeliverPressed]:
     channel = SlowChannel()
     job_id, gen_id = await crashed_with_a_paid_result(tmp_path, channel)
     core = await core_module.build(make_settings(tmp_path), channels=channel)
     try:
-        # Back up, the member presses Deliver in /history before start-up reaches the job.
         pressed = asyncio.create_task(
             core.delivery.deliver_kept(gen_id, lambda gen: channel, "delivered from /history")
         )
         await asyncio.wait_for(channel.posting.wait(), 5)
+        yield DeliverPressed(core, channel, job_id, gen_id, pressed)
+    finally:
+        await core.aclose()
+
+
+async def test_a_result_the_member_is_delivering_is_not_refunded_by_start_up(
+    tmp_path: Path,
+) -> None:
+    # Back up, the member presses Deliver in /history before start-up reaches the job.
+    async with deliver_pressed_after_a_crash(tmp_path) as press:
+        core, channel, gen_id = press.core, press.channel, press.gen_id
         await core.recovery.finish(channel)
         channel.opened.set()
-        posted = await asyncio.wait_for(pressed, 5)
+        posted = await asyncio.wait_for(press.pressed, 5)
 
         assert posted is not None and channel.posted == [gen_id]  # delivered once
         # Discord has it: it is charged, once, and nobody is told it did not finish.
         assert await charges.states_of(core.database, [gen_id]) == {gen_id: "committed"}
         assert (await core.ledger.status(GUILD_ID, MEMBER_ID, ())).used == ESTIMATE
         assert channel.told == []
-        assert await job_rows.state_of(core.database, job_id) == "done"
-    finally:
-        await core.aclose()
+        assert await job_rows.state_of(core.database, press.job_id) == "done"
 
 
 async def test_a_result_being_delivered_as_its_kept_copy_expires_is_charged_not_refunded(
     tmp_path: Path,
 ) -> None:
-    channel = SlowChannel()
-    _, gen_id = await crashed_with_a_paid_result(tmp_path, channel)
-    core = await core_module.build(make_settings(tmp_path), channels=channel)
-    try:
-        pressed = asyncio.create_task(
-            core.delivery.deliver_kept(gen_id, lambda gen: channel, "delivered from /history")
-        )
-        await asyncio.wait_for(channel.posting.wait(), 5)
+    async with deliver_pressed_after_a_crash(tmp_path) as press:
+        core, gen_id = press.core, press.gen_id
         # The hourly expiry runs while the upload is on its way, just past the retention.
         core.upkeep.clock = lambda: time.time() + core.results.retention_s + 1
         assert await core.upkeep.expire() == []
-        channel.opened.set()
-        assert await asyncio.wait_for(pressed, 5) is not None
+        press.channel.opened.set()
+        assert await asyncio.wait_for(press.pressed, 5) is not None
 
         assert await charges.states_of(core.database, [gen_id]) == {gen_id: "committed"}
         assert (await core.ledger.status(GUILD_ID, MEMBER_ID, ())).used == ESTIMATE
-    finally:
-        await core.aclose()

@@ -37,39 +37,28 @@ from tests.world import API_KEY
 
 MODEL = "flux-kontext-dev"
 INPUT_B64 = base64.b64encode(make_image(256, 192, "PNG")).decode()
+# Each option away from its default, so that each one's way into the request shows.
 PARAMS = build_params(
-    "make it night",
-    seed=1234,
-    guidance=3.5,
-    steps=20,
-    aspect_ratio="1:1",
-    output_format="png",
-    quality=80,
+    "make it night", seed=1234, guidance=3.5, steps=20, aspect_ratio="1:1", quality=80
 )
+# How every test's client is set up, unless the test says otherwise.
+CLIENT_DEFAULTS: dict[str, Any] = {
+    "api_key": API_KEY,
+    "model": MODEL,
+    "timeout_s": 10.0,
+    "max_retries": 2,
+}
 
 
 @asynccontextmanager
 async def api_client(
-    base_url: str,
-    *,
-    api_key: str = API_KEY,
-    model: str = MODEL,
-    timeout_s: float = 10.0,
-    max_retries: int = 2,
-    clock: Clock | None = None,
-    **tuning: Any,
+    base_url: str, *, clock: Clock | None = None, **options: Any
 ) -> AsyncIterator[SegmindClient]:
     """A client on a clock that moves by itself when the client sleeps (unless given one),
-    so backoffs and 429 pauses take no real time; `tuning` passes the backoff/limit knobs."""
-    client = SegmindClient(
-        api_key=api_key,
-        base_url=base_url,
-        model=model,
-        timeout_s=timeout_s,
-        max_retries=max_retries,
-        clock=clock if clock is not None else ManualClock(auto=True),
-        **tuning,
-    )
+    so backoffs and 429 pauses take no real time; `options` override CLIENT_DEFAULTS or
+    pass the backoff/limit knobs."""
+    clock = clock if clock is not None else ManualClock(auto=True)
+    client = SegmindClient(base_url=base_url, clock=clock, **(CLIENT_DEFAULTS | options))
     try:
         yield client
     finally:

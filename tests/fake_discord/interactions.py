@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from tests.fake_discord.common import (
     ALL_PERMISSIONS,
@@ -14,6 +14,16 @@ from tests.fake_discord.common import (
     DEFAULT_UPLOAD_LIMIT,
     InteractionState,
 )
+
+
+class Invoker(TypedDict, total=False):
+    """What a command may say about who runs it; `_envelope` fills in what it leaves out
+    (`permissions`: what the member's roles grant)."""
+
+    permissions: int | None
+    member_roles: Sequence[int]
+    locale: str
+    app_permissions: int | None
 
 
 class InteractionsMixin:
@@ -177,10 +187,7 @@ class InteractionsMixin:
         channel_id: int,
         attachments: dict[str, dict[str, Any]] | None = None,
         subcommand: list[str] | None = None,
-        permissions: int | None = None,
-        member_roles: Sequence[int] = (),
-        locale: str = "en-US",
-        app_permissions: int | None = None,
+        **invoker: Unpack[Invoker],
     ) -> dict[str, Any]:
         """An INTERACTION_CREATE payload for /name (type 2, data.type 1).
 
@@ -205,15 +212,7 @@ class InteractionsMixin:
         if resolved:
             data["resolved"] = resolved
         return self._envelope(
-            2,
-            data,
-            user_id=user_id,
-            guild_id=guild_id,
-            channel_id=channel_id,
-            permissions=permissions,
-            member_roles=member_roles,
-            locale=locale,
-            app_permissions=app_permissions,
+            2, data, user_id=user_id, guild_id=guild_id, channel_id=channel_id, **invoker
         )
 
     def autocomplete(
@@ -243,19 +242,14 @@ class InteractionsMixin:
         user_id: int,
         guild_id: int | None,
         channel_id: int,
-        permissions: int | None = None,
+        **invoker: Unpack[Invoker],
     ) -> dict[str, Any]:
         """A message context menu command (type 2, data.type 3, resolved.messages)."""
         data = self._command_data(name, 3, guild_id)
         data["target_id"] = str(target_message["id"])
         data["resolved"] = {"messages": {str(target_message["id"]): self._public(target_message)}}
         return self._envelope(
-            2,
-            data,
-            user_id=user_id,
-            guild_id=guild_id,
-            channel_id=channel_id,
-            permissions=permissions,
+            2, data, user_id=user_id, guild_id=guild_id, channel_id=channel_id, **invoker
         )
 
     def component_interaction(

@@ -113,7 +113,9 @@ class RestMixin:
             raise _unknown("Channel", 10003)
         return cid
 
-    def _channel_message(self, request: web.Request, cid: int) -> dict[str, Any]:
+    def _channel_message(self, request: web.Request) -> dict[str, Any]:
+        """The message the route names, in the channel it names (checked first)."""
+        cid = self._channel_id(request)
         mid = self._int(request, "mid", "Message", 10008)
         msg = self.messages.get(mid)
         # Ephemeral messages exist only for their interaction's webhook.
@@ -151,24 +153,20 @@ class RestMixin:
         return self._publish(request, "MESSAGE_CREATE", msg)
 
     async def _h_channel_get(self, request: web.Request) -> web.Response:
-        cid = self._channel_id(request)
-        return self._ok(request, self._public(self._channel_message(request, cid)))
+        return self._ok(request, self._public(self._channel_message(request)))
 
     async def _h_channel_patch(self, request: web.Request) -> web.Response:
-        cid = self._channel_id(request)
-        msg = self._channel_message(request, cid)
+        msg = self._channel_message(request)
         if msg["author"]["id"] != str(self.bot_user_id):
             body = self._json(request) or {}
             if set(body) - {"flags"}:
                 raise _ApiError(403, 50005, "Cannot edit a message authored by another user")
-        new = self._apply_edit(
-            msg, self._json(request), self._files(request), self._upload_limit(cid)
-        )
+        limit = self._upload_limit(int(msg["channel_id"]))
+        new = self._apply_edit(msg, self._json(request), self._files(request), limit)
         return self._publish(request, "MESSAGE_UPDATE", new)
 
     async def _h_channel_delete(self, request: web.Request) -> web.Response:
-        cid = self._channel_id(request)
-        msg = self._channel_message(request, cid)
+        msg = self._channel_message(request)
         self._delete(msg)
         return web.Response(status=204)
 
@@ -200,8 +198,7 @@ class RestMixin:
         return {"id": None, "name": raw}
 
     async def _h_reaction_put(self, request: web.Request) -> web.Response:
-        cid = self._channel_id(request)
-        msg = self._channel_message(request, cid)
+        msg = self._channel_message(request)
         emoji = self._emoji(request)
         reactions = msg.setdefault("reactions", [])
         for reaction in reactions:
@@ -225,8 +222,7 @@ class RestMixin:
         return web.Response(status=204)
 
     async def _h_reaction_delete(self, request: web.Request) -> web.Response:
-        cid = self._channel_id(request)
-        msg = self._channel_message(request, cid)
+        msg = self._channel_message(request)
         emoji = self._emoji(request)
         for reaction in list(msg.get("reactions", [])):
             if reaction["emoji"] == emoji and reaction["me"]:
