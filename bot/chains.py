@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from urllib.parse import urlsplit
 
 import httpx
@@ -16,7 +17,7 @@ from bot.db.connection import Database
 from bot.db.generations import Generation
 from bot.errors import UserError
 from bot.images import InputImage
-from bot.params import EditParams, build_params, next_step_params, split_inline_options
+from bot.params import EditParams, next_step_params, random_seed, split_inline_options
 from bot.ports import MessageReader
 
 MSG_AUTHOR_ONLY = "On this server only the member who made a result can continue it."
@@ -118,15 +119,7 @@ class Chains:
     def reroll(gen: Generation) -> EditParams:
         """Same input, prompt and options, a new random seed; a sibling of `gen` (it costs
         what any edit costs)."""
-        p = gen.params
-        return build_params(
-            p.prompt,
-            guidance=p.guidance,
-            steps=p.steps,
-            aspect_ratio=p.aspect_ratio,
-            output_format=p.output_format,
-            quality=p.quality,
-        )
+        return dataclasses.replace(gen.params, seed=random_seed())
 
     async def undo_target(self, gen: Generation) -> Generation:
         """The previous step, which Undo shows again (free)."""
