@@ -14,7 +14,9 @@ WALL_TOLERANCE = 0.10
 FAIR_TOLERANCE = 0.10
 LOOP_LAG_TARGET_MS = 50.0
 RSS_TARGET_MB = 150.0
-RSS_GROWTH_TARGET_MB = 10.0
+RSS_GROWTH_TARGET_MB = 4.0  # 2 KB per queued job over 1,800 more jobs
+OVERHEAD_RATIO_TARGET = 2.0
+WORST_RSS_TARGET_MB = 400.0
 LEDGER_TARGET_PER_S = 2000.0
 NO_RESULT = "error (no result)"
 
@@ -183,6 +185,57 @@ def ledger_rows(result: Result | None) -> list[Row]:
                 and result["short_members"] == 0
                 and result["left_reserved"] == 0
             ),
+        ),
+    ]
+
+
+def end_to_end_rows(result: Result | None, case: str) -> list[Row]:
+    """The bot against the minimal bot, Discord included, timed by the stand-ins."""
+    target = f"p50 <= {OVERHEAD_RATIO_TARGET:.1f}x the minimal bot's"
+    title = f"overhead/edit end to end, {case}: bot vs minimal bot"
+    if result is None:
+        return [Row(title, NO_RESULT, target, "FAIL")]
+    bot, minimal = result["bot"], result["minimal"]
+    ratio = bot["total_p50"] / minimal["total_p50"]
+
+    def pair(key: str) -> str:
+        return f"{bot[key + '_p50']:.1f} / {bot[key + '_p95']:.1f} ms (minimal bot " + (
+            f"{minimal[key + '_p50']:.1f} / {minimal[key + '_p95']:.1f})"
+        )
+
+    return [
+        Row("  before the API (event -> API request) p50 / p95", pair("pre"), "(info)", "info"),
+        Row("  after the API (answer -> upload) p50 / p95", pair("post"), "(info)", "info"),
+        Row(
+            title,
+            f"p50 {bot['total_p50']:.1f} vs {minimal['total_p50']:.1f} ms = {ratio:.2f}x "
+            f"(p95 {bot['total_p95']:.1f} vs {minimal['total_p95']:.1f}; {bot['edits']} each)",
+            target,
+            verdict(ratio <= OVERHEAD_RATIO_TARGET),
+        ),
+    ]
+
+
+def worst_case_rows(result: Result | None, edits: int, compares: int, mp: float) -> list[Row]:
+    title = f"peak RSS, {edits} base64 edits on a {mp:.0f} MP RGBA PNG + {compares} Compares"
+    target = f"< {WORST_RSS_TARGET_MB:.0f} MB"
+    if result is None:
+        return [Row(title, NO_RESULT, target, "FAIL")]
+    done = result["edits_ok"] == edits and result["compares_ok"] == compares
+    return [
+        Row(
+            title,
+            f"{result['peak_rss_mb']:.1f} MB (image pool held at most "
+            f"{result['pool_peak_mb']:.0f} MB)",
+            target,
+            verdict(result["peak_rss_mb"] < WORST_RSS_TARGET_MB and done),
+        ),
+        Row(
+            "  edits done / Compare pictures made",
+            f"{result['edits_ok']}/{edits} / {result['compares_ok']}/{compares}"
+            + (f" ({result['errors'][0]})" if result["errors"] else ""),
+            f"{edits}/{edits} / {compares}/{compares}",
+            verdict(done),
         ),
     ]
 

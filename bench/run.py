@@ -20,15 +20,21 @@ from bench.report import (
     CONCURRENCY,
     Result,
     Row,
+    end_to_end_rows,
     ledger_rows,
     memory_rows,
     overhead_rows,
     queue_rows,
     render,
+    worst_case_rows,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = {"1mp": (1152, 864), "12mp": (4000, 3000)}
+# Made too: the end-to-end input (a 1 MP photo saved as PNG) and the worst picture the bot
+# accepts for memory (RGBA, just under MAX_INPUT_MEGAPIXELS_ACCEPTED's 40 MP).
+EXTRA = {"1mp-png": "1152x864.png", "worst": "8192x4880.rgba.png"}
+WORST_EDITS, WORST_COMPARES = 4, 8
 LEDGER_COST = 0.04  # the default SEGMIND_COST_ESTIMATE
 
 
@@ -47,14 +53,16 @@ class Plan:
     ledger_pairs: int
     ledger_members: int
     part_timeout_s: float
+    e2e_warmup: int
+    e2e_edits: int
 
     @classmethod
     def full(cls, latency: float) -> Plan:
-        return cls(2, 20, 50, 4, latency, 2000, 0.25, 40.0, 5000, 100, 120.0)
+        return cls(2, 20, 50, 4, latency, 2000, 0.25, 40.0, 5000, 100, 120.0, 3, 40)
 
     @classmethod
     def quick(cls, latency: float) -> Plan:
-        return cls(1, 5, 10, 4, min(latency, 0.3), 500, 0.1, 6.0, 1000, 20, 40.0)
+        return cls(1, 5, 10, 4, min(latency, 0.3), 500, 0.1, 6.0, 1000, 20, 40.0, 1, 6)
 
     @property
     def jobs(self) -> int:
@@ -73,10 +81,12 @@ def make_photos(out_dir: Path) -> dict[str, Path]:
     """Made in a child process: the 12 MP work would otherwise raise this process's RSS,
     and ru_maxrss keeps the RSS a child had at fork time, so every worker would inherit it."""
     specs = [f"{name}={w}x{h}" for name, (w, h) in PHOTOS.items()]
+    specs += [f"{name}={size}" for name, size in EXTRA.items()]
     subprocess.run(  # noqa: S603 - our own module, fixed arguments
         [sys.executable, "-m", "bench.photos", str(out_dir), *specs], cwd=REPO_ROOT, check=True
     )
-    return {name: out_dir / f"{name}.jpg" for name in PHOTOS}
+    made = {name: out_dir / f"{name}.jpg" for name in PHOTOS}
+    return made | {name: out_dir / f"{name}.png" for name in EXTRA}
 
 
 def run_worker(part: str, config: Result, timeout_s: float) -> Result:
@@ -128,12 +138,25 @@ def short_queue(root: Path, photo: Path, plan: Plan, members: int) -> Result:
 def measure(root: Path, plan: Plan) -> dict[str, Result | None]:
     photos = make_photos(root)
     results: dict[str, Result | None] = {}
+    results["endtoend"] = attempt(
+        f"Part 0: end to end, the bot process vs a minimal discord.py bot, "
+        f"{plan.e2e_warmup}+{plan.e2e_edits} edits each, in turns",
+        "endtoend",
+        {
+            "data_dir": str(root / "endtoend"),
+            "image": str(photos["1mp-png"]),
+            "mode": "url",
+            "warmup": plan.e2e_warmup,
+            "edits": plan.e2e_edits,
+        },
+        plan.part_timeout_s + plan.e2e_edits * 4,
+    )
     results["overhead"] = attempt(
         f"Part 1: bot overhead, {plan.warmup}+{plan.edits_per_case} edits x 4 cases, latency 0",
         "overhead",
         {
             "data_dir": str(root / "overhead"),
-            "images": {name: str(path) for name, path in photos.items()},
+            "images": {name: str(photos[name]) for name in PHOTOS},
             "warmup": plan.warmup,
             "edits": plan.edits_per_case,
         },
@@ -171,6 +194,20 @@ def measure(root: Path, plan: Plan) -> dict[str, Result | None]:
         },
         plan.part_timeout_s,
     )
+    results["worstcase"] = attempt(
+        f"Part 5: memory, {WORST_EDITS} base64 edits on the largest picture accepted and "
+        f"{WORST_COMPARES} Compare presses, all at once",
+        "worstcase",
+        {
+            "data_dir": str(root / "worstcase"),
+            "image": str(photos["worst"]),
+            "result": str(photos["1mp"]),
+            "latency": plan.short_latency,
+            "edits": WORST_EDITS,
+            "compares": WORST_COMPARES,
+        },
+        plan.part_timeout_s,
+    )
     results["sizes"] = {name: path.stat().st_size for name, path in photos.items()}
     return results
 
@@ -184,6 +221,12 @@ def notes(plan: Plan, quick: bool, elapsed_s: float, results: dict[str, Result |
     n, m = plan.jobs, plan.members
     lines = [
         f"Benchmark ({'quick' if quick else 'full'}) ran in {elapsed_s:.0f} s. Inputs: {inputs}.",
+        "0. End to end: `python -m bot` and bench/minimal.py (defer, call the API with the "
+        "attachment URL, upload the answer as a followup), each against its own Discord "
+        "stand-in and one Segmind stand-in (no added latency), edit by edit in turns. Times "
+        "from the stand-ins' own logs: gateway event sent -> API request received, and API "
+        "answer handed back -> upload received; overhead = their sum. Input: a 1 MP photo "
+        f"as PNG ({sizes.get('1mp-png', 0) / 1e6:.1f} MB); url mode; PNG results.",
         "1. Overhead = wall time through EditService.run (job row, fair queue, EditPipeline) "
         "minus EditOutcome.elapsed_s (the API call as the client timed it); API latency 0; "
         f"{plan.edits_per_case} edits per case after {plan.warmup} warm-up; PNG results.",
@@ -202,13 +245,18 @@ def notes(plan: Plan, quick: bool, elapsed_s: float, results: dict[str, Result |
         f"4. Ledger: {plan.ledger_pairs} reserve -> commit pairs at once over "
         f"{plan.ledger_members} members whose allowances cover 60-100 % of their attempts, on a "
         "SQLite file; a pair = one reserve plus its commit; refused reserves are not counted.",
+        f"5. Worst case: one edit on a {EXTRA['worst'].split('.')[0]} RGBA PNG "
+        f"({sizes.get('worst', 0) / 1e6:.2f} MB on the wire, 160 MB decoded), then "
+        f"{WORST_EDITS} more edits on it by {WORST_EDITS} members and {WORST_COMPARES} Compare "
+        f"presses on its result by {WORST_COMPARES} others, all at once; base64 mode; API "
+        f"latency {plan.short_latency:g} s; peak RSS = ru_maxrss of that process.",
     ]
     if quick:
         lines.append(
             "Quick run: at this short latency the bot's own time between waves weighs far "
             "more than at 2 s; the timing targets are meant for the full run."
         )
-    for key in ("overhead", "queue", "control", "long", "ledger"):
+    for key in ("overhead", "queue", "control", "long", "ledger", "worstcase"):
         result = results.get(key)
         if result and abs(result["peak_rss_mb"] - result["vmhwm_mb"]) > 1:
             lines.append(
@@ -229,13 +277,18 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kontext-bench-") as tmp:
         results = measure(Path(tmp), plan)
+    worst_w, worst_h = (int(v) for v in EXTRA["worst"].split(".")[0].split("x"))
     rows: list[Row] = [
+        *end_to_end_rows(results["endtoend"], "1 MP PNG, url mode"),
         *overhead_rows(results["overhead"], list(PHOTOS)),
         *queue_rows(results["queue"], plan.jobs, plan.members, plan.latency),
         *memory_rows(
             results["queue"], results["control"], results["long"], plan.jobs, plan.long_queue
         ),
         *ledger_rows(results["ledger"]),
+        *worst_case_rows(
+            results["worstcase"], WORST_EDITS, WORST_COMPARES, worst_w * worst_h / 1e6
+        ),
     ]
     print(notes(plan, args.quick, time.perf_counter() - started, results))
     print()

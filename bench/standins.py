@@ -43,7 +43,10 @@ async def _serve(delay: float, images: dict[str, Path]) -> None:
     ):
         attachments = {
             name: cdn.add_attachment(
-                path.read_bytes(), f"{name}.jpg", "image/jpeg", channel_id=CHANNEL_ID
+                path.read_bytes(),
+                f"{name}{path.suffix}",
+                "image/png" if path.suffix == ".png" else "image/jpeg",
+                channel_id=CHANNEL_ID,
             )
             for name, path in images.items()
         }
@@ -79,7 +82,7 @@ async def running(delay: float, images: dict[str, Path]) -> AsyncIterator[Standi
 def main() -> None:
     parser = argparse.ArgumentParser(description="Benchmark stand-ins (API + CDN)")
     parser.add_argument("--delay", type=float, default=0.0, help="API latency in seconds")
-    parser.add_argument("images", nargs="*", help="name=path of a JPEG to serve on the CDN")
+    parser.add_argument("images", nargs="*", help="name=path of a JPEG or PNG to serve on the CDN")
     args = parser.parse_args()
     images = {name: Path(path) for name, path in (item.split("=", 1) for item in args.images)}
     asyncio.run(_serve(args.delay, images))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import standins
+from bench.endtoend import end_to_end
 from bench.wiring import (
     GUILD_ID,
     BenchPoster,
@@ -27,6 +28,7 @@ from bench.wiring import (
     edit_request,
     log_to_file,
 )
+from bench.worstcase import worst_case
 from bot import db
 from bot.administration import ServerAdmin
 from bot.client import extension_names
@@ -284,9 +286,11 @@ async def ledger_run(cfg: Result) -> Result:
 
 
 PARTS: dict[str, Callable[[Result], Awaitable[Result]]] = {
+    "endtoend": end_to_end,
     "overhead": overhead,
     "queue": queue_run,
     "ledger": ledger_run,
+    "worstcase": worst_case,
 }
 
 

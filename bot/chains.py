@@ -3,20 +3,20 @@ a Reroll and an Undo start from, and the images they use."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 
-from bot import images
+from bot import decoding, images
 from bot.administration import ServerAdmin
 from bot.db import generations, messages
 from bot.db.connection import Database
 from bot.db.generations import Generation
 from bot.errors import UserError
 from bot.images import InputImage
+from bot.imagework import ImageWork
 from bot.params import EditParams, next_step_params, random_seed, split_inline_options
 from bot.ports import MessageReader
 
@@ -34,6 +34,7 @@ MSG_UNKNOWN = "I have no record of that edit any more."
 MSG_NO_RESULT = "That edit has no result image to work from."
 MSG_IMAGE_GONE = "That image is no longer available on Discord, so I can't show it."
 MSG_UNREADABLE = "One of the two images can no longer be read."
+MSG_COMPARING = "Your last comparison is still being made; it will be here in a moment."
 
 
 class Chains:
@@ -41,16 +42,21 @@ class Chains:
         self,
         database: Database,
         admin: ServerAdmin,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
+        work: ImageWork,
         *,
         max_input_bytes: int,
         cdn_hosts: tuple[str, ...],
+        max_megapixels: float | None = None,
     ) -> None:
         self._db = database
         self._admin = admin
         self._http = http
+        self._work = work
         self._max_bytes = max_input_bytes
         self._cdn_hosts = cdn_hosts
+        self._max_pixels = None if max_megapixels is None else max_megapixels * 1_000_000
+        self._comparing: set[int] = set()  # members whose Compare is being made
 
     async def generation(self, generation_id: int) -> Generation:
         gen = await generations.get(self._db, generation_id)
@@ -156,15 +162,28 @@ class Chains:
             raise UserError(MSG_IMAGE_GONE) from None
 
     async def compare(
-        self, gen: Generation, shown: InputImage | None, reader: MessageReader
+        self, gen: Generation, shown: InputImage | None, reader: MessageReader, user_id: int
     ) -> bytes:
-        """A labelled before/after picture of one step (free, no API call)."""
-        after = shown or await self.result_image(gen, reader)
-        before = await self.input_of(gen, reader)
-        before_data, after_data = await asyncio.gather(
-            self.download(before.url), self.download(after.url)
-        )
+        """A labelled before/after picture of one step (free, no API call). Free and
+        unlimited, so bounded: one at a time per member, and one lane for everyone (its
+        downloads included), drawn from thumbnails decoded only as large as they are shown."""
+        if user_id in self._comparing:
+            raise UserError(MSG_COMPARING)
+        self._comparing.add(user_id)
         try:
-            return await asyncio.to_thread(images.side_by_side, before_data, after_data)
+            after = shown or await self.result_image(gen, reader)
+            before = await self.input_of(gen, reader)
+            async with self._work.compare_lane():
+                before_data = await self.download(before.url)
+                after_data = await self.download(after.url)
+                return await self._work.run(
+                    images.side_by_side,
+                    before_data,
+                    after_data,
+                    max_pixels=self._max_pixels,
+                    cost=decoding.compare_cost(before_data, after_data),
+                )
         except images.InvalidImage:
             raise UserError(MSG_UNREADABLE) from None
+        finally:
+            self._comparing.discard(user_id)

@@ -53,6 +53,7 @@ def _checked(source: str, data: bytes, settings: ApiSettings) -> None:
             height=info.height,
         ),
         settings.max_input_bytes,
+        max_megapixels=settings.max_input_megapixels_accepted,
     )
 
 
@@ -84,6 +85,7 @@ async def run_edit(settings: ApiSettings, args: argparse.Namespace) -> int:
                 args.image,
                 send_url=is_url and settings.segmind_input_mode == "url",
                 max_megapixels=settings.max_input_megapixels,
+                max_accepted_megapixels=settings.max_input_megapixels_accepted,
             )
         except UserError as exc:
             print(f"error: {exc.message}", file=sys.stderr)

@@ -4,6 +4,7 @@ Discord (alerts, and finishing what a restart left once the gateway is ready).""
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import pkgutil
@@ -101,6 +102,7 @@ class KontextBot(commands.Bot):
             await self.ops_http.start()
         for name in extension_names():
             await self.load_extension(name)
+        gc.freeze()  # the cogs too, like the core (see core.build)
         await self.sync_commands()
         self._recovering = asyncio.create_task(self._finish_recovery(), name="recovery")
 

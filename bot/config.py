@@ -69,6 +69,8 @@ class ApiSettings(BaseSettings):
     segmind_cost_estimate: float = Field(default=0.04, ge=0)
     max_input_mb: float = Field(default=20.0, gt=0, le=100)
     max_input_megapixels: float = Field(default=2.0, gt=0, le=64)
+    # Larger pictures are refused before they are decoded (memory grows with pixels).
+    max_input_megapixels_accepted: float = Field(default=40.0, ge=1, le=67.2)
     discord_cdn_hosts: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CDN_HOSTS
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"

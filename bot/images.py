@@ -5,15 +5,18 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import warnings
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-import httpx
 import pillow_heif
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
+from bot import pngcheck
+from bot.decoding import InvalidImage as InvalidImage
+from bot.decoding import draft_at_least, open_image, orientation, oriented, shrunk
+from bot.decoding import side_by_side as side_by_side
 from bot.errors import BadInput
+from bot.fetch import download as download
+from bot.fetch import host_allowed as host_allowed
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +72,6 @@ OUTPUT_MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 _SAVE_FORMAT = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
 
 
-class InvalidImage(ValueError):
-    """Bytes that are not a usable image."""
-
-
 @dataclass(frozen=True)
 class ImageInfo:
     format: str  # jpeg, png, gif, webp; or one converted first: heic, heif, avif, tiff, bmp
@@ -104,15 +103,7 @@ class InputImage:
     attachment_id: int | None = None
 
 
-def _open(data: bytes) -> Image.Image:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            return Image.open(io.BytesIO(data))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise InvalidImage("image has too many pixels") from exc
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise InvalidImage("not a readable image") from exc
+_open = open_image
 
 
 def sniff_image(data: bytes) -> ImageInfo:
@@ -126,7 +117,7 @@ def identify(data: bytes) -> ImageInfo:
     return _identify(data, convertible=True)
 
 
-def _identify(data: bytes, *, convertible: bool) -> ImageInfo:
+def _identify(data: bytes, *, convertible: bool, verified: bool = False) -> ImageInfo:
     img = _open(data)  # reads the header only: the bomb guard runs before any decoding
     fmt = PIL_FORMATS.get(img.format or "")
     if fmt is None and convertible:
@@ -136,6 +127,8 @@ def _identify(data: bytes, *, convertible: bool) -> ImageInfo:
     if fmt is None:
         raise InvalidImage(f"unsupported image format {img.format}")
     info = ImageInfo(fmt, img.width, img.height, getattr(img, "n_frames", 1))
+    if verified:
+        return info  # a PNG whose chunks were checked as it downloaded (pngcheck.Checksums)
     try:
         img.verify()
     except Exception as exc:
@@ -161,8 +154,9 @@ def _check_dimensions(width: int, height: int) -> None:
         )
 
 
-def check_input(image: InputImage, max_bytes: int) -> str:
-    """Refuse, before anything is spent, what the API cannot take; returns the format."""
+def check_input(image: InputImage, max_bytes: int, *, max_megapixels: float | None = None) -> str:
+    """Refuse, before anything is spent, what the API cannot take; returns the format.
+    `max_megapixels`: refuse a picture Discord measured as larger than that."""
     fmt = format_of(image.content_type, image.filename)
     if fmt is None:
         raise BadInput(f"Please attach an image: {ACCEPTED_FORMATS_TEXT}.")
@@ -176,71 +170,65 @@ def check_input(image: InputImage, max_bytes: int) -> str:
             return fmt
         raise BadInput("Discord could not read that file as an image. Please attach a real image.")
     _check_dimensions(image.width, image.height)
+    check_megapixels(image.width, image.height, max_megapixels)
     return fmt
 
 
-def host_allowed(url: str, allowed_hosts: tuple[str, ...]) -> bool:
-    """True when `url` is http(s) on one of the allowed hosts (host or host:port)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        return False
-    try:
-        port = parts.port
-    except ValueError:  # a port that is not a number, or out of range
-        return False
-    host = parts.hostname.lower()
-    netloc = f"{host}:{port}" if port else host
-    return host in allowed_hosts or netloc in allowed_hosts
+def check_megapixels(width: int, height: int, max_megapixels: float | None) -> None:
+    """Refuse a picture with more pixels than the bot decodes (None = no cap)."""
+    if max_megapixels is not None and width * height > max_megapixels * 1_000_000:
+        raise BadInput(
+            f"That image is {width}x{height} ({width * height / 1e6:.1f} megapixels); I accept "
+            f"up to {max_megapixels:g} megapixels. Please send a smaller picture. "
+            "Nothing was charged."
+        )
 
 
-async def download(
-    http: httpx.AsyncClient, url: str, *, max_bytes: int, allowed_hosts: tuple[str, ...] | None
-) -> bytes:
-    """Stream an image from an allowed host, refusing anything over `max_bytes`."""
-    if allowed_hosts is not None and not host_allowed(url, allowed_hosts):
-        raise BadInput("I can only fetch images that were uploaded to Discord.")
-    too_big = BadInput(f"That image is over the {max_bytes / 1048576:g} MB limit.")
-    try:
-        async with http.stream("GET", url, follow_redirects=False) as resp:
-            if resp.status_code != 200:
-                raise BadInput("I could not download that image (it may have expired).")
-            declared = resp.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
-                raise too_big
-            data = bytearray()
-            async for chunk in resp.aiter_bytes():
-                data += chunk
-                if len(data) > max_bytes:
-                    raise too_big
-    except httpx.HTTPError as exc:
-        log.warning("Image download failed: %s", type(exc).__name__)
-        raise BadInput("I could not download that image. Please try again.") from None
-    return bytes(data)
-
-
-def inspect_input(data: bytes) -> ImageInfo:
+def inspect_input(data: bytes, *, max_megapixels: float | None = None) -> ImageInfo:
     """Prove downloaded bytes are an image the bot can use: an accepted format (whatever
     the name says), sane size, not a bomb, not truncated. CPU-bound: call it in a thread."""
-    return _inspect(data)[0]
+    info = _checked_header(data, max_megapixels)
+    _prove_decodes(data, info)
+    return info
 
 
-def _inspect(data: bytes) -> tuple[ImageInfo, Image.Image]:
-    """`inspect_input`, also returning the decoded first frame (a JPEG's at 1/8 scale)."""
+def _checked_header(
+    data: bytes, max_megapixels: float | None, png: pngcheck.PngStream | None = None
+) -> ImageInfo:
+    """Every check the header (and the chunk checksums) can answer, before any pixel.
+    `png`: a plain PNG's stream check, whose checksums stand for Pillow's verify()."""
+    verified = png is not None and png.verified and pngcheck.is_plain_png(data)
     try:
-        info = identify(data)
+        info = _identify(data, convertible=True, verified=verified)
     except InvalidImage:
         raise BadInput("That file is not a readable image.") from None
     _check_dimensions(info.width, info.height)
+    check_megapixels(info.width, info.height, max_megapixels)
     if info.frames > MAX_FRAMES:
         raise BadInput(f"That animation has {info.frames:,} frames; I accept up to {MAX_FRAMES:,}.")
+    return info
+
+
+def _prove_decodes(data: bytes, info: ImageInfo, png: pngcheck.PngStream | None = None) -> None:
+    """Catch truncated or corrupt picture data without keeping (or, for a PNG, building)
+    the pixels: a plain PNG's data is streamed through zlib row by row; a JPEG decodes at
+    1/8 scale just as strictly (every byte is still parsed); others decode their first frame."""
+    damaged = BadInput("That image is damaged or truncated.")
+    if info.format == "png" and pngcheck.is_plain_png(data):
+        try:
+            if png is not None and png.decided:
+                png.verdict()  # checked while it downloaded
+            else:
+                pngcheck.check_png(data)
+        except pngcheck.BrokenPng as exc:
+            raise damaged from exc
+        return
     try:
         img = _open(data)
-        # A JPEG decodes at 1/8 scale just as strictly (every byte is still parsed), faster.
         img.draft("RGB", (max(1, info.width // 8), max(1, info.height // 8)))
-        img.load()  # decodes the first frame: catches truncated data
-    except (InvalidImage, OSError, ValueError, SyntaxError) as exc:
-        raise BadInput("That image is damaged or truncated.") from exc
-    return info, img
+        img.load()
+    except (InvalidImage, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise damaged from exc
 
 
 @dataclass(frozen=True)
@@ -252,49 +240,74 @@ class ApiInput:
     converted_from: str | None = None  # the format's name when the API could not take it
 
 
-def input_for_api(data: bytes, url: str, *, send_url: bool, max_megapixels: float) -> ApiInput:
+def input_for_api(
+    data: bytes,
+    url: str,
+    *,
+    send_url: bool,
+    max_megapixels: float,
+    max_accepted_megapixels: float | None = None,
+    png: pngcheck.PngStream | None = None,
+) -> ApiInput:
     """Check downloaded bytes, then choose what the API gets: the URL when `send_url` and
     the API can read the file as it is, else cleaned base64 (always for a format the API
-    cannot take). Every check runs before any conversion. CPU-bound: call it in a thread."""
-    info, first_frame = _inspect(data)
+    cannot take). Every check runs before any conversion. CPU-bound: call it in a thread.
+    `png`: the PNG check, if already fed the bytes."""
+    if png is None and send_url and pngcheck.is_plain_png(data):
+        png = _one_pass(data)
+    info = _checked_header(data, max_accepted_megapixels, png)
     if send_url and not info.needs_conversion:
+        _prove_decodes(data, info, png)
         return ApiInput(url, "url")
-    encoded = _encode_for_api(data, info, first_frame, max_megapixels)
+    encoded = _encode_for_api(data, info, max_megapixels)
     return ApiInput(encoded, "base64", info.label if info.needs_conversion else None)
 
 
-def prepare_for_api(data: bytes, max_megapixels: float) -> str:
+def _one_pass(data: bytes) -> pngcheck.PngStream | None:
+    """A plain PNG's checksums and picture data, checked in one pass over the file (Pillow
+    would read it twice: verify(), then the decode); None when its header is refused (a
+    bomb's data is never inflated) and the usual checks say why."""
+    try:
+        _open(data)
+    except InvalidImage:
+        return None
+    png = pngcheck.PngStream()
+    png.feed(data)
+    return png
+
+
+def prepare_for_api(
+    data: bytes, max_megapixels: float, *, max_accepted_megapixels: float | None = None
+) -> str:
     """Decode, normalise and re-encode an input image; returns base64 for the API.
 
     Applies EXIF orientation, keeps the first frame of an animation, downscales to
     `max_megapixels` and drops all metadata. CPU-bound: call it in a thread.
     """
-    info, first_frame = _inspect(data)
-    return _encode_for_api(data, info, first_frame, max_megapixels)
+    return _encode_for_api(data, _checked_header(data, max_accepted_megapixels), max_megapixels)
 
 
-def _encode_for_api(
-    data: bytes, info: ImageInfo, first_frame: Image.Image, max_megapixels: float
-) -> str:
+def _encode_for_api(data: bytes, info: ImageInfo, max_megapixels: float) -> str:
+    """Decode once, as small as the format allows (the decode is also the proof that the
+    data is whole), shrink before any copy, then orient, resize and encode afresh."""
     limit = max_megapixels * 1_000_000
     try:
-        if info.format == "jpeg":
-            # Inspected at 1/8 scale: decode again, straight at the size needed (no
-            # full-size copy in memory when it is to be downscaled).
-            img = _open(data)
-            img.seek(0)
-            if info.width * info.height > limit:
-                scale = (limit / (info.width * info.height)) ** 0.5
-                img.draft("RGB", (int(info.width * scale) + 1, int(info.height * scale) + 1))
-        else:
-            img = first_frame  # already decoded, in full: no second decode
-        img = ImageOps.exif_transpose(img)
-        if img.mode.startswith("I;16"):
+        img = _open(data)
+        img.seek(0)
+        draft_at_least(img, limit)  # a JPEG decodes straight at (about) the size needed
+        img.load()
+        turn = orientation(img)  # after load: a TIFF is turned upright as it loads
+        sixteen = img.mode.startswith("I;16")
+        if sixteen:
             # 16-bit greys (scanners, some TIFFs): scale to 8 bits rather than clip to white.
-            img = img.convert("I").point(lambda v: v * (1 / 256)).convert("L")
+            img = img.convert("I")
+        img = shrunk(img, limit)
+        if sixteen:
+            img = img.point(lambda v: v * (1 / 256)).convert("L")
         has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
-        img = img.convert("RGBA" if has_alpha else "RGB")
-    except (InvalidImage, OSError, ValueError) as exc:
+        mode = "RGBA" if has_alpha else "RGB"
+        img = oriented(img if img.mode == mode else img.convert(mode), turn)
+    except (InvalidImage, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise BadInput("That image is damaged or truncated.") from exc
     if img.width * img.height > limit:
         scale = (limit / (img.width * img.height)) ** 0.5
@@ -345,32 +358,3 @@ def _encode_jpeg(img: Image.Image, quality: int) -> bytes:
 def extension_for(info: ImageInfo) -> str:
     """The file extension matching the bytes (the API's Content-Type is not trusted)."""
     return {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif"}[info.format]
-
-
-def side_by_side(before: bytes, after: bytes, *, height: int = 512) -> bytes:
-    """A labelled before/after PNG of two images scaled to the same height.
-
-    CPU-bound: call it in a thread.
-    """
-    from PIL import ImageDraw
-
-    panels = []
-    for data in (before, after):
-        img = ImageOps.exif_transpose(_open(data))
-        img.seek(0)
-        img = img.convert("RGB")
-        width = max(1, round(img.width * height / img.height))
-        panels.append(img.resize((width, height), Image.Resampling.LANCZOS))
-    label_h, gap = 28, 8
-    canvas = Image.new(
-        "RGB", (panels[0].width + gap + panels[1].width, height + label_h), (32, 34, 37)
-    )
-    draw = ImageDraw.Draw(canvas)
-    x = 0
-    for label, panel in zip(("Before", "After"), panels, strict=True):
-        canvas.paste(panel, (x, label_h))
-        draw.text((x + 8, 7), label, fill=(240, 240, 240))
-        x += panel.width + gap
-    out = io.BytesIO()
-    canvas.save(out, "PNG")
-    return out.getvalue()

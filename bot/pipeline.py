@@ -7,9 +7,7 @@ import enum
 import logging
 from collections.abc import Callable
 
-import httpx
-
-from bot import images, segmind
+from bot import decoding, images, segmind
 from bot.administration import ServerAdmin
 from bot.config import Settings
 from bot.credits import CreditMeter
@@ -18,6 +16,8 @@ from bot.db.connection import Database
 from bot.errors import BadInput, EditFailed
 from bot.health import Incident, ServiceHealth
 from bot.images import InputImage
+from bot.imagework import ImageWork
+from bot.inputs import EditInputs
 from bot.ledger import Ledger, Reservation
 from bot.logs import bind
 from bot.requests import EditOutcome, EditRequest
@@ -53,7 +53,8 @@ class EditPipeline:
         settings: Settings,
         database: Database,
         api: segmind.EditTransport,
-        http: httpx.AsyncClient,
+        inputs: EditInputs,
+        work: ImageWork,
         meter: CreditMeter,
         health: ServiceHealth,
         ledger: Ledger,
@@ -65,7 +66,8 @@ class EditPipeline:
         self._settings = settings
         self._db = database
         self._api = api
-        self._http = http
+        self.inputs = inputs
+        self._work = work
         self.meter = meter
         self.health = health
         self.ledger = ledger
@@ -92,7 +94,7 @@ class EditPipeline:
 
     async def _precheck(self, req: EditRequest) -> None:
         self._servers.check_served(req.guild_id)
-        images.check_input(req.image, self._settings.max_input_bytes)
+        self.check_image(req.image)
         guild_id = req.guild_id or 0
         await self._admin.check_not_blocked(guild_id, req.user_id)
         if self.health.needs_admin:
@@ -101,11 +103,25 @@ class EditPipeline:
             guild_id, req.user_id, req.role_ids, await self.meter.expected_cost()
         )
 
+    def check_image(self, image: InputImage) -> str:
+        """Refuse at once, from Discord's description alone, an image the bot will not take
+        (type, size, sides, megapixels); returns its format."""
+        return self.inputs.check(image)
+
+    def prepare_input(self, image: InputImage) -> asyncio.Task[images.ApiInput]:
+        """Start fetching and proving an input for an edit about to run (hand it to `run`)."""
+        return self.inputs.prepare(image)
+
     async def run(
-        self, req: EditRequest, *, on_call: Callable[[], None] | None = None
+        self,
+        req: EditRequest,
+        *,
+        on_call: Callable[[], None] | None = None,
+        prepared: asyncio.Task[images.ApiInput] | None = None,
     ) -> EditOutcome:
         """Run one edit. Raises BadInput (nothing spent, no row) or EditFailed (row failed).
         `on_call` is told when the API call goes out (what the per-minute limit counts).
+        `prepared`: its input, already being fetched (`prepare_input`).
 
         Money: the expected cost is reserved before the call, held at the real cost after
         a 200 (charged once Discord has the result, see bot.delivery) and released after
@@ -113,7 +129,7 @@ class EditPipeline:
         meanwhile still applies.
         """
         try:
-            outcome = await self._run(req, on_call)
+            outcome = await self._run(req, on_call, prepared)
         except BadInput:
             self._finished(Finish.REFUSED, req)
             raise
@@ -123,14 +139,22 @@ class EditPipeline:
         except BaseException:
             self._finished(Finish.INTERRUPTED, req)
             raise
+        finally:
+            if prepared is not None:
+                prepared.cancel()  # refused before its input was needed (a no-op once used)
         self._finished(Finish.SUCCEEDED, req)
         return outcome
 
-    async def _run(self, req: EditRequest, on_call: Callable[[], None] | None) -> EditOutcome:
+    async def _run(
+        self,
+        req: EditRequest,
+        on_call: Callable[[], None] | None,
+        prepared: asyncio.Task[images.ApiInput] | None,
+    ) -> EditOutcome:
         guild_id = req.guild_id or 0
         self._servers.check_served(req.guild_id)
         await self._admin.check_not_blocked(guild_id, req.user_id)
-        api_input = await self._api_input(req.image)
+        api_input = await (prepared if prepared is not None else self.inputs.fetch(req.image))
         self.health.check_floor(self.meter.last_balance)
         if not self.health.allow_call():
             raise BadInput(MSG_UNAVAILABLE)
@@ -190,24 +214,6 @@ class EditPipeline:
             job_id=req.job_id,
         )
 
-    async def _api_input(self, image: InputImage) -> images.ApiInput:
-        """What the API gets as `input_image`. Either way the bytes are fetched from
-        Discord's CDN and proven to be a sane image first: the name, the content type and
-        Discord's dimensions can all lie, and a refused input must cost nothing."""
-        data = await images.download(
-            self._http,
-            image.url,
-            max_bytes=self._settings.max_input_bytes,
-            allowed_hosts=self._settings.discord_cdn_hosts,
-        )
-        return await asyncio.to_thread(
-            images.input_for_api,
-            data,
-            image.url,
-            send_url=self._settings.segmind_input_mode == "url",
-            max_megapixels=self._settings.max_input_megapixels,
-        )
-
     async def _call(
         self,
         generation_id: int,
@@ -240,9 +246,7 @@ class EditPipeline:
             remaining=result.remaining_credits,
             header_cost=result.cost,
         )
-        upload = await asyncio.to_thread(
-            images.fit_for_upload, result.image, images.extension_for(result.info), req.upload_limit
-        )
+        upload = await self._fit_for_upload(result, req.upload_limit)
         await db.mark_succeeded(
             self._db,
             generation_id,
@@ -287,6 +291,15 @@ class EditPipeline:
                 await self.ledger.status(req.guild_id or 0, req.user_id, req.role_ids)
             ).left,
             converted_from=api_input.converted_from,
+        )
+
+    async def _fit_for_upload(self, result: segmind.EditResult, limit: int) -> images.UploadImage:
+        extension = images.extension_for(result.info)
+        if len(result.image) <= limit:  # as it is: nothing to decode
+            return images.fit_for_upload(result.image, extension, limit)
+        full = decoding.decode_cost(result.image, check_only=False, max_pixels=float("inf"))
+        return await self._work.run(
+            images.fit_for_upload, result.image, extension, limit, cost=full
         )
 
     async def _safety_off(self, req: EditRequest) -> bool:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 from bot.clock import REAL_CLOCK, Clock
 from bot.errors import BadInput, UserError
+from bot.queue_status import Progress as Progress
+from bot.queue_status import ProgressHook as ProgressHook
 from bot.queue_status import keep_posted, turn_positions
 from bot.ratelimit import RateLimiter, Slot
 from bot.requests import EditOutcome, EditRequest
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 INITIAL_DURATION_S = 12.0
 DURATION_SMOOTHING = 0.2
+BATCH = 100  # jobs handled per turn of the event loop when there are many
 Member = tuple[int, int]  # (guild id, user id)
 
 
@@ -54,16 +57,6 @@ class QueueLimits:
     status_interval_s: float = 3.0
 
 
-@dataclass(frozen=True)
-class Progress:
-    job_id: int
-    state: str  # 'queued' or 'running'
-    ahead: int = 0
-    eta_s: float = 0.0
-    elapsed_s: float = 0.0
-
-
-ProgressHook = Callable[[Progress], Awaitable[None]]
 # Runs one job. It calls `call_sent()` as its API call goes out: only then does the job
 # count against the per-minute limit (a job refused before its call takes no slot).
 Runner = Callable[[EditRequest, Callable[[], None]], Awaitable[EditOutcome]]
@@ -92,6 +85,11 @@ class Job:
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     updating: asyncio.Task[None] | None = field(default=None, repr=False)
 
+    def updated(self, task: asyncio.Task[None]) -> None:
+        """A status update ended: let its task go (2,000 waiting jobs would keep 2,000)."""
+        if self.updating is task:
+            self.updating = None
+
 
 class FairQueue:
     """Round-robin between members, under global concurrency and rate limits."""
@@ -107,7 +105,8 @@ class FairQueue:
         self.limits = limits if limits is not None else QueueLimits()
         self._clock = clock
         self.limiter = RateLimiter(self.limits.rpm, clock.now)
-        self._waiting: dict[Member, collections.deque[Job]] = {}
+        # A list per member: a deque costs ~600 bytes even for one job, lists are short here.
+        self._waiting: dict[Member, list[Job]] = {}
         self._order: collections.deque[Member] = collections.deque()  # whose turn is next
         self._running: dict[Member, int] = collections.Counter()
         self._places: dict[Member, int] = collections.Counter()  # held, not queued yet
@@ -145,8 +144,10 @@ class FairQueue:
         finish, then stop the rest; each job's waiter gets the matching reason."""
         self._accepting = False
         self._stop_reason = running_reason
-        for job in self.waiting_jobs():
+        for count, job in enumerate(self.waiting_jobs(), 1):
             self._cancel_waiting(job, waiting_reason)
+            if count % BATCH == 0:
+                await asyncio.sleep(0)  # their waiters wake a batch at a time
         tasks = [j.task for j in self._running_jobs if j.task is not None]
         if tasks:
             await self._wait_at_most(grace_s, tasks)
@@ -230,6 +231,18 @@ class FairQueue:
             if not self._places[place.member]:
                 del self._places[place.member]
 
+    def has_room(self, request: EditRequest) -> bool:
+        """Whether an edit whose place is held would start at once once queued: no one
+        waiting, and a free slot for it and every other place held (so at most one input
+        is fetched ahead per free slot)."""
+        member = (request.guild_id or 0, request.user_id)
+        return (
+            len(self._jobs) == self.running_count
+            and self.running_count + sum(self._places.values()) <= self.limits.max_concurrency
+            and self._running[member] < self.limits.per_member_running
+            and self.limiter.delay() == 0
+        )
+
     def submit(
         self,
         request: EditRequest,
@@ -261,7 +274,7 @@ class FairQueue:
         )
         self._jobs[job.id] = job
         if queue is None:
-            self._waiting[member] = queue = collections.deque()
+            self._waiting[member] = queue = []
             self._order.append(member)
         queue.append(job)
         self._wakeup.set()
@@ -314,7 +327,7 @@ class FairQueue:
             if self._running[member] >= self.limits.per_member_running:
                 continue
             queue = self._waiting[member]
-            job = queue.popleft()
+            job = queue.pop(0)
             self._order.remove(member)
             if queue:
                 self._order.append(member)

@@ -8,15 +8,32 @@ import asyncio
 import bisect
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.clock import Clock
 
 if TYPE_CHECKING:
-    from bot.queue import FairQueue, Job, Progress, ProgressHook
+    from bot.queue import FairQueue, Job
 
 log = logging.getLogger(__name__)
+
+BATCH = 100  # jobs handled per turn of the event loop when there are many
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What a waiting member is shown: where the job stands, or how long it has run."""
+
+    job_id: int
+    state: str  # 'queued' or 'running'
+    ahead: int = 0
+    eta_s: float = 0.0
+    elapsed_s: float = 0.0
+
+
+ProgressHook = Callable[[Progress], Awaitable[None]]
 
 
 async def keep_posted(queue: FairQueue, clock: Clock) -> None:
@@ -26,7 +43,9 @@ async def keep_posted(queue: FairQueue, clock: Clock) -> None:
         await clock.sleep(min(1.0, interval))
         now = clock.now()
         positions = queue.positions()
-        for job in queue.jobs():
+        for count, job in enumerate(queue.jobs(), 1):
+            if count % BATCH == 0:
+                await asyncio.sleep(0)  # 2,000 waiting jobs: the loop breathes between
             if job.on_progress is None or now - job.shown_at < interval:
                 continue
             if job.updating is not None and not job.updating.done():
@@ -38,6 +57,7 @@ async def keep_posted(queue: FairQueue, clock: Clock) -> None:
                 continue
             job.shown, job.shown_at = progress, now
             job.updating = asyncio.create_task(_show(job.on_progress, progress))
+            job.updating.add_done_callback(job.updated)
 
 
 async def _show(hook: ProgressHook, progress: Progress) -> None:

@@ -19,6 +19,7 @@ from bot.db import generations
 from bot.db import jobs as job_rows
 from bot.db.connection import Database
 from bot.delivery import Delivery
+from bot.images import ApiInput
 from bot.logs import bind
 from bot.pipeline import EditPipeline
 from bot.ports import Posted, Poster
@@ -37,7 +38,7 @@ MSG_RESTARTING_RUNNING = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Destination:
     """Where a job's result goes: a poster, and how the card reads."""
 
@@ -59,6 +60,8 @@ class EditService:
         self._delivery = delivery
         self.queue = FairQueue(self._execute, limits)
         self._destinations: dict[int, Destination] = {}
+        # Inputs being fetched for jobs that start at once (at most one per free slot).
+        self._prepared: dict[int, asyncio.Task[ApiInput]] = {}
         self._callers: set[asyncio.Task[object]] = set()
         self._stopped: asyncio.Future[None] | None = None
         # Called with each job's wait (seconds from joining the queue) when it starts.
@@ -81,14 +84,19 @@ class EditService:
         allowance...), write its job row, then `acknowledge` it to the member, then queue
         it. Written down before acknowledged: a crash in between can cost the member a
         surprise result, never an edit they saw accepted. With `to`, the job delivers its
-        result there and its outcome is the `Posted` message."""
-        place = None
+        result there and its outcome is the `Posted` message. When it can start at once,
+        its input is fetched meanwhile (`prepare`)."""
+        place = prepared = None
         try:
             place = self.queue.hold_place(request, resumed=job_id is not None)
+            self.pipeline.check_image(request.image)
+            prepared = self.prepare(request)
             await self.pipeline.precheck(request)
             if job_id is None:
                 job_id = await jobs.add(self._db, request, reply_to_message_id=reply_to_message_id)
         except BaseException:
+            if prepared is not None:
+                prepared.cancel()
             if place is not None:
                 self.queue.release_place(place)
             if job_id is not None:  # a job resumed after a restart: it ends here
@@ -100,12 +108,31 @@ class EditService:
                 await acknowledge()
             if to is not None:
                 self._destinations[job_id] = to
+            if prepared is not None:
+                self._prepared[job_id] = prepared
             return self.queue.submit(request, on_progress=on_progress, job_id=job_id, place=place)
         except BaseException:
             self.queue.release_place(place)
-            self._destinations.pop(job_id, None)
+            self._forget(job_id)
+            if prepared is not None:
+                prepared.cancel()
             await job_rows.mark_finished(self._db, job_id, "cancelled")
             raise
+
+    def prepare(self, request: EditRequest) -> asyncio.Task[ApiInput] | None:
+        """When the edit would start at once, start fetching and proving its input now
+        (it overlaps the checks, the job row and the acknowledgement); None when it would
+        wait (a waiting job holds no image)."""
+        if not self.queue.has_room(request):
+            return None
+        return self.pipeline.prepare_input(request.image)
+
+    def _forget(self, job_id: int) -> None:
+        """Drop what was kept for a job that will not run."""
+        self._destinations.pop(job_id, None)
+        prepared = self._prepared.pop(job_id, None)
+        if prepared is not None:
+            prepared.cancel()
 
     async def run(
         self,
@@ -132,11 +159,14 @@ class EditService:
         return await self.wait(job)  # type: ignore[return-value]
 
     async def wait(self, job: Job) -> EditOutcome | Posted:
+        """The job's outcome. A waiter that is cancelled cancels only its wait: the job
+        still runs and delivers (the queue never sets a future that is already done), so
+        no shield (and its two extra objects per waiting job) is needed."""
         try:
-            return await asyncio.shield(job.future)
+            return await job.future
         except JobCancelled:
-            self._destinations.pop(job.id, None)
-            if job.started_at is None:
+            self._forget(job.id)
+            if job.started_at is None and self._stopped is None:  # a shutdown marks all at once
                 await job_rows.mark_finished(self._db, job.id, "cancelled")
             # A started job stopped by a shutdown stays 'running': start-up delivers its
             # result if the API had answered, or refunds and tells the member.
@@ -161,9 +191,15 @@ class EditService:
                 hook(job.started_at - job.enqueued_at)
         started = time.monotonic()
         to = self._destinations.pop(job_id, None)
-        await job_rows.mark_running(self._db, job_id)
+        prepared = self._prepared.pop(job_id, None)
         try:
-            outcome = await self.pipeline.run(request, on_call=call_sent)
+            await job_rows.mark_running(self._db, job_id)
+        except BaseException:
+            if prepared is not None:
+                prepared.cancel()
+            raise
+        try:
+            outcome = await self.pipeline.run(request, on_call=call_sent, prepared=prepared)
             result: EditOutcome | Posted = outcome
             if to is not None:
                 result = await self._delivery.deliver(

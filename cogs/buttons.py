@@ -147,7 +147,9 @@ class ResultButtons(commands.Cog, name=BUTTONS_COG):
 
     async def _compare(self, interaction: discord.Interaction, gen: Generation) -> None:
         await interaction.response.defer(thinking=True, ephemeral=True)
-        picture = await self.core.chains.compare(gen, shown_image(interaction.message), self.reader)
+        picture = await self.core.chains.compare(
+            gen, shown_image(interaction.message), self.reader, interaction.user.id
+        )
         await interaction.followup.send(
             file=image_file(picture, f"compare-{gen.id}.png"), ephemeral=True
         )

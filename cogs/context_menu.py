@@ -13,7 +13,7 @@ from bot.adapter import flow
 from bot.adapter.errors import ReportingModal
 from bot.adapter.messages import images_in, request_for_interaction
 from bot.errors import UserError
-from bot.images import ACCEPTED_FORMATS_TEXT, InputImage, check_input
+from bot.images import ACCEPTED_FORMATS_TEXT, InputImage
 from bot.params import PROMPT_MAX_CHARS, build_params, split_inline_options
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class ContextMenu(commands.Cog):
         if not found:
             raise UserError(MSG_NO_IMAGE)
         # Checked before the modal, so a bad image is refused before the member types.
-        check_input(found[0], self.bot.core.settings.max_input_bytes)
+        self.bot.core.pipeline.check_image(found[0])
         # Someone else's result may be off limits on this server: say so before the box.
         await self.bot.core.chains.continued_from(
             found[0], interaction.user.id, interaction.guild_id

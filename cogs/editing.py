@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot.adapter import flow
 from bot.adapter.messages import input_from_attachment, request_for_interaction
-from bot.images import ACCEPTED_FORMATS_TEXT, check_input
+from bot.images import ACCEPTED_FORMATS_TEXT
 from bot.params import (
     ASPECT_RATIOS,
     OUTPUT_FORMATS,
@@ -74,7 +74,7 @@ class Editing(commands.Cog):
         source_image = input_from_attachment(image)
         # Checked again when the edit is queued; checking here too answers privately,
         # before the public "thinking..." placeholder appears.
-        check_input(source_image, self.bot.core.settings.max_input_bytes)
+        self.bot.core.pipeline.check_image(source_image)
         request = request_for_interaction(
             interaction,
             source="slash",

@@ -73,6 +73,7 @@ class RecordedRequest:
     json: Any  # parsed JSON body, or None when the body was not JSON
     raw_body: bytes
     received_at: float  # time.monotonic()
+    answered_at: float | None = None  # time.monotonic() when the answer was handed back
 
 
 @dataclass
@@ -276,6 +277,7 @@ class FakeSegmind(Started):
             return await self._serve(request, rec, started)
         finally:
             self.in_flight -= 1
+            rec.answered_at = time.monotonic()
 
     @staticmethod
     def _fault_response(fault: _Fault) -> web.Response:

@@ -549,16 +549,26 @@ async def test_an_error_from_the_runner_reaches_the_jobs_future_and_the_queue_go
 
 
 class GatedPipeline:
-    """Stands in for EditPipeline: the service only calls `run`."""
+    """Stands in for EditPipeline: every check passes and no input is fetched early."""
 
     def __init__(self, gate: Gate) -> None:
         self.gate = gate
+
+    def check_image(self, image: object) -> str:
+        return "png"
+
+    def prepare_input(self, image: object) -> asyncio.Task[Any]:
+        return asyncio.ensure_future(asyncio.sleep(0))
 
     async def precheck(self, request: EditRequest) -> None:
         """Everything passes: these tests are about the queue and the jobs table."""
 
     async def run(
-        self, request: EditRequest, *, on_call: Callable[[], None] | None = None
+        self,
+        request: EditRequest,
+        *,
+        on_call: Callable[[], None] | None = None,
+        prepared: object = None,
     ) -> EditOutcome:
         return await self.gate.run(request, on_call or (lambda: None))
 
