@@ -92,6 +92,7 @@ async def _processes(
         "DISCORD_GATEWAY_URL": bot.discord.gateway_url,
         "DISCORD_CDN_HOSTS": bot.discord.cdn_host,
         "QUOTA_DEFAULT_CREDITS": str(CREDITS),
+        "SERVER_BUDGET_CREDITS": str(CREDITS),
         "LOG_LEVEL": "INFO",
     }
     site = data_dir / "site"

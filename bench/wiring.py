@@ -40,6 +40,7 @@ def bench_settings(data_dir: Path, standins: Standins, **overrides: object) -> S
         "results_dir": data_dir / "results",
         "discord_guild_ids": (GUILD_ID,),
         "quota_default_credits": QUOTA_CREDITS,
+        "server_budget_credits": QUOTA_CREDITS,  # the server's budget (5 credits by default)
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
