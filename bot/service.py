@@ -85,13 +85,14 @@ class EditService:
         it. Written down before acknowledged: a crash in between can cost the member a
         surprise result, never an edit they saw accepted. With `to`, the job delivers its
         result there and its outcome is the `Posted` message. When it can start at once,
-        its input is fetched meanwhile (`prepare`)."""
+        its input is fetched from then on (`prepare`)."""
         place = prepared = None
         try:
             place = self.queue.hold_place(request, resumed=job_id is not None)
-            self.pipeline.check_image(request.image)
-            prepared = self.prepare(request)
             await self.pipeline.precheck(request)
+            # Only an edit that passed its checks costs a download, and it overlaps the
+            # job row, the acknowledgement and the durable start.
+            prepared = self.prepare(request)
             if job_id is None:
                 job_id = await jobs.add(self._db, request, reply_to_message_id=reply_to_message_id)
         except BaseException:

@@ -150,6 +150,7 @@ async def test_a_budget_of_zero_means_a_new_server_cannot_edit_until_the_operato
     refused = await h.answer(await h.edit("one"))
     assert refused["content"].startswith("This server has used its editing budget")
     assert h.api_calls() == []
+    assert h.discord.cdn_requests == []  # refused before its image was even fetched
     await h.operator("budget", server_id=str(GUILD_ID), credits=1.0)
     assert (await h.answer(await h.edit("two")))["attachments"]
     await h.operator("budget", server_id=str(GUILD_ID), default=True)
