@@ -78,11 +78,15 @@ class RateLimiter:
         now = self._clock()
         self._prune(now)
         free_now = max(0, self.limit - len(self._starts) - len(self._held))
-        # When each of the `limit` places in the window is next free, earliest first.
-        free_at = sorted(
-            [now] * free_now
-            + [start + RATE_WINDOW_S for start in self._starts]
-            + [now + RATE_WINDOW_S] * len(self._held)
-        )[: self.limit]
         rounds, index = divmod(nth - 1, self.limit)
-        return max(0.0, free_at[index] + rounds * RATE_WINDOW_S - now)
+        # When each of the `limit` places in the window is next free, earliest first: the
+        # free ones now, then each call sent a minute after it went (sent in time order, so
+        # already sorted), then the held ones a minute from now. Read, not built and sorted:
+        # the status loop asks for every waiting job, and the limit may be in the thousands.
+        if index < free_now:
+            free_at = now
+        elif index - free_now < len(self._starts):
+            free_at = self._starts[index - free_now] + RATE_WINDOW_S
+        else:
+            free_at = now + RATE_WINDOW_S
+        return max(0.0, free_at + rounds * RATE_WINDOW_S - now)
