@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Clock(Protocol):
@@ -32,3 +33,15 @@ class MonotonicClock:
 
 
 REAL_CLOCK = MonotonicClock()
+
+
+async def wait_at_most(clock: Clock, seconds: float, tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Until every task is done or `seconds` have passed on `clock` (the tasks run on)."""
+    all_done = asyncio.ensure_future(asyncio.wait(tasks))
+    timer = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        await asyncio.wait([all_done, timer], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in (all_done, timer):
+            waiter.cancel()
+        await asyncio.gather(all_done, timer, return_exceptions=True)

@@ -18,7 +18,7 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from bot.clock import REAL_CLOCK, Clock
+from bot.clock import REAL_CLOCK, Clock, wait_at_most
 from bot.errors import BadInput, UserError
 from bot.queue_status import Progress as Progress
 from bot.queue_status import ProgressHook as ProgressHook
@@ -110,6 +110,8 @@ class FairQueue:
         self._order: collections.deque[Member] = collections.deque()  # whose turn is next
         self._running: dict[Member, int] = collections.Counter()
         self._places: dict[Member, int] = collections.Counter()  # held, not queued yet
+        # Totals kept as they change: 2,000 members submitting at once must not each sum them.
+        self._queued = self._held = 0
         self._jobs: dict[int, Job] = {}
         self._running_jobs: set[Job] = set()
         self._wakeup = asyncio.Event()
@@ -150,7 +152,7 @@ class FairQueue:
                 await asyncio.sleep(0)  # their waiters wake a batch at a time
         tasks = [j.task for j in self._running_jobs if j.task is not None]
         if tasks:
-            await self._wait_at_most(grace_s, tasks)
+            await wait_at_most(self._clock, grace_s, tasks)
             pending = [task for task in tasks if not task.done()]
             for task in pending:
                 task.cancel()
@@ -158,22 +160,11 @@ class FairQueue:
                 await asyncio.wait(pending)
         await self.close()
 
-    async def _wait_at_most(self, seconds: float, tasks: list[asyncio.Task[None]]) -> None:
-        """Until every task is done or `seconds` have passed on the queue's clock."""
-        all_done = asyncio.ensure_future(asyncio.wait(tasks))
-        timer = asyncio.ensure_future(self._clock.sleep(seconds))
-        try:
-            await asyncio.wait([all_done, timer], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in (all_done, timer):
-                waiter.cancel()
-            await asyncio.gather(all_done, timer, return_exceptions=True)
-
     # -- members' side ------------------------------------------------------------------
 
     @property
     def waiting_count(self) -> int:
-        return sum(len(q) for q in self._waiting.values())
+        return self._queued
 
     @property
     def running_count(self) -> int:
@@ -214,13 +205,14 @@ class FairQueue:
                 f"You already have {mine} edits waiting. Let one finish (or cancel one) "
                 "before adding more. Nothing was charged."
             )
-        everyone = self.waiting_count + sum(self._places.values())
+        everyone = self._queued + self._held
         if not resumed and everyone >= self.limits.max_queued_total:
             raise QueueFull(
                 f"The bot has {everyone} edit{'s' if everyone != 1 else ''} waiting, as many "
                 "as it takes at a time. Please try again in a few minutes. Nothing was charged."
             )
         self._places[member] += 1
+        self._held += 1
         return Place(member)
 
     def release_place(self, place: Place) -> None:
@@ -228,6 +220,7 @@ class FairQueue:
         if place.held:
             place.held = False
             self._places[place.member] -= 1
+            self._held -= 1
             if not self._places[place.member]:
                 del self._places[place.member]
 
@@ -238,7 +231,7 @@ class FairQueue:
         member = (request.guild_id or 0, request.user_id)
         return (
             len(self._jobs) == self.running_count
-            and self.running_count + sum(self._places.values()) <= self.limits.max_concurrency
+            and self.running_count + self._held <= self.limits.max_concurrency
             and self._running[member] < self.limits.per_member_running
             and self.limiter.delay() == 0
         )
@@ -277,6 +270,7 @@ class FairQueue:
             self._waiting[member] = queue = []
             self._order.append(member)
         queue.append(job)
+        self._queued += 1
         self._wakeup.set()
         return job
 
@@ -296,6 +290,7 @@ class FairQueue:
         queue = self._waiting.get(job.member)
         if queue is not None and job in queue:
             queue.remove(job)
+            self._queued -= 1
             if not queue:
                 del self._waiting[job.member]
                 self._order.remove(job.member)
@@ -328,6 +323,7 @@ class FairQueue:
                 continue
             queue = self._waiting[member]
             job = queue.pop(0)
+            self._queued -= 1
             self._order.remove(member)
             if queue:
                 self._order.append(member)
