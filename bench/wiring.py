@@ -91,6 +91,19 @@ async def core(settings: Settings) -> AsyncIterator[Core]:
         await made.aclose()
 
 
+def as_input(attachment: dict[str, Any]) -> InputImage:
+    """A stand-in upload as discord.py describes an attachment to the cogs."""
+    return InputImage(
+        url=attachment["url"],
+        filename=attachment["filename"],
+        content_type=attachment["content_type"],
+        size=attachment["size"],
+        width=attachment["width"],
+        height=attachment["height"],
+        attachment_id=int(attachment["id"]),
+    )
+
+
 def edit_request(
     attachment: dict[str, Any], user_id: int, output_format: str | None
 ) -> EditRequest:
@@ -100,15 +113,7 @@ def edit_request(
         guild_id=GUILD_ID,
         channel_id=CHANNEL_ID,
         source="slash",
-        image=InputImage(
-            url=attachment["url"],
-            filename=attachment["filename"],
-            content_type=attachment["content_type"],
-            size=attachment["size"],
-            width=attachment["width"],
-            height=attachment["height"],
-            attachment_id=int(attachment["id"]),
-        ),
+        image=as_input(attachment),
         params=build_params("make it a snowy night", output_format=output_format),
         seed_explicit=False,
     )

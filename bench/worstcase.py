@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from bench import standins
-from bench.wiring import GUILD_ID, BenchPoster, bench_settings, core, edit_request, log_to_file
+from bench.wiring import (
+    GUILD_ID,
+    BenchPoster,
+    as_input,
+    bench_settings,
+    core,
+    edit_request,
+    log_to_file,
+)
 from bot.client import extension_names
 from bot.db import generations
 from bot.images import InputImage
@@ -25,18 +33,6 @@ class NoReader:
 
     async def first_image(self, channel_id: int, message_id: int) -> InputImage | None:
         return None
-
-
-def as_input(attachment: dict[str, Any]) -> InputImage:
-    return InputImage(
-        url=attachment["url"],
-        filename=attachment["filename"],
-        content_type=attachment["content_type"],
-        size=attachment["size"],
-        width=attachment["width"],
-        height=attachment["height"],
-        attachment_id=int(attachment["id"]),
-    )
 
 
 async def worst_case(cfg: Result) -> Result:

@@ -7,8 +7,6 @@ import contextlib
 import dataclasses
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from bot import decoding, images
 from bot.administration import ServerAdmin
 from bot.db import generations, messages
@@ -17,6 +15,7 @@ from bot.db.generations import Generation
 from bot.errors import UserError
 from bot.images import InputImage
 from bot.imagework import ImageWork
+from bot.inputs import EditInputs
 from bot.params import EditParams, next_step_params, random_seed, split_inline_options
 from bot.ports import MessageReader
 
@@ -39,23 +38,12 @@ MSG_COMPARING = "Your last comparison is still being made; it will be here in a 
 
 class Chains:
     def __init__(
-        self,
-        database: Database,
-        admin: ServerAdmin,
-        http: aiohttp.ClientSession,
-        work: ImageWork,
-        *,
-        max_input_bytes: int,
-        cdn_hosts: tuple[str, ...],
-        max_megapixels: float | None = None,
+        self, database: Database, admin: ServerAdmin, inputs: EditInputs, work: ImageWork
     ) -> None:
         self._db = database
         self._admin = admin
-        self._http = http
+        self._inputs = inputs  # fetches from Discord's CDN only, at most MAX_INPUT_BYTES
         self._work = work
-        self._max_bytes = max_input_bytes
-        self._cdn_hosts = cdn_hosts
-        self._max_pixels = None if max_megapixels is None else max_megapixels * 1_000_000
         self._comparing: set[int] = set()  # members whose Compare is being made
 
     async def generation(self, generation_id: int) -> Generation:
@@ -89,7 +77,7 @@ class Chains:
 
     def _attachment_in(self, url: str) -> int | None:
         """The attachment id in a Discord CDN URL (/attachments/<channel>/<id>/<name>)."""
-        if not images.host_allowed(url, self._cdn_hosts):
+        if not self._inputs.from_discord(url):
             return None
         parts = urlsplit(url).path.split("/")
         if len(parts) >= 4 and parts[1] == "attachments" and parts[3].isdigit():
@@ -155,9 +143,7 @@ class Chains:
 
     async def download(self, url: str) -> bytes:
         try:
-            return await images.download(
-                self._http, url, max_bytes=self._max_bytes, allowed_hosts=self._cdn_hosts
-            )
+            return await self._inputs.download(url)
         except UserError:
             raise UserError(MSG_IMAGE_GONE) from None
 
@@ -180,7 +166,7 @@ class Chains:
                     images.side_by_side,
                     before_data,
                     after_data,
-                    max_pixels=self._max_pixels,
+                    max_pixels=self._inputs.max_pixels_accepted,
                     cost=decoding.compare_cost(before_data, after_data),
                 )
         except images.InvalidImage:

@@ -223,11 +223,12 @@ async def build(
         meter.reading_hooks.append(health.balance_seen)
         alerts = Alerts(cooldown_s=settings.alert_cooldown_minutes * 60)
         health.incident_hooks.append(alerts.notify)
+        inputs = EditInputs(settings, downloads, work)
         pipeline = EditPipeline(
             settings=settings,
             database=database,
             api=api,
-            inputs=EditInputs(settings, downloads, work),
+            inputs=inputs,
             work=work,
             meter=meter,
             health=health,
@@ -263,15 +264,7 @@ async def build(
             pipeline=pipeline,
             delivery=delivery,
             edits=edits,
-            chains=Chains(
-                database,
-                admin,
-                downloads,
-                work,
-                max_input_bytes=settings.max_input_bytes,
-                cdn_hosts=settings.discord_cdn_hosts,
-                max_megapixels=settings.max_input_megapixels_accepted,
-            ),
+            chains=Chains(database, admin, inputs, work),
             history=History(database),
             reports=Reports(database, ledger, reserve=settings.account_reserve_credits),
             servers=servers,

@@ -37,6 +37,23 @@ class EditInputs:
             max_megapixels=self._settings.max_input_megapixels_accepted,
         )
 
+    @property
+    def max_pixels_accepted(self) -> float:
+        return self._settings.max_input_megapixels_accepted * 1_000_000
+
+    def from_discord(self, url: str) -> bool:
+        """Whether `url` is on Discord's CDN, the only place members' pictures come from."""
+        return images.host_allowed(url, self._settings.discord_cdn_hosts)
+
+    async def download(self, url: str) -> bytes:
+        """A picture from Discord's CDN, at most MAX_INPUT_BYTES (edits, Compare, Undo)."""
+        return await images.download(
+            self._http,
+            url,
+            max_bytes=self._settings.max_input_bytes,
+            allowed_hosts=self._settings.discord_cdn_hosts,
+        )
+
     def prepare(self, image: InputImage) -> asyncio.Task[images.ApiInput]:
         """Start fetching and proving an input now, for an edit about to run: it overlaps
         the bookkeeping before the call instead of following it."""
@@ -49,12 +66,7 @@ class EditInputs:
         Discord's CDN and proven to be a sane image first: the name, the content type and
         Discord's dimensions can all lie, and a refused input must cost nothing."""
         settings = self._settings
-        data = await images.download(
-            self._http,
-            image.url,
-            max_bytes=settings.max_input_bytes,
-            allowed_hosts=settings.discord_cdn_hosts,
-        )
+        data = await self.download(image.url)
         send_url = settings.segmind_input_mode == "url"
         limit = settings.max_input_megapixels * 1_000_000
         return await self._work.run(
