@@ -552,11 +552,11 @@ async def test_cli_runs_and_serves(client: httpx.AsyncClient) -> None:
         "5",
         cwd=PROJECT_ROOT,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), timeout=5)).decode()
+        line = (await asyncio.wait_for(proc.stdout.readline(), timeout=15)).decode()
         assert f"http://127.0.0.1:{port}/v1" in line
         r = await client.post(
             f"http://127.0.0.1:{port}/v1/flux-kontext-dev",
@@ -567,9 +567,10 @@ async def test_cli_runs_and_serves(client: httpx.AsyncClient) -> None:
         assert r.headers["x-remaining-credits"] == "4.96"
     finally:
         proc.send_signal(signal.SIGINT)
+        # A clean exit is what is tested, not a fast one: a loaded machine gets time.
         try:
-            await asyncio.wait_for(proc.wait(), timeout=5)
+            _, stderr = await asyncio.wait_for(proc.communicate(), timeout=20)
         except TimeoutError:
             proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0
+            _, stderr = await proc.communicate()
+    assert proc.returncode == 0, stderr.decode(errors="replace")[-2000:]
