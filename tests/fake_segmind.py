@@ -227,6 +227,11 @@ class FakeSegmind(Started):
         """
         self._delays.extend([float(seconds)] * times)
 
+    @property
+    def delays_left(self) -> int:
+        """Scripted delays (`delay_next`) not yet taken by a request."""
+        return len(self._delays)
+
     def not_image_next(self, times: int = 1) -> None:
         """The next ``times`` 200 answers carry garbage bytes instead of an image (still billed)."""
         self._not_images += times
