@@ -507,13 +507,10 @@ async def test_header_modes(fake: FakeSegmind, client: httpx.AsyncClient) -> Non
 
 async def test_concurrency_tracking(client: httpx.AsyncClient) -> None:
     async with FakeSegmind(delay=0.3) as fake:
-        t0 = time.monotonic()
         rs = await asyncio.gather(*(post(client, fake) for _ in range(4)))
-        elapsed = time.monotonic() - t0
         assert [r.status_code for r in rs] == [200] * 4
-        assert fake.max_in_flight == 4
+        assert fake.max_in_flight == 4  # served in parallel, not one after another
         assert fake.in_flight == 0
-        assert elapsed < 1.0  # served in parallel, not 4 x 0.3 s
         assert fake.calls_billed == 4
         assert fake.credits == pytest.approx(100 - 4 * 0.04)
 
