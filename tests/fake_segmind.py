@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import random
+import signal
 import time
 import uuid
 from collections import deque
@@ -529,8 +530,15 @@ async def _serve_forever(args: argparse.Namespace) -> None:
     await fake.start(host=args.host, port=args.port)
     print(f"Fake Segmind API at {fake.base_url} (models: {', '.join(fake.models)})", flush=True)
     print("Press Ctrl-C to stop.", flush=True)
+    # Through the loop, not asyncio.run's own SIGINT handler: that one wakes the loop only
+    # when the signal lands on the main thread, and after an image was edited in a worker
+    # thread the kernel may deliver it there, leaving the loop asleep for ever.
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
     try:
-        await asyncio.Event().wait()
+        await stopping.wait()
     finally:
         await fake.stop()
 
