@@ -107,11 +107,13 @@ class KontextBot(commands.Bot):
         self._recovering = asyncio.create_task(self._finish_recovery(), name="recovery")
 
     async def _resolve_operators(self) -> None:
-        """OPERATOR_IDS, else whoever owns the application on Discord (or its team)."""
+        """OPERATOR_IDS, else whoever owns the application on Discord: its owner, or its
+        team's owner and the admins who accepted (a developer or read-only member of the
+        team does not run the bot's money)."""
         ids = self.settings.operator_ids
         if not ids:
             app = await self.application_info()
-            ids = tuple(m.id for m in app.team.members) if app.team else (app.owner.id,)
+            ids = (app.owner.id,) if app.team is None else team_operators(app.team)
         self.core.operator.set_operators(ids)
         log.info("%d operator(s)", len(ids))
 
@@ -216,3 +218,15 @@ def point_discord_at(api_url: str | None, gateway_url: str | None) -> None:
         discord.http.Route.BASE = api_url.rstrip("/")
     if gateway_url:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+def team_operators(team: discord.Team) -> tuple[int, ...]:
+    """A team's owner and its admins who accepted their invitation."""
+    admins = (
+        m.id
+        for m in team.members
+        if m.role == discord.TeamMemberRole.admin
+        and m.membership_state == discord.TeamMembershipState.accepted
+    )
+    owner = () if team.owner_id is None else (team.owner_id,)
+    return tuple(dict.fromkeys((*owner, *admins)))

@@ -101,6 +101,30 @@ async def test_operator_ids_name_the_operators_instead_of_the_owner(h: Harness) 
     assert f"`{GUILD_ID}` · allowed" in answer["embeds"][0]["description"]
 
 
+async def test_a_teams_operators_are_its_owner_and_admins_not_developers_or_read_only(
+    h: Harness,
+) -> None:
+    """Without OPERATOR_IDS, the bot's money is run by whoever runs the application: the
+    team's owner and its admins who accepted, not a read-only member or a developer."""
+    owner, admin, developer, read_only, invited = 7001, 7002, 7003, 7004, 7005
+    h.discord.set_team(
+        owner,
+        {
+            owner: ("admin", True),
+            admin: ("admin", True),
+            developer: ("developer", True),
+            read_only: ("read_only", True),
+            invited: ("admin", False),
+        },
+    )
+    await h.restart()
+    assert h.bot.core.operator.operator_ids == {owner, admin}
+    for refused in (developer, read_only, invited):
+        assert (await h.operator("servers", user_id=refused))["content"] == NO_PERMISSION
+    answer = await h.operator("servers", user_id=admin)
+    assert f"`{GUILD_ID}` · allowed" in answer["embeds"][0]["description"]
+
+
 async def test_pause_stops_every_edit_until_resume_and_survives_a_restart(h: Harness) -> None:
     paused = await h.operator("pause", reason="maintenance")
     assert paused["content"].startswith("Every new edit is paused")

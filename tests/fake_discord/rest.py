@@ -86,7 +86,7 @@ class RestMixin:
             "bot_require_code_grant": False,
             "verify_key": "0" * 64,
             "owner": self._user(1),
-            "team": None,
+            "team": self.team,
             "flags": 0,
             "bot": self.bot_user,
             "redirect_uris": [],

@@ -71,6 +71,8 @@ class FakeDiscord(
 
         # World.
         self.users: dict[int, dict[str, Any]] = {}
+        # The application's team (`set_team`); None: the application has a single owner.
+        self.team: dict[str, Any] | None = None
         self.guilds: dict[int, dict[str, Any]] = {}
         self.channels: dict[int, dict[str, Any]] = {}
         self.guild_upload_limits: dict[int, int] = {}

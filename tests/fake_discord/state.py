@@ -37,6 +37,27 @@ class StateMixin:
 
     # -- world building ----------------------------------------------------
 
+    def set_team(self, owner_id: int, members: dict[int, tuple[str, bool]]) -> None:
+        """Make the application a team's: `members` maps each user id to its role
+        ("admin", "developer", "read_only") and whether it accepted the invitation."""
+        team_id = self.snowflake()
+        self.team = {
+            "id": str(team_id),
+            "name": "Kontext team",
+            "icon": None,
+            "owner_user_id": str(owner_id),
+            "members": [
+                {
+                    "membership_state": 2 if accepted else 1,
+                    "permissions": ["*"],
+                    "team_id": str(team_id),
+                    "role": role,
+                    "user": self._user(user_id),
+                }
+                for user_id, (role, accepted) in members.items()
+            ],
+        }
+
     def add_user(
         self,
         user_id: int,
