@@ -97,6 +97,7 @@ class Core:
     database: db.Database
     downloads: aiohttp.ClientSession
     images: ImageWork
+    inputs: EditInputs  # members' pictures: checked, fetched from Discord's CDN, proven
     api: SegmindClient
     meter: CreditMeter
     health: ServiceHealth
@@ -254,6 +255,7 @@ async def build(
             database=database,
             downloads=downloads,
             images=work,
+            inputs=inputs,
             api=api,
             meter=meter,
             health=health,

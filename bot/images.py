@@ -128,7 +128,7 @@ def _identify(data: bytes, *, convertible: bool, verified: bool = False) -> Imag
         raise InvalidImage(f"unsupported image format {img.format}")
     info = ImageInfo(fmt, img.width, img.height, getattr(img, "n_frames", 1))
     if verified:
-        return info  # a PNG whose chunks were checked as it downloaded (pngcheck.Checksums)
+        return info  # a plain PNG whose chunk checksums pngcheck already checked
     try:
         img.verify()
     except Exception as exc:
@@ -217,7 +217,7 @@ def _prove_decodes(data: bytes, info: ImageInfo, png: pngcheck.PngStream | None 
     if info.format == "png" and pngcheck.is_plain_png(data):
         try:
             if png is not None and png.decided:
-                png.verdict()  # checked while it downloaded
+                png.verdict()  # already checked in one pass over the file (_one_pass)
             else:
                 pngcheck.check_png(data)
         except pngcheck.BrokenPng as exc:

@@ -94,7 +94,7 @@ class EditPipeline:
 
     async def _precheck(self, req: EditRequest) -> None:
         self._servers.check_served(req.guild_id)
-        self.check_image(req.image)
+        self.inputs.check(req.image)
         guild_id = req.guild_id or 0
         await self._admin.check_not_blocked(guild_id, req.user_id)
         if self.health.needs_admin:
@@ -102,11 +102,6 @@ class EditPipeline:
         await self.ledger.check_allowance(
             guild_id, req.user_id, req.role_ids, await self.meter.expected_cost()
         )
-
-    def check_image(self, image: InputImage) -> str:
-        """Refuse at once, from Discord's description alone, an image the bot will not take
-        (type, size, sides, megapixels); returns its format."""
-        return self.inputs.check(image)
 
     def prepare_input(self, image: InputImage) -> asyncio.Task[images.ApiInput]:
         """Start fetching and proving an input for an edit about to run (hand it to `run`)."""

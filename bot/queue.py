@@ -230,7 +230,7 @@ class FairQueue:
         is fetched ahead per free slot)."""
         member = (request.guild_id or 0, request.user_id)
         return (
-            len(self._jobs) == self.running_count
+            self._queued == 0
             and self.running_count + self._held <= self.limits.max_concurrency
             and self._running[member] < self.limits.per_member_running
             and self.limiter.delay() == 0

@@ -79,7 +79,7 @@ class ContextMenu(commands.Cog):
         if not found:
             raise UserError(MSG_NO_IMAGE)
         # Checked before the modal, so a bad image is refused before the member types.
-        self.bot.core.pipeline.check_image(found[0])
+        self.bot.core.inputs.check(found[0])
         # Someone else's result may be off limits on this server: say so before the box.
         await self.bot.core.chains.continued_from(
             found[0], interaction.user.id, interaction.guild_id

@@ -74,7 +74,7 @@ class Editing(commands.Cog):
         source_image = input_from_attachment(image)
         # Checked again when the edit is queued; checking here too answers privately,
         # before the public "thinking..." placeholder appears.
-        self.bot.core.pipeline.check_image(source_image)
+        self.bot.core.inputs.check(source_image)
         request = request_for_interaction(
             interaction,
             source="slash",

@@ -554,9 +554,6 @@ class GatedPipeline:
     def __init__(self, gate: Gate) -> None:
         self.gate = gate
 
-    def check_image(self, image: object) -> str:
-        return "png"
-
     def prepare_input(self, image: object) -> asyncio.Task[Any]:
         return asyncio.ensure_future(asyncio.sleep(0))
 
