@@ -211,7 +211,7 @@ async def measure(edits: int, concurrency: int, seed: int, data_dir: Path) -> di
         # The operator's key check: a last reading, after every billed call.
         core = await build(settings_for(cfg))
         try:
-            await core.operator.check_key(GUILD_ID, ADMIN_ID)
+            await core.operator.check_key(ADMIN_ID)
             held = await core.reports.spend(GUILD_ID)
             core.upkeep.clock = lambda: time.time() + core.results.retention_s + 1
             refunded = len(await core.upkeep.expire())

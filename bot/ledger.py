@@ -115,37 +115,52 @@ class Ledger:
 
     async def guild_default(self, guild_id: int) -> Allowance:
         """The server's own default, else the one from the settings."""
-        row = await quotas.guild_default(self._db, guild_id)
-        return Allowance(row[0], row[1], "server") if row else self.default
+        return self._guild_default(await quotas.guild_default(self._db, guild_id))
+
+    def _guild_default(self, own: tuple[float, str] | None) -> Allowance:
+        return Allowance(*own, "server") if own is not None else self.default
+
+    def _allowance(self, terms: quotas.Terms) -> Allowance:
+        """`allowance`, from terms already read."""
+        base = self._guild_default(terms.guild_default)
+        if terms.member is not None:
+            return Allowance(terms.member, base.period, "member")
+        if terms.role is not None:
+            return Allowance(terms.role, base.period, "role")
+        return base
 
     async def allowance(self, guild_id: int, user_id: int, role_ids: Iterable[int]) -> Allowance:
         """Member override, else the highest of the member's roles, else the server default."""
-        base = await self.guild_default(guild_id)
-        member = await quotas.member_credits(self._db, guild_id, user_id)
-        if member is not None:
-            return Allowance(member, base.period, "member")
-        role = await quotas.highest_role_credits(self._db, guild_id, list(role_ids))
-        if role is not None:
-            return Allowance(role, base.period, "role")
-        return base
+        return self._allowance(await quotas.terms(self._db, guild_id, user_id, list(role_ids)))
 
     async def usage_start(self, guild_id: int, user_id: int, window: Window) -> float:
         """Usage counts from the period's start, or from an admin's reset if later."""
-        reset_at = await quotas.usage_reset_at(self._db, guild_id, user_id)
-        return window.start if reset_at is None else max(window.start, reset_at)
+        return _usage_start(window, await quotas.usage_reset_at(self._db, guild_id, user_id))
 
     async def status(self, guild_id: int, user_id: int, role_ids: Iterable[int]) -> QuotaStatus:
-        allowance = await self.allowance(guild_id, user_id, role_ids)
-        window = period_window(allowance.period, self.clock())
-        since = await self.usage_start(guild_id, user_id, window)
+        terms = await quotas.terms(self._db, guild_id, user_id, list(role_ids))
+        return await self._status(guild_id, user_id, terms, self.clock())
+
+    async def _status(
+        self, guild_id: int, user_id: int, terms: quotas.Terms, now: float
+    ) -> QuotaStatus:
+        allowance = self._allowance(terms)
+        window = period_window(allowance.period, now)
+        since = _usage_start(window, terms.reset_at)
         usage = await charges.usage(self._db, guild_id, user_id, since)
         return QuotaStatus(allowance, window, used=usage.used, held=usage.held)
 
     async def budget(self, guild_id: int) -> BudgetStatus:
         """The server's budget this period: the operator's figure, else SERVER_BUDGET_CREDITS."""
         own = await servers.budget(self._db, guild_id)
-        credits, source = (own, "operator") if own is not None else (self.server_budget, "default")
-        window = period_window(self.budget_period, self.clock())
+        return await self._budget(guild_id, own, self.clock())
+
+    def _budget_credits(self, own: float | None) -> tuple[float, str]:
+        return (own, "operator") if own is not None else (self.server_budget, "default")
+
+    async def _budget(self, guild_id: int, own: float | None, now: float) -> BudgetStatus:
+        credits, source = self._budget_credits(own)
+        window = period_window(self.budget_period, now)
         spent, held = await servers.spent_and_held(self._db, guild_id, window.start)
         return BudgetStatus(credits, source, window, spent, held)
 
@@ -154,10 +169,12 @@ class Ledger:
     ) -> None:
         """Refuse early (nothing held) when the server's budget or the member's allowance
         cannot cover `amount` now; `reserve` remains the exact, atomic check."""
-        budget = await self.budget(guild_id)
+        terms = await quotas.terms(self._db, guild_id, user_id, list(role_ids))
+        now = self.clock()
+        budget = await self._budget(guild_id, terms.budget, now)
         if budget.left + EPSILON < amount:
             raise BudgetExceeded(budget)
-        status = await self.status(guild_id, user_id, role_ids)
+        status = await self._status(guild_id, user_id, terms, now)
         if status.left + EPSILON < amount:
             raise QuotaExceeded(status, amount)
 
@@ -169,27 +186,25 @@ class Ledger:
         """Hold `amount` against the member's allowance and the server's budget, or raise
         QuotaExceeded / BudgetExceeded. The checks and the insert are one statement:
         concurrent edits can never overspend either."""
-        roles = list(role_ids)
-        allowance = await self.allowance(guild_id, user_id, roles)
-        budget = await self.budget(guild_id)
+        terms = await quotas.terms(self._db, guild_id, user_id, list(role_ids))
+        allowance = self._allowance(terms)
         now = self.clock()
-        since = await self.usage_start(guild_id, user_id, period_window(allowance.period, now))
         charge_id = await charges.reserve(
             self._db,
             guild_id=guild_id,
             user_id=user_id,
             amount=amount,
             allowance=allowance.credits,
-            since=since,
-            budget=budget.credits,
-            budget_since=budget.window.start,
+            since=_usage_start(period_window(allowance.period, now), terms.reset_at),
+            budget=self._budget_credits(terms.budget)[0],
+            budget_since=period_window(self.budget_period, now).start,
             now=now,
         )
         if charge_id is None:
-            budget = await self.budget(guild_id)
+            budget = await self._budget(guild_id, terms.budget, now)
             if budget.left + EPSILON < amount:
                 raise BudgetExceeded(budget)
-            raise QuotaExceeded(await self.status(guild_id, user_id, roles), amount)
+            raise QuotaExceeded(await self._status(guild_id, user_id, terms, now), amount)
         return Reservation(charge_id, amount, guild_id)
 
     async def attach(self, reservation: Reservation, generation_id: int) -> None:
@@ -257,3 +272,8 @@ class Ledger:
                 settled.released,
             )
         return settled
+
+
+def _usage_start(window: Window, reset_at: float | None) -> float:
+    """Usage counts from the period's start, or from an admin's reset if later."""
+    return window.start if reset_at is None else max(window.start, reset_at)

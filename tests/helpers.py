@@ -355,3 +355,14 @@ async def forge_credit_reading(
 async def break_audit_log(database: Database) -> None:
     """A database whose audit table is gone: every audited change must now fail whole."""
     await database.write("DROP TABLE audit_log")
+
+
+async def forge_lost_transaction_at(database: Database, remaining: float) -> None:
+    """As if the disk failed while a balance of `remaining` was written: that statement
+    takes the whole transaction it runs in down with it (as SQLITE_FULL or an I/O
+    error do)."""
+    await database.write(
+        f"""CREATE TEMP TRIGGER lose_the_transaction BEFORE INSERT ON credit_readings
+            WHEN NEW.remaining = {float(remaining)!r}
+            BEGIN SELECT RAISE(ROLLBACK, 'disk I/O error (forged)'); END"""
+    )

@@ -15,7 +15,12 @@ from bot import db
 from bot.db import audit, connection, generations, messages
 from bot.db import credits as credit_readings
 from bot.params import build_params
-from tests.helpers import make_new_generation, record_success
+from tests.helpers import (
+    forge_lost_transaction_at,
+    make_new_generation,
+    read_database,
+    record_success,
+)
 
 
 async def scalar(conn: aiosqlite.Connection, sql: str) -> object:
@@ -368,3 +373,71 @@ async def test_a_write_from_another_task_never_lands_in_an_open_transaction(
     assert results[1] is None
     assert await audit.latest_everywhere(conn, limit=10) == []  # rolled back
     assert [r.remaining for r in await credit_readings.credit_readings(conn)] == [2.0]
+
+
+async def readings_on_disk(db_path: Path) -> list[float]:
+    """The balances committed to the file, as another process would read them."""
+    rows = await read_database(db_path, credit_readings.credit_readings)
+    return [r.remaining for r in rows]
+
+
+async def test_writes_at_the_same_moment_share_one_commit_and_a_failing_one_fails_alone(
+    conn: db.Database, db_path: Path
+) -> None:
+    statements: list[str] = []
+    await conn.conn.set_trace_callback(statements.append)
+    # The 6th refers to a generation that does not exist.
+    results = await asyncio.gather(
+        *(credit_readings.add_credit_reading(conn, float(n), 999 if n == 6 else None)
+          for n in range(1, 11)),
+        return_exceptions=True,
+    )  # fmt: skip
+    await conn.conn.set_trace_callback(None)
+
+    assert [type(r) for r in results] == [type(None)] * 5 + [sqlite3.IntegrityError] + [
+        type(None)
+    ] * 4
+    assert await readings_on_disk(db_path) == [1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 8.0, 9.0, 10.0]
+    assert statements.count("COMMIT") == 1
+
+
+async def test_a_write_that_loses_its_groups_transaction_fails_every_write_in_it(
+    conn: db.Database, db_path: Path
+) -> None:
+    await forge_lost_transaction_at(conn, -1.0)
+    results = await asyncio.gather(
+        *(credit_readings.add_credit_reading(conn, n, None) for n in (1.0, 2.0, -1.0, 3.0)),
+        return_exceptions=True,
+    )
+    # None of them happened, and none of their callers is told it did.
+    assert all(isinstance(r, sqlite3.Error) for r in results)
+    assert await readings_on_disk(db_path) == []
+    await credit_readings.add_credit_reading(conn, 4.0, None)  # the next group commits
+    assert await readings_on_disk(db_path) == [4.0]
+
+
+async def test_a_write_cancelled_before_its_group_starts_never_happens(
+    conn: db.Database, db_path: Path
+) -> None:
+    opened, finish = asyncio.Event(), asyncio.Event()
+
+    async def long_transaction() -> None:
+        async with conn.transaction() as c:
+            await audit.insert(
+                c, guild_id=1, actor_id=2, action="a", target=None, before="", after="", at=1.0
+            )
+            opened.set()
+            await finish.wait()
+
+    holder = asyncio.create_task(long_transaction())
+    await opened.wait()
+    waiting = asyncio.create_task(credit_readings.add_credit_reading(conn, 1.0, None))
+    kept = asyncio.create_task(credit_readings.add_credit_reading(conn, 2.0, None))
+    await asyncio.sleep(0)  # both queued behind the transaction
+    waiting.cancel()
+    finish.set()
+    await holder
+    await kept
+    assert waiting.cancelled()
+    assert await readings_on_disk(db_path) == [2.0]
+    assert len(await audit.latest_everywhere(conn, limit=10)) == 1

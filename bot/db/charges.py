@@ -8,6 +8,7 @@ copy expires)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -16,6 +17,10 @@ import aiosqlite
 from bot.db.connection import Database
 
 EPSILON = 1e-9
+# `server_spend` (kept by triggers on `charges`, migrations/0011) counts per server and UTC
+# day, in integer nano-credits.
+DAY_S = 86400
+NANO_PER_CREDIT = 1e9
 
 
 # Money that counts against an allowance: charged, or held for a result awaiting delivery.
@@ -41,6 +46,15 @@ async def usage(database: Database, guild_id: int, user_id: int, since: float) -
     return Usage(float(row[0]), float(row[1]))
 
 
+def spend_day(since: float) -> int:
+    """The first `server_spend` day of a budget window starting at `since`: a UTC midnight
+    (bot/periods.py), or 0 for "none". Anything else could not be counted in whole days."""
+    day = math.floor(since / DAY_S)
+    if day * DAY_S != since:
+        raise ValueError(f"a budget window starts at a UTC midnight, not at {since!r}")
+    return day
+
+
 async def reserve(
     database: Database,
     *,
@@ -54,9 +68,12 @@ async def reserve(
     now: float,
 ) -> int | None:
     """Insert a reservation only if the member's spend since `since`, plus what they hold,
-    plus `amount`, stays within `allowance`, and the server's since `budget_since` within
-    `budget`; the checks and the insert are one statement. Returns the charge id, or None
-    when refused."""
+    plus `amount`, stays within `allowance`, and the server's since `budget_since` (a UTC
+    midnight, or 0) within `budget`; the checks and the insert are one statement. Returns
+    the charge id, or None when refused.
+
+    The member's sum reads their own charges (an admin's reset can start it mid-day); the
+    server's reads its day totals, which triggers keep with every charge."""
     cur = await database.write(
         f"""INSERT INTO charges (guild_id, user_id, state, reserved, created_at)
            SELECT ?, ?, 'reserved', ?, ?
@@ -65,14 +82,12 @@ async def reserve(
                   FROM charges
                   WHERE guild_id = ? AND user_id = ? AND state != 'released'
                     AND created_at >= ?) + ? <= ? + ?
-             AND (SELECT COALESCE(SUM(CASE WHEN state IN {SPENT} THEN amount
-                                           ELSE reserved END), 0)
-                  FROM charges
-                  WHERE guild_id = ? AND state != 'released' AND created_at >= ?) + ? <= ? + ?""",  # noqa: S608
+             AND (SELECT COALESCE(SUM(spent + held), 0) FROM server_spend
+                  WHERE guild_id = ? AND day >= ?) / ? + ? <= ? + ?""",  # noqa: S608
         (
             guild_id, user_id, amount, now,
             guild_id, user_id, since, amount, allowance, EPSILON,
-            guild_id, budget_since, amount, budget, EPSILON,
+            guild_id, spend_day(budget_since), NANO_PER_CREDIT, amount, budget, EPSILON,
         ),
     )  # fmt: skip
     if cur.rowcount != 1 or cur.lastrowid is None:

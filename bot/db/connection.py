@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote
 
 import aiosqlite
@@ -88,16 +90,28 @@ def _statements(sql: str) -> list[str]:
     return statements
 
 
+@dataclass
+class _Queued:
+    """A single-statement write waiting for the next group commit."""
+
+    sql: str
+    params: Sequence[object]
+    done: asyncio.Future[aiosqlite.Cursor]
+
+
 class Database:
     """The bot's one connection, plus a lock that serialises writes.
 
     Every write goes through `write` or `transaction`, so a statement from one task can
-    never land inside (and be rolled back with) another task's open transaction.
+    never land inside (and be rolled back with) another task's open transaction. Single
+    writes queue for the lock and are committed a group at a time (see `write`).
     """
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
         self._lock = asyncio.Lock()
+        self._queued: list[_Queued] = []
+        self._committer: asyncio.Task[None] | None = None
 
     async def execute(self, sql: str, params: Sequence[object] = ()) -> aiosqlite.Cursor:
         """A read (or a write the caller already serialised)."""
@@ -114,16 +128,66 @@ class Database:
     async def write(
         self, sql: str, params: Sequence[object] = (), *, durable: bool = False
     ) -> aiosqlite.Cursor:
-        """One statement in its own commit. `durable`: the commit reaches the disk before
-        this returns (synchronous=FULL for it alone), so it survives a power cut."""
-        async with self._lock:
-            if not durable:
-                return await self.conn.execute(sql, params)
-            await self.conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS_DURABLE}")
-            try:
-                return await self.conn.execute(sql, params)
-            finally:
-                await self.conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS_DEFAULT}")
+        """One statement, atomic on its own and committed when this returns. `durable`: the
+        commit reaches the disk before this returns (synchronous=FULL for it alone), so it
+        survives a power cut.
+
+        Statements written while a commit is under way share the next one (a group
+        commit): every commit writes each page it changed to the WAL, and the writes of a
+        busy moment change the same few pages (a server's day totals, index leaves). On
+        the ledger benchmark that is 2-3x the reserve+commit pairs per second."""
+        if durable:
+            async with self._lock:
+                await self.conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS_DURABLE}")
+                try:
+                    return await self.conn.execute(sql, params)
+                finally:
+                    await self.conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS_DEFAULT}")
+        queued = _Queued(sql, params, asyncio.get_running_loop().create_future())
+        self._queued.append(queued)
+        if self._committer is None:
+            self._committer = asyncio.create_task(self._commit_queued())
+        try:
+            return await queued.done
+        except asyncio.CancelledError:
+            # If its group has not started, it never will (as when a caller was cancelled
+            # waiting for the lock); once started, it runs, as any statement handed over.
+            if queued in self._queued:
+                self._queued.remove(queued)
+            raise
+
+    async def _commit_queued(self) -> None:
+        """Commit what is queued, a group at a time, until nothing is."""
+        try:
+            while self._queued:
+                async with self._lock:
+                    group, self._queued = self._queued, []
+                    await self._commit_group(group)
+        finally:
+            self._committer = None
+            for queued in self._queued:  # only when cancelled: the loop is closing
+                queued.done.cancel()
+            self._queued = []
+
+    async def _commit_group(self, group: list[_Queued]) -> None:
+        """One trip to the database thread for the whole group; each caller gets its own
+        statement's outcome."""
+        work = [(queued.sql, queued.params) for queued in group]
+        try:
+            outcomes = await _on_db_thread(self.conn, lambda raw: _run_group(raw, work))
+        except Exception as exc:  # noqa: BLE001 - the whole group failed: each caller hears
+            outcomes = [exc] * len(group)
+        except BaseException:
+            for queued in group:
+                queued.done.cancel()
+            raise
+        for queued, outcome in zip(group, outcomes, strict=True):
+            if queued.done.done():  # its caller stopped waiting
+                continue
+            if isinstance(outcome, Exception):
+                queued.done.set_exception(outcome)
+            else:
+                queued.done.set_result(aiosqlite.Cursor(self.conn, outcome))
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -142,7 +206,50 @@ class Database:
         await self.fetchone("SELECT 1")
 
     async def close(self) -> None:
+        if self._committer is not None:
+            await asyncio.wait([self._committer])  # what is queued commits first
         await self.conn.close()
+
+
+T = TypeVar("T")
+
+
+async def _on_db_thread(conn: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `work` on the connection's own thread, in turn with its queued statements.
+    aiosqlite has no public call for this; `_execute` is what each of its own methods
+    uses (the version is pinned below 0.23)."""
+    return await conn._execute(lambda: work(conn._conn))
+
+
+def _run_group(
+    raw: sqlite3.Connection, work: Sequence[tuple[str, Sequence[object]]]
+) -> list[sqlite3.Cursor | Exception]:
+    """Run single-statement writes in one transaction (on the database thread). A statement
+    that fails undoes itself alone (SQLite's statement rollback) and is its caller's error;
+    if the transaction itself is lost (a full disk, an I/O error) or cannot commit, the
+    whole group fails, and none of it happened."""
+    if len(work) == 1:  # alone: its own commit, as with no groups at all
+        sql, params = work[0]
+        try:
+            return [raw.execute(sql, params)]
+        except Exception as exc:  # noqa: BLE001 - its caller's error
+            return [exc]
+    outcomes: list[sqlite3.Cursor | Exception] = []
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, params in work:
+            try:
+                outcomes.append(raw.execute(sql, params))
+            except Exception as exc:
+                if not raw.in_transaction:
+                    raise  # the transaction went with it
+                outcomes.append(exc)
+        raw.execute("COMMIT")
+    except BaseException:
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
+        raise
+    return outcomes
 
 
 async def connect(path: Path | str) -> Database:

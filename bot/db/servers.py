@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiosqlite
 
-from bot.db.charges import SPENT
+from bot.db.charges import NANO_PER_CREDIT, spend_day
 from bot.db.connection import Database
 
 
@@ -48,14 +48,13 @@ async def set_access(conn: aiosqlite.Connection, guild_id: int, allowed: bool) -
 
 async def spent_and_held(database: Database, guild_id: int, since: float) -> tuple[float, float]:
     """A server's spend (charged, or held for results awaiting delivery) and what its
-    running edits have reserved, since `since`."""
+    running edits have reserved, since `since` (a UTC midnight, or 0): its day totals."""
     row = await database.fetchone(
-        f"""SELECT COALESCE(SUM(CASE WHEN state IN {SPENT} THEN amount END), 0),
-                  COALESCE(SUM(CASE WHEN state = 'reserved' THEN reserved END), 0)
-           FROM charges WHERE guild_id = ? AND created_at >= ?""",  # noqa: S608
-        (guild_id, since),
+        """SELECT COALESCE(SUM(spent), 0), COALESCE(SUM(held), 0) FROM server_spend
+           WHERE guild_id = ? AND day >= ?""",
+        (guild_id, spend_day(since)),
     )
-    return (float(row[0]), float(row[1])) if row else (0.0, 0.0)
+    return (row[0] / NANO_PER_CREDIT, row[1] / NANO_PER_CREDIT) if row else (0.0, 0.0)
 
 
 async def members_charged(database: Database, guild_id: int, since: float) -> int:
