@@ -93,11 +93,18 @@ class EditInputs:
         )
 
 
+def _retrieve(task: asyncio.Task[images.ApiInput]) -> None:
+    """A prepared input nobody awaited (its job was cancelled): its error is not news."""
+    if not task.cancelled():
+        task.exception()
+
+
 class PngAlong:
-    """Proves a PNG while it downloads: each piece goes through `pngcheck.PngStream` in the
-    image pool as it arrives, one at a time and in order, so the inflating overlaps the
-    network instead of following it. Only a PNG whose header is within the accepted size
-    is fed (a bomb's data is never inflated); anything else is left to the usual checks."""
+    """Proves a PNG while it downloads: what has arrived goes through `pngcheck.PngStream`
+    in the image pool, in order, while the rest arrives (pieces that come during one feed
+    go together in the next), so the inflating overlaps the network instead of following
+    it. Only a PNG whose header is within the accepted size is fed (a bomb's data is
+    never inflated); anything else is left to the usual checks."""
 
     def __init__(self, work: ImageWork, max_pixels: float) -> None:
         self._work = work
@@ -105,7 +112,8 @@ class PngAlong:
         self._head = bytearray()
         self._png: pngcheck.PngStream | None = None
         self._declined = False
-        self._feeding: asyncio.Future[None] | None = None
+        self._pending: list[bytes] = []
+        self._feeding: asyncio.Task[None] | None = None
 
     async def feed(self, chunk: bytes) -> None:
         if self._declined:
@@ -119,11 +127,15 @@ class PngAlong:
                 self._declined = True
                 return
             self._png, chunk = pngcheck.PngStream(), head
-        if self._feeding is not None:
-            await self._feeding  # the piece before is in: order kept, one piece at a time
-        self._feeding = asyncio.ensure_future(
-            self._work.run(self._png.feed, chunk, cost=decoding.PNG_CHECK_BYTES)
-        )
+        self._pending.append(chunk)
+        if self._feeding is None or self._feeding.done():
+            self._feeding = asyncio.create_task(self._drain(self._png))
+
+    async def _drain(self, png: pngcheck.PngStream) -> None:
+        while self._pending:
+            batch = b"".join(self._pending)
+            self._pending.clear()
+            await self._work.run(png.feed, batch, cost=decoding.PNG_CHECK_BYTES)
 
     async def stream(self) -> pngcheck.PngStream | None:
         """The check, fed every byte (None when this was not a PNG worth proving)."""
@@ -132,7 +144,8 @@ class PngAlong:
         return self._png
 
     def stop(self) -> None:
-        """The download failed or was cancelled: drop the piece in flight."""
+        """The download failed or was cancelled: drop what is still to feed."""
+        self._pending.clear()
         if self._feeding is not None and not self._feeding.done():
             self._feeding.cancel()
 
@@ -141,9 +154,3 @@ class PngAlong:
             return False
         width, height = struct.unpack_from(">II", head, 16)
         return 0 < width * height <= self._max_pixels
-
-
-def _retrieve(task: asyncio.Task[images.ApiInput]) -> None:
-    """A prepared input nobody awaited (its job was cancelled): its error is not news."""
-    if not task.cancelled():
-        task.exception()
