@@ -10,11 +10,12 @@ from dataclasses import dataclass
 import pillow_heif
 from PIL import Image
 
-from bot import pngcheck
+from bot import jpegclean, pngcheck
 from bot.decoding import InvalidImage as InvalidImage
 from bot.decoding import draft_at_least, open_image, orientation, oriented, shrunk
 from bot.decoding import side_by_side as side_by_side
 from bot.errors import BadInput
+from bot.fetch import OnChunk as OnChunk
 from bot.fetch import download as download
 from bot.fetch import host_allowed as host_allowed
 
@@ -288,9 +289,13 @@ def prepare_for_api(
 
 
 def _encode_for_api(data: bytes, info: ImageInfo, max_megapixels: float) -> str:
-    """Decode once, as small as the format allows (the decode is also the proof that the
-    data is whole), shrink before any copy, then orient, resize and encode afresh."""
+    """A JPEG the API can take as it is goes minus its metadata; anything else is decoded
+    once, as small as the format allows (the decode is also the proof that the data is
+    whole), shrunk before any copy, then oriented, resized and encoded afresh."""
     limit = max_megapixels * 1_000_000
+    cleaned = _jpeg_as_it_is(data, info, limit)
+    if cleaned is not None:
+        return base64.b64encode(cleaned).decode("ascii")
     try:
         img = _open(data)
         img.seek(0)
@@ -320,6 +325,22 @@ def _encode_for_api(data: bytes, info: ImageInfo, max_megapixels: float) -> str:
     else:
         img.save(out, "JPEG", quality=92)
     return base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def _jpeg_as_it_is(data: bytes, info: ImageInfo, limit: float) -> bytes | None:
+    """An upright RGB or grey JPEG within `limit` pixels, without its metadata, proven to
+    decode; None when it must be encoded afresh (turned, too big, CMYK, unusual coding)."""
+    if info.format != "jpeg" or info.width * info.height > limit:
+        return None
+    img = _open(data)
+    if img.format != "JPEG" or img.mode not in ("RGB", "L") or orientation(img) != 1:
+        return None
+    try:
+        cleaned = jpegclean.without_metadata(data)
+    except jpegclean.NotPlain:
+        return None
+    _prove_decodes(cleaned, info)
+    return cleaned
 
 
 @dataclass(frozen=True)

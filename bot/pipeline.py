@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 from collections.abc import Callable
@@ -235,33 +236,36 @@ class EditPipeline:
             self.meter.finish_failed(ticket, maybe_billed=True)
             raise
         self.health.call_succeeded()
-        cost = await self.meter.settle(
-            ticket,
-            generation_id=generation_id,
-            remaining=result.remaining_credits,
-            header_cost=result.cost,
-        )
         upload = await self._fit_for_upload(result, req.upload_limit)
-        await db.mark_succeeded(
-            self._db,
-            generation_id,
-            api_seed=result.seed,
-            api_time_s=result.elapsed_s,
-            request_id=result.request_id,
-            cost=cost.amount,
-            cost_source=cost.source,
-            remaining_credits=result.remaining_credits,
-            reencoded=upload.reencoded,
-            measured_cost=cost.measured,
-            converted_from=api_input.converted_from,
+        # Paid for: keep the bytes until Discord has them (see bot.results). The file is
+        # written while the cost is recorded; both are done before anything is posted.
+        saving = asyncio.ensure_future(
+            self.results.save(generation_id, upload.data, upload.extension)
         )
         try:
-            # Paid for: keep the bytes until Discord has them (see bot.results).
-            await self.results.save(generation_id, upload.data, upload.extension)
-        except OSError:
-            log.exception("Could not keep result %d on disk; delivering from memory", generation_id)
-        # Counted as used from now on, but charged only once Discord has the result.
-        await self.ledger.hold(reservation, cost.amount, cost.source)
+            cost = await self.meter.settle(
+                ticket,
+                generation_id=generation_id,
+                remaining=result.remaining_credits,
+                header_cost=result.cost,
+            )
+            await db.mark_succeeded(
+                self._db,
+                generation_id,
+                api_seed=result.seed,
+                api_time_s=result.elapsed_s,
+                request_id=result.request_id,
+                cost=cost.amount,
+                cost_source=cost.source,
+                remaining_credits=result.remaining_credits,
+                reencoded=upload.reencoded,
+                measured_cost=cost.measured,
+                converted_from=api_input.converted_from,
+            )
+            # Counted as used from now on, but charged only once Discord has the result.
+            await self.ledger.hold(reservation, cost.amount, cost.source)
+        finally:
+            await self._kept(saving, generation_id)
         incident = await self._servers.budget_incident(req.guild_id or 0)
         if incident is not None:
             self._notify(incident)
@@ -287,6 +291,19 @@ class EditPipeline:
             ).left,
             converted_from=api_input.converted_from,
         )
+
+    @staticmethod
+    async def _kept(saving: asyncio.Future[object], generation_id: int) -> None:
+        """Wait for the result's file (a cancelled caller too: the save cleans up after
+        itself). A disk that refused it only means the result is delivered from memory."""
+        try:
+            await asyncio.shield(saving)
+        except OSError:
+            log.exception("Could not keep result %d on disk; delivering from memory", generation_id)
+        except asyncio.CancelledError:
+            with contextlib.suppress(BaseException):
+                await saving
+            raise
 
     async def _fit_for_upload(self, result: segmind.EditResult, limit: int) -> images.UploadImage:
         extension = images.extension_for(result.info)

@@ -34,9 +34,20 @@ _ADAM7 = (
 
 
 def is_plain_png(data: bytes) -> bool:
-    """True for a PNG without animation chunks (an APNG's first frame may not be its IDAT).
-    The bytes "acTL" inside compressed data only send the file the slower, full way."""
-    return data.startswith(SIGNATURE) and b"acTL" not in data
+    """True for a PNG without an animation chunk before its picture data (an APNG's first
+    frame may not be its IDAT). Pillow decides the same way: it reads the chunks up to the
+    first IDAT when it opens a file. Only the chunk headers are read, not the picture data."""
+    if not data.startswith(SIGNATURE):
+        return False
+    offset = len(SIGNATURE)
+    while offset + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, offset)
+        if kind == b"acTL":
+            return False
+        if kind == b"IDAT":
+            return True
+        offset += 12 + length  # header, body, CRC
+    return True  # truncated before any picture data: the check says so
 
 
 def _segments(header: bytes) -> list[tuple[int, int, int]]:

@@ -33,6 +33,7 @@ from bot.api_errors import SegmindError as SegmindError
 from bot.api_errors import SegmindTimeout as SegmindTimeout
 from bot.api_errors import ServerError as ServerError
 from bot.api_errors import error_for
+from bot.api_transport import AiohttpTransport
 from bot.clock import REAL_CLOCK, Clock
 from bot.config import ApiSettings
 from bot.images import ImageInfo, InvalidImage, sniff_image
@@ -137,7 +138,7 @@ class SegmindClient:
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=10.0, write=30.0, pool=timeout_s),
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+            transport=AiohttpTransport(max_connections=20),
             follow_redirects=False,
         )
 

@@ -75,6 +75,7 @@ class RecordedRequest:
     raw_body: bytes
     received_at: float  # time.monotonic()
     answered_at: float | None = None  # time.monotonic() when the answer was handed back
+    peer: tuple[str, int] | None = None  # the client's end of the connection it came on
 
 
 @dataclass
@@ -259,6 +260,7 @@ class FakeSegmind(Started):
             json=parsed,
             raw_body=raw,
             received_at=time.monotonic(),
+            peer=request.transport.get_extra_info("peername") if request.transport else None,
         )
         self.requests.append(rec)
         return rec

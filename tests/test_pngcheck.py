@@ -139,6 +139,24 @@ def test_an_animated_png_is_still_proven_by_decoding_its_first_frame() -> None:
     assert pngcheck.is_plain_png(make_image())
 
 
+def test_a_png_is_plain_unless_an_animation_chunk_comes_before_its_picture_data() -> None:
+    """Decided from the chunk headers as Pillow reads them when it opens the file, not by
+    searching the whole file (the picture data can hold any bytes)."""
+    still = make_image()
+    body = still[len(pngcheck.SIGNATURE) :]
+    ihdr_end = 8 + 13 + 4
+    text = chunk(b"tEXt", b"Comment\x00acTL in a comment")
+    actl = chunk(b"acTL", struct.pack(">II", 2, 0))
+    with_text = pngcheck.SIGNATURE + body[:ihdr_end] + text + body[ihdr_end:]
+    animated = pngcheck.SIGNATURE + body[:ihdr_end] + actl + body[ihdr_end:]
+    late = still[: -len(chunk(b"IEND", b""))] + actl + chunk(b"IEND", b"")
+    assert pngcheck.is_plain_png(with_text)
+    assert not pngcheck.is_plain_png(animated)
+    assert pngcheck.is_plain_png(late)  # after the picture data: Pillow opens one frame
+    assert getattr(Image.open(io.BytesIO(late)), "n_frames", 1) == 1
+    assert not pngcheck.is_plain_png(b"GIF89a" + body)
+
+
 @pytest.mark.parametrize("name", list(SAMPLES))
 def test_the_check_fed_piece_by_piece_says_the_same(name: str) -> None:
     data, rng = SAMPLES[name], random.Random(name)

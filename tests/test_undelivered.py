@@ -119,6 +119,20 @@ async def test_a_delivered_result_is_charged(h: Harness) -> None:
     await h.discord.wait_for(lambda: _committed(h), message="the charge")
 
 
+async def test_a_result_the_disk_cannot_keep_is_still_delivered_and_charged_once(
+    h: Harness,
+) -> None:
+    results = h.settings.results_dir
+    results.mkdir(parents=True, exist_ok=True)
+    results.rmdir()
+    results.write_text("a file where the folder should be")  # every save fails
+    assert (await result_of(h, await h.edit("make it night")))["attachments"]
+    await h.discord.wait_for(lambda: _committed(h), message="the charge")
+    assert results.read_text() == "a file where the folder should be"
+    [gen] = await generations.of_server(h.bot.core.database, GUILD_ID)
+    assert gen.status == "succeeded" and gen.result_path is None
+
+
 # -- refunded when the kept copy expires ---------------------------------------------------
 
 
