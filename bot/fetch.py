@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -17,8 +16,6 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 256 * 1024
 MSG_FAILED = "I could not download that image. Please try again."
 MSG_GONE = "I could not download that image (it may have expired)."
-# Told each piece as it arrives (and may work on it meanwhile), in order.
-OnChunk = Callable[[bytes], Awaitable[None]]
 
 
 def host_allowed(url: str, allowed_hosts: tuple[str, ...]) -> bool:
@@ -41,16 +38,14 @@ async def download(
     *,
     max_bytes: int,
     allowed_hosts: tuple[str, ...] | None,
-    on_chunk: OnChunk | None = None,
 ) -> bytes:
     """Stream an image from an allowed host, refusing anything over `max_bytes`. The bot
-    fetches with aiohttp (three times faster on a big file); httpx serves the CLI.
-    `on_chunk` hears each piece (aiohttp only: the bot's own fetches)."""
+    fetches with aiohttp (three times faster on a big file); httpx serves the CLI."""
     if allowed_hosts is not None and not host_allowed(url, allowed_hosts):
         raise BadInput("I can only fetch images that were uploaded to Discord.")
     too_big = BadInput(f"That image is over the {max_bytes / 1048576:g} MB limit.")
     if isinstance(http, aiohttp.ClientSession):
-        return await _with_aiohttp(http, url, max_bytes, too_big, on_chunk)
+        return await _with_aiohttp(http, url, max_bytes, too_big)
     try:
         async with http.stream("GET", url, follow_redirects=False) as resp:
             if resp.status_code != 200:
@@ -71,7 +66,6 @@ async def _with_aiohttp(
     url: str,
     max_bytes: int,
     too_big: BadInput,
-    on_chunk: OnChunk | None,
 ) -> bytes:
     try:
         async with session.get(url, allow_redirects=False) as resp:
@@ -82,8 +76,6 @@ async def _with_aiohttp(
                 data += chunk
                 if len(data) > max_bytes:
                     raise too_big
-                if on_chunk is not None:
-                    await on_chunk(chunk)
     except (aiohttp.ClientError, TimeoutError) as exc:
         log.warning("Image download failed: %s", type(exc).__name__)
         raise BadInput(MSG_FAILED) from None

@@ -15,7 +15,6 @@ from bot.decoding import InvalidImage as InvalidImage
 from bot.decoding import draft_at_least, open_image, orientation, oriented, shrunk
 from bot.decoding import side_by_side as side_by_side
 from bot.errors import BadInput
-from bot.fetch import OnChunk as OnChunk
 from bot.fetch import download as download
 from bot.fetch import host_allowed as host_allowed
 
