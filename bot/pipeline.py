@@ -236,19 +236,21 @@ class EditPipeline:
             self.meter.finish_failed(ticket, maybe_billed=True)
             raise
         self.health.call_succeeded()
+        # Settled first, as the answer arrives: the call ends for the meter whatever happens
+        # next (a result that breaks while made to fit, a shutdown), and its reading is in.
+        cost = await self.meter.settle(
+            ticket,
+            generation_id=generation_id,
+            remaining=result.remaining_credits,
+            header_cost=result.cost,
+        )
         upload = await self._fit_for_upload(result, req.upload_limit)
         # Paid for: keep the bytes until Discord has them (see bot.results). The file is
-        # written while the cost is recorded; both are done before anything is posted.
+        # written while the edit is recorded; both are done before anything is posted.
         saving = asyncio.ensure_future(
             self.results.save(generation_id, upload.data, upload.extension)
         )
         try:
-            cost = await self.meter.settle(
-                ticket,
-                generation_id=generation_id,
-                remaining=result.remaining_credits,
-                header_cost=result.cost,
-            )
             await db.mark_succeeded(
                 self._db,
                 generation_id,

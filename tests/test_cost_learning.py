@@ -3,11 +3,16 @@ call's own, robustly, never from an admin's key check (issue 12, items 2 and 3).
 
 from __future__ import annotations
 
+import random
+import struct
+import zlib
+
 import pytest
 
 from bot import db
 from bot.credits import Cost, CreditMeter
 from bot.db import generations
+from tests.fake_segmind import format_amount
 from tests.harness import Harness
 from tests.helpers import make_new_generation, record_success
 from tests.world import GUILD_ID, MEMBER_ID, OPERATOR_ID
@@ -211,3 +216,47 @@ async def test_twenty_key_checks_leave_the_cost_of_an_edit_alone(harness: Harnes
     assert await h.bot.core.meter.expected_cost() == pytest.approx(0.04)
     view = await h.bot.core.quota_view(GUILD_ID, MEMBER_ID, ())
     assert view.cost == pytest.approx(0.04)
+
+
+def png_that_will_not_decode(width: int, height: int, data_bytes: int) -> bytes:
+    """A PNG whose header and chunk checksums are right (sniffing and verify() pass) but
+    whose picture data is not zlib: only a full decode finds out."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    garbage = b"\x00\xff" + random.Random(3).randbytes(data_bytes)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", garbage)
+        + chunk(b"IEND", b"")
+    )
+
+
+async def test_a_paid_result_that_cannot_be_made_to_fit_does_not_stop_costs_being_measured(
+    harness: Harness,
+) -> None:
+    """A 200 whose image is over the upload limit and breaks when re-encoded fails that edit
+    alone: the call still ends for the meter, so the next call alone is charged its own
+    drop (a call left 'in flight' for ever would make every later cost an estimate)."""
+    h = harness
+    h.discord.guild_upload_limits[GUILD_ID] = 40 * 1024
+    fake = h.segmind
+    after = round(fake.credits - fake.cost, 6)
+    fake.fail_next(
+        200,
+        body=png_that_will_not_decode(400, 400, 60 * 1024),
+        headers={"x-remaining-credits": format_amount(after), "Content-Type": "image/jpeg"},
+        billed=True,
+    )
+    await h.answer(await h.edit("broken"))
+    [broken] = await h.edits()
+    assert broken.status == "failed"
+
+    await h.answer(await h.edit("fine"))
+    newest = max(await h.edits(), key=lambda g: g.id)
+    assert newest.status == "succeeded"
+    assert (newest.cost_source, newest.cost) == ("balance_drop", pytest.approx(fake.cost))

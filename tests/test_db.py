@@ -441,3 +441,32 @@ async def test_a_write_cancelled_before_its_group_starts_never_happens(
     assert waiting.cancelled()
     assert await readings_on_disk(db_path) == [2.0]
     assert len(await audit.latest_everywhere(conn, limit=10)) == 1
+
+
+async def test_a_write_cancelled_as_the_lock_is_handed_on_never_happens(
+    conn: db.Database, db_path: Path
+) -> None:
+    """The caller is cancelled in the same step in which the commit before its group ends
+    (its group is about to start, its task has not run since): still never written."""
+    opened, finish = asyncio.Event(), asyncio.Event()
+    queued: list[asyncio.Task[None]] = []
+
+    async def long_transaction() -> None:
+        async with conn.transaction() as c:
+            await audit.insert(
+                c, guild_id=1, actor_id=2, action="a", target=None, before="", after="", at=1.0
+            )
+            opened.set()
+            await finish.wait()
+        queued[0].cancel()  # the lock is free: the next group is due before this caller runs
+
+    holder = asyncio.create_task(long_transaction())
+    await opened.wait()
+    queued.append(asyncio.create_task(credit_readings.add_credit_reading(conn, 1.0, None)))
+    kept = asyncio.create_task(credit_readings.add_credit_reading(conn, 2.0, None))
+    await asyncio.sleep(0)  # both queued behind the transaction
+    finish.set()
+    await holder
+    await kept
+    assert queued[0].cancelled()
+    assert await readings_on_disk(db_path) == [2.0]

@@ -161,8 +161,12 @@ class Database:
         try:
             while self._queued:
                 async with self._lock:
-                    group, self._queued = self._queued, []
-                    await self._commit_group(group)
+                    # A caller cancelled since it queued may not have run to leave the
+                    # queue yet: its write has not started, so it never does.
+                    group = [queued for queued in self._queued if not queued.done.done()]
+                    self._queued = []
+                    if group:
+                        await self._commit_group(group)
         finally:
             self._committer = None
             for queued in self._queued:  # only when cancelled: the loop is closing
