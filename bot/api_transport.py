@@ -78,9 +78,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections, keepalive_timeout=self._keepalive_s
             )
-            # No cookies, no environment proxies: httpx's own settings decide those.
+            # No cookies; HTTP(S)_PROXY and NO_PROXY are honoured, as httpx does without
+            # a transport of its own.
             self._session = aiohttp.ClientSession(
-                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=True
             )
         return self._session
 

@@ -247,7 +247,9 @@ class SegmindClient:
             hook(status, elapsed_s)
 
     async def _exchange(self, body: dict[str, object]) -> tuple[httpx.Response, bytes]:
-        headers = {"x-api-key": self._key, "accept": "image/*"}
+        # Nothing compressed: the size cap counts the bytes as they arrive, and an answer
+        # unpacked on the way could grow a thousandfold past it first.
+        headers = {"x-api-key": self._key, "accept": "image/*", "accept-encoding": "identity"}
         try:
             # httpx's read timeout is per chunk: a slow drip could go on for ever.
             async with asyncio.timeout(self._deadline_s):
@@ -298,7 +300,7 @@ class SegmindClient:
         if declared.isdigit() and int(declared) > limit:
             raise InvalidResponse("the API's answer is too large", status=resp.status_code)
         chunks = bytearray()
-        async for chunk in resp.aiter_bytes():
+        async for chunk in resp.aiter_raw():  # as sent: never unpacked
             chunks += chunk
             if len(chunks) > limit:
                 raise InvalidResponse("the API's answer is too large", status=resp.status_code)

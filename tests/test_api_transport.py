@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 
 from bot.params import build_params
-from bot.segmind import ConnectFailed, SegmindClient, SegmindTimeout
+from bot.segmind import ConnectFailed, InvalidResponse, SegmindClient, SegmindTimeout
 from tests.clock import ManualClock
 from tests.fake_segmind import FakeSegmind
 from tests.helpers import LocalServer, make_image, make_noise_png
@@ -122,3 +123,34 @@ async def test_a_large_answer_arrives_whole_and_the_connection_is_kept(
     assert first.info.width == second.info.width == 900
     assert len(first.image) > 1_000_000
     assert len({r.peer for r in segmind.requests}) == 1  # one connection, kept
+
+
+async def test_a_compressed_answer_is_never_unpacked(local_server: LocalServer) -> None:
+    """The size cap counts bytes as they arrive: an answer the bot unpacked could grow a
+    thousandfold past it first. The bot asks for none, and takes none as an image."""
+    asked: list[str] = []
+
+    async def gzipped(request: web.Request) -> web.Response:
+        await request.read()
+        asked.append(request.headers.get("Accept-Encoding", ""))
+        packed = gzip.compress(make_noise_png(64, 48))
+        return web.Response(
+            body=packed, headers={"Content-Type": "image/png", "Content-Encoding": "gzip"}
+        )
+
+    local_server.route(f"/v1/{MODEL}", gzipped)
+    with pytest.raises(InvalidResponse, match="not an image"):
+        await call(local_server.url("/v1"))
+    assert asked == ["identity"]
+
+
+async def test_the_operators_proxy_is_used(
+    segmind: FakeSegmind, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTPS_PROXY / HTTP_PROXY as httpx honours them without a transport of its own."""
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{segmind.port}")
+    await call("http://segmind.invalid/v1")  # a name that resolves nowhere but the proxy
+    [request] = segmind.requests
+    assert request.headers["host"] == "segmind.invalid"
