@@ -22,6 +22,7 @@ from bot.delivery import Delivery, Undelivered
 from bot.errors import UserError
 from bot.ledger import Ledger
 from bot.ports import Channels
+from bot.queue import JobEnd
 from bot.service import Destination, EditService
 from bot.upkeep import Upkeep
 
@@ -128,10 +129,19 @@ class Recovery:
         poster = channels.poster(
             req.channel_id, req.guild_id, reply_to_message_id=job.reply_to_message_id
         )
+
+        async def ended(end: JobEnd) -> None:
+            if isinstance(end.error, UserError):
+                await channels.tell(req.channel_id, req.guild_id, req.user_id, end.error.message)
+            elif end.error is not None:
+                log.error("Resumed job %s failed", job.id, exc_info=end.error)
+
         try:
-            queued = await self.edits.submit(
-                req, to=Destination(poster, note=NOTE_RESUMED, ping=True), job_id=job.id
+            await self.edits.submit(
+                req,
+                to=Destination(poster, note=NOTE_RESUMED, ping=True),
+                on_end=ended,
+                job_id=job.id,
             )
-            await self.edits.wait(queued)
         except UserError as exc:
             await channels.tell(req.channel_id, req.guild_id, req.user_id, exc.message)

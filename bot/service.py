@@ -2,7 +2,8 @@
 
 Delivery is part of the job, so a graceful shutdown waits for the result to reach the
 member, and a crash between the API's answer and the upload leaves the bytes on disk for
-start-up to deliver.
+start-up to deliver. Nothing waits on a queued job: how it ended (a failure, a cancel, a
+restart) reaches its member through the hook it was submitted with (`on_end`).
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from bot.images import ApiInput
 from bot.logs import bind
 from bot.pipeline import EditPipeline
 from bot.ports import Posted, Poster
-from bot.queue import FairQueue, Job, JobCancelled, ProgressHook, QueueLimits
+from bot.queue import EndHook, FairQueue, Job, JobEnd, ProgressHook, QueueLimits
 from bot.requests import EditOutcome, EditRequest
 
 log = logging.getLogger(__name__)
 
-CALLERS_GRACE_S = 5.0
+# How long a shutdown waits, after the edits stopped, for members to be told of their ends.
+TELL_GRACE_S = 5.0
 # Shows the member their edit was taken (a "thinking..." reply, a reaction).
 Acknowledge = Callable[[], Awaitable[None]]
 MSG_RESTARTING = "The bot is restarting, so your edit was not started. You were not charged."
@@ -58,11 +60,9 @@ class EditService:
         self._db = database
         self.pipeline = pipeline
         self._delivery = delivery
-        self.queue = FairQueue(self._execute, limits)
-        self._destinations: dict[int, Destination] = {}
+        self.queue = FairQueue(self._execute, limits, finish=self._finish)
         # Inputs being fetched for jobs that start at once (at most one per free slot).
         self._prepared: dict[int, asyncio.Task[ApiInput]] = {}
-        self._callers: set[asyncio.Task[object]] = set()
         self._stopped: asyncio.Future[None] | None = None
         # Called with each job's wait (seconds from joining the queue) when it starts.
         self.started_hooks: list[Callable[[float], object]] = []
@@ -75,17 +75,19 @@ class EditService:
         request: EditRequest,
         *,
         to: Destination | None = None,
+        on_end: EndHook | None = None,
         reply_to_message_id: int | None = None,
         on_progress: ProgressHook | None = None,
         job_id: int | None = None,
         acknowledge: Acknowledge | None = None,
     ) -> Job:
-        """Check an edit (refused at once when the member has too many waiting, is out of
-        allowance...), write its job row, then `acknowledge` it to the member, then queue
-        it. Written down before acknowledged: a crash in between can cost the member a
-        surprise result, never an edit they saw accepted. With `to`, the job delivers its
-        result there and its outcome is the `Posted` message. When it can start at once,
-        its input is fetched from then on (`prepare`)."""
+        """Check an edit (refused at once, raising, when the member has too many waiting,
+        is out of allowance...), write its job row, then `acknowledge` it to the member,
+        then queue it. Written down before acknowledged: a crash in between can cost the
+        member a surprise result, never an edit they saw accepted. With `to`, the job
+        delivers its result there and its result is the `Posted` message. `on_end` hears
+        once how it ended (see `JobEnd`). When it can start at once, its input is fetched
+        from then on (`prepare`)."""
         place = prepared = None
         try:
             place = self.queue.hold_place(request, resumed=job_id is not None)
@@ -107,18 +109,18 @@ class EditService:
         try:
             if acknowledge is not None:
                 await acknowledge()
-            if to is not None:
-                self._destinations[job_id] = to
-            if prepared is not None:
-                self._prepared[job_id] = prepared
-            return self.queue.submit(request, on_progress=on_progress, job_id=job_id, place=place)
+            job = self.queue.submit(
+                request, on_progress=on_progress, on_end=on_end, to=to, job_id=job_id, place=place
+            )
         except BaseException:
             self.queue.release_place(place)
-            self._forget(job_id)
             if prepared is not None:
                 prepared.cancel()
             await job_rows.mark_finished(self._db, job_id, "cancelled")
             raise
+        if prepared is not None:
+            self._prepared[job_id] = prepared
+        return job
 
     def prepare(self, request: EditRequest) -> asyncio.Task[ApiInput] | None:
         """When the edit would start at once, start fetching and proving its input now
@@ -127,13 +129,6 @@ class EditService:
         if not self.queue.has_room(request):
             return None
         return self.pipeline.prepare_input(request.image)
-
-    def _forget(self, job_id: int) -> None:
-        """Drop what was kept for a job that will not run."""
-        self._destinations.pop(job_id, None)
-        prepared = self._prepared.pop(job_id, None)
-        if prepared is not None:
-            prepared.cancel()
 
     async def run(
         self,
@@ -144,34 +139,27 @@ class EditService:
         on_progress: ProgressHook | None = None,
         acknowledge: Acknowledge | None = None,
     ) -> Posted:
-        """Queue an edit (see `submit`) and wait until its result is posted."""
-        caller = asyncio.current_task()
-        if caller is not None and caller not in self._callers:
-            # Shutdown waits for callers too: they tell members what became of their edit.
-            self._callers.add(caller)
-            caller.add_done_callback(self._callers.discard)
-        job = await self.submit(
+        """Queue an edit (see `submit`) and wait until its result is posted; raises what
+        stopped it. For a caller that has nothing else to do meanwhile (the CLI, the
+        benchmark): the bot's cogs submit and return."""
+        ended: asyncio.Future[JobEnd] = asyncio.get_running_loop().create_future()
+
+        async def on_end(end: JobEnd) -> None:
+            if not ended.done():
+                ended.set_result(end)
+
+        await self.submit(
             request,
             to=to,
+            on_end=on_end,
             reply_to_message_id=reply_to_message_id,
             on_progress=on_progress,
             acknowledge=acknowledge,
         )
-        return await self.wait(job)  # type: ignore[return-value]
-
-    async def wait(self, job: Job) -> EditOutcome | Posted:
-        """The job's outcome. A waiter that is cancelled cancels only its wait: the job
-        still runs and delivers (the queue never sets a future that is already done), so
-        no shield (and its two extra objects per waiting job) is needed."""
-        try:
-            return await job.future
-        except JobCancelled:
-            self._forget(job.id)
-            if job.started_at is None and self._stopped is None:  # a shutdown marks all at once
-                await job_rows.mark_finished(self._db, job.id, "cancelled")
-            # A started job stopped by a shutdown stays 'running': start-up delivers its
-            # result if the API had answered, or refunds and tells the member.
-            raise
+        end = await ended
+        if end.error is not None:
+            raise end.error
+        return end.result  # type: ignore[return-value]
 
     def cancel(self, job_id: int, user_id: int) -> bool:
         return self.queue.cancel(job_id, user_id)
@@ -179,19 +167,26 @@ class EditService:
     def owner_of(self, job_id: int) -> int | None:
         return self.queue.owner_of(job_id)
 
-    async def _execute(
-        self, request: EditRequest, call_sent: Callable[[], None]
-    ) -> EditOutcome | Posted:
-        assert request.job_id is not None
-        job_id = request.job_id
+    async def _finish(self, job: Job, end: JobEnd) -> None:
+        """A job cancelled before it started: drop its early input, mark its row (a
+        shutdown marks them all at once). A job that ran marked its own."""
+        if job.started_at is not None:
+            return
+        prepared = self._prepared.pop(job.id, None)
+        if prepared is not None:
+            prepared.cancel()
+        if self._stopped is None:
+            await job_rows.mark_finished(self._db, job.id, "cancelled")
+
+    async def _execute(self, job: Job, call_sent: Callable[[], None]) -> EditOutcome | Posted:
+        request, job_id = job.request, job.id
         # This runs in the job's own task: what is bound here stays with this job.
         bind(job_id=job_id, guild_id=request.guild_id, source=request.source)
-        job = self.queue.job(job_id)
-        if job is not None and job.started_at is not None:
+        if job.started_at is not None:
             for hook in self.started_hooks:
                 hook(job.started_at - job.enqueued_at)
         started = time.monotonic()
-        to = self._destinations.pop(job_id, None)
+        to: Destination | None = job.to
         prepared = self._prepared.pop(job_id, None)
         try:
             await job_rows.mark_running(self._db, job_id)
@@ -245,6 +240,4 @@ class EditService:
             grace_s, waiting_reason=MSG_RESTARTING, running_reason=MSG_RESTARTING_RUNNING
         )
         await job_rows.mark_many_finished(self._db, [job.id for job in waiting], "cancelled")
-        callers = self._callers - {asyncio.current_task()}
-        if callers:
-            await asyncio.wait(callers, timeout=CALLERS_GRACE_S)
+        await self.queue.told(TELL_GRACE_S)
