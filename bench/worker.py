@@ -158,7 +158,8 @@ async def queue_run(cfg: Result) -> Result:
                     all_ended.set()
 
             async def member_edit(user_id: int, number: int) -> None:
-                # As the cog does: submit with a status hook and an end hook, then return.
+                # As the cog does: hand the edit over with a status hook and an end hook
+                # (a refusal is told there too), then return.
                 record = Placed(number)
 
                 async def on_end(end: JobEnd) -> None:
@@ -174,13 +175,9 @@ async def queue_run(cfg: Result) -> Result:
                     tally(end.error)
 
                 request = edit_request(attachment, user_id, QUEUE_OUTPUT_FORMAT)
-                try:
-                    await c.edits.submit(
-                        request, to=Destination(poster), on_end=on_end, on_progress=status.show
-                    )
-                except Exception as exc:  # noqa: BLE001 - refused at once: counted, as the cog answers it
-                    tally(exc)
-                    return
+                c.edits.submit(
+                    request, to=Destination(poster), on_end=on_end, on_progress=status.show
+                )
                 placed.append(record)
 
             async def sample() -> None:
@@ -191,7 +188,7 @@ async def queue_run(cfg: Result) -> Result:
 
             sampler = asyncio.create_task(sample())
             started = time.perf_counter()
-            # The handlers of the members' interactions; each ends once its edit is queued.
+            # The handlers of the members' interactions; each ends once its edit is handed over.
             handlers: set[asyncio.Task[None]] = set()
             for m in range(members):
                 for k in range(1, per_member + 1):

@@ -15,7 +15,7 @@ import collections
 import contextlib
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from bot.clock import REAL_CLOCK, Clock, wait_at_most
@@ -26,19 +26,6 @@ from bot.queue_status import ProgressHook as ProgressHook
 from bot.queue_status import keep_posted, turn_positions
 from bot.ratelimit import RateLimiter
 from bot.requests import EditRequest
-
-__all__ = [
-    "EndHook",
-    "FairQueue",
-    "Job",
-    "JobCancelled",
-    "JobEnd",
-    "Place",
-    "Progress",
-    "ProgressHook",
-    "QueueFull",
-    "QueueLimits",
-]
 
 log = logging.getLogger(__name__)
 
@@ -385,16 +372,25 @@ class FairQueue:
 
     def _ended(self, job: Job, end: JobEnd) -> None:
         """Tell a job's end on a task of its own: its slot is free already, and a job
-        cancelled while waiting has no task at all. A shutdown waits for these (`told`)."""
-        task = asyncio.create_task(self._tell(job, end), name=f"edit-end-{job.id}")
+        cancelled while waiting has no task at all."""
+        self.tell(self._tell(job, end), job.id)
+
+    def tell(self, telling: Coroutine[Any, Any, None], job_id: int | None = None) -> None:
+        """Run `telling` (how an edit ended, told to its member) on a task of its own; a
+        shutdown waits for these (`told`). One member's message failing stops no other."""
+        task = asyncio.create_task(_logged(telling, job_id), name=f"edit-end-{job_id}")
         self._ending.add(task)
         task.add_done_callback(self._ending.discard)
 
     async def _tell(self, job: Job, end: JobEnd) -> None:
-        try:
-            if self._finish is not None:
-                await self._finish(job, end)
-            if job.on_end is not None:
-                await job.on_end(end)
-        except Exception:  # one member's message must not stop the others'
-            log.exception("Telling how job %s ended failed", job.id)
+        if self._finish is not None:
+            await self._finish(job, end)
+        if job.on_end is not None:
+            await job.on_end(end)
+
+
+async def _logged(telling: Coroutine[Any, Any, None], job_id: int | None) -> None:
+    try:
+        await telling
+    except Exception:
+        log.exception("Telling how edit %s ended failed", job_id)

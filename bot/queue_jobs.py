@@ -49,9 +49,9 @@ class QueueLimits:
 class JobEnd:
     """How a job ended: its result (EditService: the posted message, or the outcome when
     nothing was to be posted), or the error that stopped it (JobCancelled when it was
-    cancelled, or stopped by a shutdown)."""
+    cancelled, or stopped by a shutdown; a refusal when it was never queued)."""
 
-    job_id: int
+    job_id: int | None  # None: refused before it was written down
     result: EditOutcome | Posted | None = None
     error: BaseException | None = None
     waited_s: float | None = None  # from joining the queue to starting; None if it never ran

@@ -9,6 +9,7 @@ restart) reaches its member through the hook it was submitted with (`on_end`).
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import time
@@ -16,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot import jobs
+from bot.clock import REAL_CLOCK, Clock, wait_at_most
 from bot.db import generations
 from bot.db import jobs as job_rows
 from bot.db.connection import Database
@@ -24,13 +26,16 @@ from bot.images import ApiInput
 from bot.logs import bind
 from bot.pipeline import EditPipeline
 from bot.ports import Posted, Poster
-from bot.queue import EndHook, FairQueue, Job, JobEnd, ProgressHook, QueueLimits
+from bot.queue import EndHook, FairQueue, Job, JobEnd, Place, ProgressHook, QueueLimits
 from bot.requests import EditOutcome, EditRequest
 
 log = logging.getLogger(__name__)
 
 # How long a shutdown waits, after the edits stopped, for members to be told of their ends.
 TELL_GRACE_S = 5.0
+# Edits checked and written down at once: enough to keep the database busy; the rest of a
+# burst waits as small records (`Admission`), not as thousands of suspended checks.
+ADMITTERS = 8
 # Shows the member their edit was taken (a "thinking..." reply, a reaction).
 Acknowledge = Callable[[], Awaitable[None]]
 MSG_RESTARTING = "The bot is restarting, so your edit was not started. You were not charged."
@@ -49,6 +54,19 @@ class Destination:
     ping: bool = False
 
 
+@dataclass(eq=False, slots=True)
+class Admission:
+    """An edit handed over (`EditService.submit`), not yet checked and written down."""
+
+    request: EditRequest
+    to: Destination | None
+    on_end: EndHook | None
+    on_progress: ProgressHook | None
+    acknowledge: Acknowledge | None
+    reply_to_message_id: int | None
+    job_id: int | None  # an edit accepted before a restart, written down already
+
+
 class EditService:
     def __init__(
         self,
@@ -56,11 +74,19 @@ class EditService:
         pipeline: EditPipeline,
         delivery: Delivery,
         limits: QueueLimits,
+        *,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
         self._db = database
         self.pipeline = pipeline
         self._delivery = delivery
-        self.queue = FairQueue(self._execute, limits, finish=self._finish)
+        self._clock = clock
+        self.queue = FairQueue(self._execute, limits, clock=clock, finish=self._finish)
+        # Edits handed over, checked and written down by at most ADMITTERS tasks at once,
+        # then acknowledged each on a task of its own (Discord answers in its own time).
+        self._admissions: collections.deque[Admission] = collections.deque()
+        self._admitters: set[asyncio.Task[None]] = set()
+        self._acknowledging: set[asyncio.Task[None]] = set()
         # Inputs being fetched for jobs that start at once (at most one per free slot).
         self._prepared: dict[int, asyncio.Task[ApiInput]] = {}
         self._stopped: asyncio.Future[None] | None = None
@@ -70,7 +96,7 @@ class EditService:
     def start(self) -> None:
         self.queue.start()
 
-    async def submit(
+    def submit(
         self,
         request: EditRequest,
         *,
@@ -80,14 +106,28 @@ class EditService:
         on_progress: ProgressHook | None = None,
         job_id: int | None = None,
         acknowledge: Acknowledge | None = None,
-    ) -> Job:
-        """Check an edit (refused at once, raising, when the member has too many waiting,
-        is out of allowance...), write its job row, then `acknowledge` it to the member,
-        then queue it. Written down before acknowledged: a crash in between can cost the
-        member a surprise result, never an edit they saw accepted. With `to`, the job
-        delivers its result there and its result is the `Posted` message. `on_end` hears
-        once how it ended (see `JobEnd`). When it can start at once, its input is fetched
-        from then on (`prepare`)."""
+    ) -> None:
+        """Hand an edit over and return at once. In turn it is checked (refused when the
+        member has too many waiting, is out of allowance...), written down, then
+        `acknowledge`d to the member, then queued. Written down before acknowledged: a
+        crash in between can cost the member a surprise result, never an edit they saw
+        accepted. With `to`, the job delivers its result there and its result is the
+        `Posted` message. `on_end` hears once how it ended, a refusal included (see
+        `JobEnd`). `job_id`: an edit accepted before a restart, queued again."""
+        self._admissions.append(
+            Admission(request, to, on_end, on_progress, acknowledge, reply_to_message_id, job_id)
+        )
+        if len(self._admitters) < ADMITTERS:
+            task = asyncio.create_task(self._admit_all(), name="edit-admission")
+            self._admitters.add(task)
+            task.add_done_callback(self._admitters.discard)
+
+    async def _admit_all(self) -> None:
+        while self._admissions:
+            await self._admit(self._admissions.popleft())
+
+    async def _admit(self, adm: Admission) -> None:
+        request, job_id = adm.request, adm.job_id
         place = prepared = None
         try:
             place = self.queue.hold_place(request, resumed=job_id is not None)
@@ -96,31 +136,66 @@ class EditService:
             # job row, the acknowledgement and the durable start.
             prepared = self.prepare(request)
             if job_id is None:
-                job_id = await jobs.add(self._db, request, reply_to_message_id=reply_to_message_id)
-        except BaseException:
+                job_id = await jobs.add(
+                    self._db, request, reply_to_message_id=adm.reply_to_message_id
+                )
+        except BaseException as exc:
             if prepared is not None:
                 prepared.cancel()
             if place is not None:
                 self.queue.release_place(place)
             if job_id is not None:  # a job resumed after a restart: it ends here
                 await job_rows.mark_finished(self._db, job_id, "failed")
-            raise
+            if not isinstance(exc, Exception):
+                raise
+            self._refused(adm, job_id, exc)
+            return
         request = dataclasses.replace(request, job_id=job_id)
+        if adm.acknowledge is None:
+            await self._enqueue(adm, request, place, prepared)
+            return
+        # The acknowledgement waits on Discord: on a task of its own, so the next edits
+        # are checked meanwhile.
+        task = asyncio.create_task(
+            self._enqueue(adm, request, place, prepared), name=f"edit-acknowledge-{job_id}"
+        )
+        self._acknowledging.add(task)
+        task.add_done_callback(self._acknowledging.discard)
+
+    async def _enqueue(
+        self,
+        adm: Admission,
+        request: EditRequest,
+        place: Place,
+        prepared: asyncio.Task[ApiInput] | None,
+    ) -> None:
+        assert request.job_id is not None
         try:
-            if acknowledge is not None:
-                await acknowledge()
-            job = self.queue.submit(
-                request, on_progress=on_progress, on_end=on_end, to=to, job_id=job_id, place=place
+            if adm.acknowledge is not None:
+                await adm.acknowledge()
+            self.queue.submit(
+                request,
+                on_progress=adm.on_progress,
+                on_end=adm.on_end,
+                to=adm.to,
+                job_id=request.job_id,
+                place=place,
             )
-        except BaseException:
+        except BaseException as exc:
             self.queue.release_place(place)
             if prepared is not None:
                 prepared.cancel()
-            await job_rows.mark_finished(self._db, job_id, "cancelled")
-            raise
+            await job_rows.mark_finished(self._db, request.job_id, "cancelled")
+            if not isinstance(exc, Exception):
+                raise
+            self._refused(adm, request.job_id, exc)
+            return
         if prepared is not None:
-            self._prepared[job_id] = prepared
-        return job
+            self._prepared[request.job_id] = prepared
+
+    def _refused(self, adm: Admission, job_id: int | None, error: Exception) -> None:
+        if adm.on_end is not None:
+            self.queue.tell(adm.on_end(JobEnd(job_id, error=error)), job_id)
 
     def prepare(self, request: EditRequest) -> asyncio.Task[ApiInput] | None:
         """When the edit would start at once, start fetching and proving its input now
@@ -140,7 +215,7 @@ class EditService:
         acknowledge: Acknowledge | None = None,
     ) -> Posted:
         """Queue an edit (see `submit`) and wait until its result is posted; raises what
-        stopped it. For a caller that has nothing else to do meanwhile (the CLI, the
+        refused or stopped it. For a caller that has nothing else to do meanwhile (the
         benchmark): the bot's cogs submit and return."""
         ended: asyncio.Future[JobEnd] = asyncio.get_running_loop().create_future()
 
@@ -148,7 +223,7 @@ class EditService:
             if not ended.done():
                 ended.set_result(end)
 
-        await self.submit(
+        self.submit(
             request,
             to=to,
             on_end=on_end,
@@ -240,4 +315,8 @@ class EditService:
             grace_s, waiting_reason=MSG_RESTARTING, running_reason=MSG_RESTARTING_RUNNING
         )
         await job_rows.mark_many_finished(self._db, [job.id for job in waiting], "cancelled")
+        # Edits still being handed over are refused now (the queue takes no more).
+        admitting = [*self._admitters, *self._acknowledging]
+        if admitting:
+            await wait_at_most(self._clock, TELL_GRACE_S, admitting)
         await self.queue.told(TELL_GRACE_S)

@@ -121,7 +121,7 @@ class ResultButtons(commands.Cog, name=BUTTONS_COG):
             seed_explicit=seed_explicit,
             parent_id=parent_id,
         )
-        await flow.queue_for_interaction(
+        flow.queue_for_interaction(
             self.bot, interaction, request, context="button", reply_to=reply_to, private=True
         )
 

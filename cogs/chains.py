@@ -95,7 +95,7 @@ class Chains(commands.Cog):
         request = request_for_message(
             message, image=source, params=params, seed_explicit=seed_explicit, parent_id=gen.id
         )
-        await flow.queue_for_message(
+        flow.queue_for_message(
             self.bot, message, request, answer=lambda exc: self._answer_error(message, exc)
         )
 
@@ -148,7 +148,7 @@ class Chains(commands.Cog):
             seed_explicit=seed_explicit,
             parent_id=parent.id if parent is not None else None,
         )
-        await flow.queue_for_message(
+        flow.queue_for_message(
             self.bot,
             message,
             request,

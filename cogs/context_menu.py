@@ -57,7 +57,7 @@ class InstructionModal(ReportingModal, title="Edit image"):
             seed_explicit=seed_explicit,
             parent_id=parent.id if parent is not None else None,
         )
-        await flow.queue_for_interaction(
+        flow.queue_for_interaction(
             self.bot,
             interaction,
             request,

@@ -33,7 +33,7 @@ from bot.queue import (
 )
 from bot.requests import EditOutcome, EditRequest
 from bot.results import ResultStore
-from bot.service import EditService
+from bot.service import ADMITTERS, EditService
 from tests.clock import ManualClock, advance, settle, until
 from tests.helpers import make_edit_outcome, make_edit_request
 
@@ -635,9 +635,12 @@ async def job_states(conn: db.Database) -> list[tuple[int, str]]:
 async def test_service_records_each_job_from_queued_to_done_or_cancelled(
     service: EditService, gate: Gate, conn: db.Database
 ) -> None:
-    first = await service.submit(make_edit_request(ALICE, "A1"), on_end=gate.hear)
+    service.submit(make_edit_request(ALICE, "A1"), on_end=gate.hear)
     await gate.until_started(1)
-    second = await service.submit(make_edit_request(BOB, "B1"), on_end=gate.hear)
+    [first] = service.queue.running_jobs()
+    service.submit(make_edit_request(BOB, "B1"), on_end=gate.hear)
+    await until(lambda: service.queue.waiting_count == 1)
+    [second] = service.queue.waiting_jobs()
     assert await job_states(conn) == [(ALICE, "running"), (BOB, "queued")]
     assert service.cancel(second.id, BOB)
     with pytest.raises(JobCancelled):
@@ -650,19 +653,19 @@ async def test_service_records_each_job_from_queued_to_done_or_cancelled(
 async def test_two_edits_at_once_over_the_limit_leave_no_runnable_job_row(
     service: EditService, gate: Gate, conn: db.Database
 ) -> None:
-    await service.submit(make_edit_request(ALICE, "A1"))
+    service.submit(make_edit_request(ALICE, "A1"))
     await gate.until_started(1)
-    await service.submit(make_edit_request(ALICE, "A2"))
-    await service.submit(make_edit_request(ALICE, "A3"))
+    service.submit(make_edit_request(ALICE, "A2"))
+    service.submit(make_edit_request(ALICE, "A3"))
+    await until(lambda: service.queue.waiting_count == 2)
 
-    results = await asyncio.gather(
-        service.submit(make_edit_request(ALICE, "A4")),
-        service.submit(make_edit_request(ALICE, "A5")),
-        return_exceptions=True,
-    )
+    service.submit(make_edit_request(ALICE, "A4"), on_end=gate.hear)
+    service.submit(make_edit_request(ALICE, "A5"), on_end=gate.hear)
+    await until(lambda: len(gate.heard) == 1 or service.queue.waiting_count > 3)
 
-    refused = [r for r in results if isinstance(r, QueueFull)]
-    assert len(refused) == 1 and service.queue.waiting_count == 3
+    [refused] = gate.ends.values()
+    assert isinstance(refused.error, QueueFull) and refused.job_id is None
+    assert service.queue.waiting_count == 3
     # The queue keeps a place for each edit while it is checked and written down, so the
     # refused one never got a row; a restart must not run it (and charge for it): what is
     # left unfinished is exactly what is queued or running.
@@ -672,3 +675,27 @@ async def test_two_edits_at_once_over_the_limit_leave_no_runnable_job_row(
         job.id for job in service.queue.running_jobs()
     }
     assert left == live
+
+
+async def test_a_burst_of_edits_is_checked_a_few_at_a_time_and_each_hears_its_end(
+    service: EditService, gate: Gate, conn: db.Database
+) -> None:
+    checking = 0
+    most = 0
+
+    async def precheck(request: EditRequest) -> None:
+        nonlocal checking, most
+        checking += 1
+        most = max(most, checking)
+        await asyncio.sleep(0)
+        checking -= 1
+
+    service.pipeline.precheck = precheck  # type: ignore[method-assign]
+    members = range(1000, 1000 + 3 * ADMITTERS)
+    for user_id in members:
+        service.submit(make_edit_request(user_id, f"M{user_id}"), on_end=gate.hear)
+    await until(lambda: service.queue.waiting_count + service.queue.running_count == len(members))
+
+    assert most == ADMITTERS
+    assert len(await job_states(conn)) == len(members)
+    assert gate.heard == []  # none refused, none ended yet

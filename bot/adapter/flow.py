@@ -73,7 +73,7 @@ class MessageStatus:
                 await status.delete()
 
 
-async def queue_for_interaction(
+def queue_for_interaction(
     bot: KontextBot,
     interaction: discord.Interaction,
     request: EditRequest,
@@ -85,8 +85,8 @@ async def queue_for_interaction(
 ) -> None:
     """Queue an edit for an interaction; its result is delivered however long it waits.
     The interaction is acknowledged ("thinking...", private with `private`) only once the
-    edit is written down. An edit refused at once raises; one that fails later is
-    reported to the member as the command's own errors are (`context` names it in logs)."""
+    edit is written down. A refusal or a failure is reported to the member as the
+    command's own errors are (`context` names it in logs)."""
 
     async def acknowledge() -> None:
         if not interaction.response.is_done():
@@ -97,7 +97,7 @@ async def queue_for_interaction(
             await report(interaction, end.error, context)
 
     poster = InteractionPoster(bot, interaction, reply_to=reply_to, private=private)
-    await bot.core.edits.submit(
+    bot.core.edits.submit(
         request,
         to=Destination(poster, note=note),
         on_end=ended,
@@ -132,7 +132,7 @@ class Working:
                 await self.message.remove_reaction(self.REACTION, self.bot.user)
 
 
-async def queue_for_message(
+def queue_for_message(
     bot: KontextBot,
     message: discord.Message,
     request: EditRequest,
@@ -141,8 +141,8 @@ async def queue_for_message(
     note: str | None = None,
 ) -> None:
     """Queue an edit asked for by a reply or a mention; the result replies to it. The
-    message gets its reaction only once the edit is written down. An edit refused at once
-    raises; one that fails later is told with `answer`, as the listener's own errors are."""
+    message gets its reaction only once the edit is written down. A refusal or a failure
+    is told with `answer`, as the listener's own errors are."""
     status = MessageStatus(message)
     working = Working(bot, message)
     poster = ChannelPoster(
@@ -155,16 +155,11 @@ async def queue_for_message(
         if end.error is not None:
             await answer(end.error)
 
-    try:
-        await bot.core.edits.submit(
-            request,
-            to=Destination(poster, note=note),
-            on_end=ended,
-            reply_to_message_id=message.id,
-            on_progress=status.show,
-            acknowledge=working.show,
-        )
-    except BaseException:
-        await status.clear()
-        await working.clear()
-        raise
+    bot.core.edits.submit(
+        request,
+        to=Destination(poster, note=note),
+        on_end=ended,
+        reply_to_message_id=message.id,
+        on_progress=status.show,
+        acknowledge=working.show,
+    )
