@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import BadInput, UserError
-from bot.queue_status import Progress, ProgressHook
+from bot.queue_status import ProgressHook
 from bot.requests import EditOutcome, EditRequest
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class Job:
     # Kept for the runner: EditService keeps where the result goes (a Destination) here.
     to: Any = None
     started_at: float | None = None
-    shown: Progress | None = None
+    shown: int | None = None  # the last display shown (`queue_status.display`)
     shown_at: float = -math.inf
     slot: Slot | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
