@@ -214,9 +214,12 @@ class FairQueue:
         job_id: int | None = None,
         place: Place | None = None,
         resumed: bool = False,
+        keep_request: bool = True,
     ) -> Job:
         """Queue an edit in the place held for it (or a new one); `on_end` hears how it
-        ended, and `to` is kept for the runner. Raises QueueFull."""
+        ended, and `to` is kept for the runner. Without `keep_request`, the job holds no
+        request: its runner reads it back (EditService: from the job's row). Raises
+        QueueFull."""
         if place is None:
             place = self.hold_place(request, resumed=resumed)
         self.release_place(place)  # the job takes it
@@ -230,7 +233,7 @@ class FairQueue:
         job = Job(
             id=job_id,
             member=member,
-            request=request,
+            request=request if keep_request else None,
             on_progress=on_progress,
             on_end=on_end,
             enqueued_at=self._clock.now(),

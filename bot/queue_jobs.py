@@ -73,7 +73,7 @@ class Place:
 class Job:
     id: int
     member: Member
-    request: EditRequest
+    request: EditRequest | None  # None: the runner reads it back as the job starts
     on_progress: ProgressHook | None
     on_end: EndHook | None
     enqueued_at: float

@@ -180,6 +180,8 @@ class EditService:
                 to=adm.to,
                 job_id=request.job_id,
                 place=place,
+                # One that waits holds no request: it is read back from its row to start.
+                keep_request=prepared is not None,
             )
         except BaseException as exc:
             self.queue.release_place(place)
@@ -254,21 +256,22 @@ class EditService:
             await job_rows.mark_finished(self._db, job.id, "cancelled")
 
     async def _execute(self, job: Job, call_sent: Callable[[], None]) -> EditOutcome | Posted:
-        request, job_id = job.request, job.id
-        # This runs in the job's own task: what is bound here stays with this job.
-        bind(job_id=job_id, guild_id=request.guild_id, source=request.source)
-        if job.started_at is not None:
-            for hook in self.started_hooks:
-                hook(job.started_at - job.enqueued_at)
+        job_id = job.id
         started = time.monotonic()
         to: Destination | None = job.to
         prepared = self._prepared.pop(job_id, None)
         try:
+            request = job.request or await jobs.request_of(self._db, job_id)
             await job_rows.mark_running(self._db, job_id)
         except BaseException:
             if prepared is not None:
                 prepared.cancel()
             raise
+        # This runs in the job's own task: what is bound here stays with this job.
+        bind(job_id=job_id, guild_id=request.guild_id, source=request.source)
+        if job.started_at is not None:
+            for hook in self.started_hooks:
+                hook(job.started_at - job.enqueued_at)
         try:
             outcome = await self.pipeline.run(request, on_call=call_sent, prepared=prepared)
             result: EditOutcome | Posted = outcome

@@ -9,6 +9,7 @@ task run (`settle`), never by sleeping.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
@@ -54,6 +55,7 @@ class Gate:
         self._errors: dict[str, Exception] = {}
         self.ends: dict[int, JobEnd] = {}
         self.heard: list[int] = []  # each job's id, once per end told
+        self.requests: dict[str, EditRequest] = {}  # what each job ran with
 
     def _event(self, label: str) -> asyncio.Event:
         return self._release.setdefault(label, asyncio.Event())
@@ -66,6 +68,7 @@ class Gate:
         """Labels starting with "refused" end (when finished) without an API call, as an
         edit refused for its allowance does; every other job sends its call at once."""
         label = request.params.prompt
+        self.requests[label] = request
         self.started.append(label)
         self.started_at[label] = self.clock.now()
         self.running += 1
@@ -699,3 +702,19 @@ async def test_a_burst_of_edits_is_checked_a_few_at_a_time_and_each_hears_its_en
     assert most == ADMITTERS
     assert len(await job_states(conn)) == len(members)
     assert gate.heard == []  # none refused, none ended yet
+
+
+async def test_a_waiting_edit_holds_no_request_and_runs_the_one_written_down(
+    service: EditService, gate: Gate
+) -> None:
+    service.submit(make_edit_request(ALICE, "A1"))
+    await gate.until_started(1)
+    asked = make_edit_request(BOB, "B1", role_ids=(7, 8), parent_id=3, interaction_id=99)
+    service.submit(asked, on_end=gate.hear)
+    await until(lambda: service.queue.waiting_count == 1)
+
+    [waiting] = service.queue.waiting_jobs()
+    assert waiting.request is None  # 2,000 waiting edits would each keep theirs
+    gate.finish("A1")
+    await gate.until_started(2)
+    assert gate.requests["B1"] == dataclasses.replace(asked, job_id=waiting.id)
