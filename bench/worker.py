@@ -12,7 +12,7 @@ import resource
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +48,51 @@ LEDGER_ACTOR_ID = 1
 LEDGER_EPSILON = 1e-9
 
 
+@dataclass
+class Tally:
+    """How the queued edits ended, counted as their members would hear of it."""
+
+    poster: BenchPoster
+    total: int
+    stop_after: int | None
+    succeeded: int = 0
+    cancelled: int = 0
+    ended: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    enough: asyncio.Event = field(default_factory=asyncio.Event)  # stop_after succeeded
+    all_ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def count(self, error: BaseException | None) -> None:
+        self.ended += 1
+        if error is None:
+            self.succeeded += 1
+            if self.stop_after is not None and self.succeeded >= self.stop_after:
+                self.enough.set()
+        elif isinstance(error, JobCancelled):
+            self.cancelled += 1
+        else:
+            self.errors[type(error).__name__] = self.errors.get(type(error).__name__, 0) + 1
+        if self.ended == self.total:
+            self.all_ended.set()
+
+
 @dataclass(slots=True)
 class Placed:
-    """One queued edit, as numbers only (the benchmark's own record, kept small: it is
-    not the bot's memory)."""
+    """One queued edit, as numbers only, and its end hook (the cog's is a closure). The
+    benchmark's own record, kept small: it is not the bot's memory."""
 
     number: int  # 1 for the member's first job, 2 for the second...
+    tally: Tally
     waited_s: float | None = None  # enqueue -> start, set when it started
     api_s: float | None = None  # set when it succeeded
+
+    async def ended(self, end: JobEnd) -> None:
+        self.waited_s = end.waited_s
+        if end.error is None:
+            # Keep only numbers: holding results would charge the bot for memory the cog
+            # lets go of once it has posted.
+            self.api_s = self.tally.poster.api_time(end.result)  # type: ignore[arg-type]
+        self.tally.count(end.error)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -139,44 +176,19 @@ async def queue_run(cfg: Result) -> Result:
         attachment = stand.attachments["photo"]
         status = StatusCounter()
         placed: list[Placed] = []
-        errors: dict[str, int] = {}
-        total = members * per_member
-        enough, all_ended = asyncio.Event(), asyncio.Event()
-        succeeded = cancelled = ended = peak_running = 0
-
         poster = BenchPoster()
-        async with core(settings) as c, LoopLag() as lag:
+        tally = Tally(poster, members * per_member, stop_after)
+        peak_running = 0
 
-            def tally(error: BaseException | None) -> None:
-                nonlocal ended, cancelled
-                ended += 1
-                if isinstance(error, JobCancelled):
-                    cancelled += 1
-                elif error is not None:
-                    errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
-                if ended == total:
-                    all_ended.set()
+        async with core(settings) as c, LoopLag() as lag:
 
             async def member_edit(user_id: int, number: int) -> None:
                 # As the cog does: hand the edit over with a status hook and an end hook
                 # (a refusal is told there too), then return.
-                record = Placed(number)
-
-                async def on_end(end: JobEnd) -> None:
-                    nonlocal succeeded
-                    record.waited_s = end.waited_s
-                    if end.error is None:
-                        # Keep only numbers: holding results would charge the bot for
-                        # memory the cog lets go of once it has posted.
-                        record.api_s = poster.api_time(end.result)  # type: ignore[arg-type]
-                        succeeded += 1
-                        if stop_after is not None and succeeded >= stop_after:
-                            enough.set()
-                    tally(end.error)
-
+                record = Placed(number, tally)
                 request = edit_request(attachment, user_id, QUEUE_OUTPUT_FORMAT)
                 c.edits.submit(
-                    request, to=Destination(poster), on_end=on_end, on_progress=status.show
+                    request, to=Destination(poster), on_end=record.ended, on_progress=status.show
                 )
                 placed.append(record)
 
@@ -198,10 +210,10 @@ async def queue_run(cfg: Result) -> Result:
                     # Interactions arrive one gateway event per loop turn, not all in one.
                     await asyncio.sleep(0)
             if stop_after is None:
-                await all_ended.wait()
+                await tally.all_ended.wait()
             else:
                 with contextlib.suppress(TimeoutError):  # then report how far it got
-                    await asyncio.wait_for(enough.wait(), cfg["time_limit_s"])
+                    await asyncio.wait_for(tally.enough.wait(), cfg["time_limit_s"])
                 # Shutdown as on SIGTERM: waiting jobs are cancelled and marked in the database.
                 await c.edits.shutdown(grace_s=latency * 4 + 1)
             if handlers:
@@ -212,10 +224,10 @@ async def queue_run(cfg: Result) -> Result:
     api_times = [p.api_s for p in placed if p.api_s is not None]
     api_mean_s = sum(api_times) / max(1, len(api_times))
     result: Result = {
-        "jobs": total,
+        "jobs": tally.total,
         "succeeded": len(api_times),
-        "cancelled": cancelled,
-        "errors": errors,
+        "cancelled": tally.cancelled,
+        "errors": tally.errors,
         "wall_s": wall_s,
         "api_mean_s": api_mean_s,
         "loop_lag_ms": lag.worst_s * 1000,
