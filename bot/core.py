@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 import logging
 import time
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import httpx
+from PIL import Image
 
 from bot import db
 from bot.administration import ServerAdmin
@@ -45,7 +45,6 @@ from bot.upkeep import Upkeep
 log = logging.getLogger(__name__)
 
 DOWNLOAD_TIMEOUT_S = 30.0
-HTTP_BACKEND_MODULES = ("anyio._backends._asyncio", "anyio.streams.tls", "anyio.to_thread")
 DOWNLOAD_CONNECT_S = 10.0
 
 
@@ -280,10 +279,9 @@ async def build(
             answers=AnswerThrottle(),
         )
         stack.pop_all()  # built: the Core closes them from now on
-    # httpx loads its async backend at its first request: a stall of the event loop of
-    # tens of ms in the middle of the first edit. Loaded now instead, with the rest.
-    for module in HTTP_BACKEND_MODULES:
-        importlib.import_module(module)
+    # Pillow loads its file format plugins at the first picture it opens: tens of ms of
+    # imports holding the interpreter in the middle of the first edit. Loaded now instead.
+    Image.preinit()
     # Everything loaded so far lives as long as the process: keep the garbage collector's
     # full passes (a stall of the event loop that grows with what it walks) off it.
     gc.freeze()
