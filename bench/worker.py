@@ -12,7 +12,7 @@ import resource
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from bot import db
 from bot.administration import ServerAdmin
 from bot.client import extension_names
 from bot.ledger import Ledger, QuotaExceeded
-from bot.queue import JobCancelled
+from bot.queue import JobCancelled, JobEnd
 from bot.service import Destination
 
 Result = dict[str, Any]
@@ -49,13 +49,50 @@ LEDGER_EPSILON = 1e-9
 
 
 @dataclass
+class Tally:
+    """How the queued edits ended, counted as their members would hear of it."""
+
+    poster: BenchPoster
+    total: int
+    stop_after: int | None
+    succeeded: int = 0
+    cancelled: int = 0
+    ended: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    enough: asyncio.Event = field(default_factory=asyncio.Event)  # stop_after succeeded
+    all_ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def count(self, error: BaseException | None) -> None:
+        self.ended += 1
+        if error is None:
+            self.succeeded += 1
+            if self.stop_after is not None and self.succeeded >= self.stop_after:
+                self.enough.set()
+        elif isinstance(error, JobCancelled):
+            self.cancelled += 1
+        else:
+            self.errors[type(error).__name__] = self.errors.get(type(error).__name__, 0) + 1
+        if self.ended == self.total:
+            self.all_ended.set()
+
+
+@dataclass(slots=True)
 class Placed:
-    """One queued edit, as numbers only."""
+    """One queued edit, as numbers only, and its end hook (the cog's is a closure). The
+    benchmark's own record, kept small: it is not the bot's memory."""
 
     number: int  # 1 for the member's first job, 2 for the second...
-    enqueued_at: float
-    started_at: float | None = None
+    tally: Tally
+    waited_s: float | None = None  # enqueue -> start, set when it started
     api_s: float | None = None  # set when it succeeded
+
+    async def ended(self, end: JobEnd) -> None:
+        self.waited_s = end.waited_s
+        if end.error is None:
+            # Keep only numbers: holding results would charge the bot for memory the cog
+            # lets go of once it has posted.
+            self.api_s = self.tally.poster.api_time(end.result)  # type: ignore[arg-type]
+        self.tally.count(end.error)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -139,28 +176,21 @@ async def queue_run(cfg: Result) -> Result:
         attachment = stand.attachments["photo"]
         status = StatusCounter()
         placed: list[Placed] = []
-        enough = asyncio.Event()
-        succeeded = peak_running = 0
-
         poster = BenchPoster()
+        tally = Tally(poster, members * per_member, stop_after)
+        peak_running = 0
+
         async with core(settings) as c, LoopLag() as lag:
 
             async def member_edit(user_id: int, number: int) -> None:
-                # As the cog does: EditService.run = submit + wait, with a status hook.
+                # As the cog does: hand the edit over with a status hook and an end hook
+                # (a refusal is told there too), then return.
+                record = Placed(number, tally)
                 request = edit_request(attachment, user_id, QUEUE_OUTPUT_FORMAT)
-                job = await c.edits.submit(request, to=Destination(poster), on_progress=status.show)
-                record = Placed(number, job.enqueued_at)
+                c.edits.submit(
+                    request, to=Destination(poster), on_end=record.ended, on_progress=status.show
+                )
                 placed.append(record)
-                try:
-                    # Keep only numbers: holding outcomes (and their image bytes) would
-                    # charge the bot for memory the cog lets go of once it has posted.
-                    record.api_s = poster.api_time(await c.edits.wait(job))  # type: ignore[arg-type]
-                finally:
-                    record.started_at = job.started_at
-                nonlocal succeeded
-                succeeded += 1
-                if stop_after is not None and succeeded >= stop_after:
-                    enough.set()
 
             async def sample() -> None:
                 nonlocal peak_running
@@ -170,34 +200,34 @@ async def queue_run(cfg: Result) -> Result:
 
             sampler = asyncio.create_task(sample())
             started = time.perf_counter()
-            tasks = []
+            # The handlers of the members' interactions; each ends once its edit is handed over.
+            handlers: set[asyncio.Task[None]] = set()
             for m in range(members):
                 for k in range(1, per_member + 1):
-                    tasks.append(asyncio.create_task(member_edit(FIRST_MEMBER_ID + m, k)))
+                    task = asyncio.create_task(member_edit(FIRST_MEMBER_ID + m, k))
+                    handlers.add(task)
+                    task.add_done_callback(handlers.discard)
                     # Interactions arrive one gateway event per loop turn, not all in one.
                     await asyncio.sleep(0)
             if stop_after is None:
-                outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+                await tally.all_ended.wait()
             else:
                 with contextlib.suppress(TimeoutError):  # then report how far it got
-                    await asyncio.wait_for(enough.wait(), cfg["time_limit_s"])
+                    await asyncio.wait_for(tally.enough.wait(), cfg["time_limit_s"])
                 # Shutdown as on SIGTERM: waiting jobs are cancelled and marked in the database.
                 await c.edits.shutdown(grace_s=latency * 4 + 1)
-                outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+            if handlers:
+                await asyncio.wait(handlers)
             wall_s = time.perf_counter() - started
             sampler.cancel()
 
-    errors: dict[str, int] = {}
-    for outcome in outcomes:
-        if isinstance(outcome, BaseException) and not isinstance(outcome, JobCancelled):
-            errors[type(outcome).__name__] = errors.get(type(outcome).__name__, 0) + 1
     api_times = [p.api_s for p in placed if p.api_s is not None]
     api_mean_s = sum(api_times) / max(1, len(api_times))
     result: Result = {
-        "jobs": len(tasks),
+        "jobs": tally.total,
         "succeeded": len(api_times),
-        "cancelled": sum(isinstance(o, JobCancelled) for o in outcomes),
-        "errors": errors,
+        "cancelled": tally.cancelled,
+        "errors": tally.errors,
         "wall_s": wall_s,
         "api_mean_s": api_mean_s,
         "loop_lag_ms": lag.worst_s * 1000,
@@ -218,10 +248,10 @@ def _fairness(
     late = started = 0
     worst_ratio = 0.0
     for p in placed:
-        if p.started_at is None:
+        if p.waited_s is None:
             continue
         started += 1
-        wait = p.started_at - p.enqueued_at
+        wait = p.waited_s
         fair = math.ceil(p.number * members / concurrency) * latency
         late += wait > fair
         worst_ratio = max(worst_ratio, wait / fair)

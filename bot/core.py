@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import httpx
+from PIL import Image
 
 from bot import db
 from bot.administration import ServerAdmin
@@ -278,6 +279,9 @@ async def build(
             answers=AnswerThrottle(),
         )
         stack.pop_all()  # built: the Core closes them from now on
+    # Pillow loads its file format plugins at the first picture it opens: tens of ms of
+    # imports holding the interpreter in the middle of the first edit. Loaded now instead.
+    Image.preinit()
     # Everything loaded so far lives as long as the process: keep the garbage collector's
     # full passes (a stall of the event loop that grows with what it walks) off it.
     gc.freeze()

@@ -45,6 +45,14 @@ async def add(database: Database, req: EditRequest, *, reply_to_message_id: int 
     )
 
 
+async def request_of(database: Database, job_id: int) -> EditRequest:
+    """The request written down for a job (a waiting job holds none in memory)."""
+    text = await job_rows.request_of(database, job_id)
+    if text is None:
+        raise LookupError(f"job {job_id} has no row")
+    return request_from_json(text, job_id)
+
+
 async def unfinished(database: Database) -> list[StoredJob]:
     return [
         StoredJob(r.id, r.state, request_from_json(r.request, r.id), r.reply_to_message_id)

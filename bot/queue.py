@@ -15,80 +15,30 @@ import collections
 import contextlib
 import logging
 import math
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from bot.clock import REAL_CLOCK, Clock, wait_at_most
-from bot.errors import BadInput, UserError
+from bot.errors import BadInput
+from bot.queue_jobs import EndHook, Job, JobCancelled, JobEnd, Member, Place, QueueFull, QueueLimits
 from bot.queue_status import Progress as Progress
 from bot.queue_status import ProgressHook as ProgressHook
 from bot.queue_status import keep_posted, turn_positions
-from bot.ratelimit import RateLimiter, Slot
-from bot.requests import EditOutcome, EditRequest
+from bot.ratelimit import RateLimiter
+from bot.requests import EditRequest
 
 log = logging.getLogger(__name__)
 
 INITIAL_DURATION_S = 12.0
 DURATION_SMOOTHING = 0.2
 BATCH = 100  # jobs handled per turn of the event loop when there are many
-Member = tuple[int, int]  # (guild id, user id)
-
-
-class QueueFull(BadInput):
-    """The member already has as many edits waiting as allowed."""
-
-
 MSG_RESTARTING = "The bot is restarting. Please try again in a minute."
-
-
-class JobCancelled(UserError):
-    """The member (or a shutdown) cancelled a job before it started."""
-
-
-@dataclass(frozen=True)
-class QueueLimits:
-    """How much the queue lets run and wait, and how often waiting members hear of it."""
-
-    max_concurrency: int = 4
-    rpm: int = 50
-    per_member_running: int = 1
-    per_member_queued: int = 3
-    max_queued_total: int = 200  # waiting across all members and servers
-    status_interval_s: float = 3.0
-
 
 # Runs one job. It calls `call_sent()` as its API call goes out: only then does the job
 # count against the per-minute limit (a job refused before its call takes no slot).
-Runner = Callable[[EditRequest, Callable[[], None]], Awaitable[EditOutcome]]
-
-
-@dataclass(eq=False, slots=True)
-class Place:
-    """A waiting place kept for an edit not queued yet (see `FairQueue.hold_place`)."""
-
-    member: Member
-    held: bool = True
-
-
-@dataclass(eq=False, slots=True)
-class Job:
-    id: int
-    member: Member
-    request: EditRequest
-    future: asyncio.Future[EditOutcome]
-    on_progress: ProgressHook | None
-    enqueued_at: float
-    started_at: float | None = None
-    shown: Progress | None = None
-    shown_at: float = -math.inf
-    slot: Slot | None = None
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
-    updating: asyncio.Task[None] | None = field(default=None, repr=False)
-
-    def updated(self, task: asyncio.Task[None]) -> None:
-        """A status update ended: let its task go (2,000 waiting jobs would keep 2,000)."""
-        if self.updating is task:
-            self.updating = None
+Runner = Callable[[Job, Callable[[], None]], Awaitable[Any]]
+# The owner's part of a job's end (EditService: the job's row), before its member hears.
+Finish = Callable[[Job, JobEnd], Awaitable[None]]
 
 
 class FairQueue:
@@ -100,8 +50,10 @@ class FairQueue:
         limits: QueueLimits | None = None,
         *,
         clock: Clock = REAL_CLOCK,
+        finish: Finish | None = None,
     ) -> None:
         self._runner = runner
+        self._finish = finish
         self.limits = limits if limits is not None else QueueLimits()
         self._clock = clock
         self.limiter = RateLimiter(self.limits.rpm, clock.now)
@@ -119,6 +71,8 @@ class FairQueue:
         self._stop_reason = "Stopped."
         self._tasks: list[asyncio.Task[None]] = []
         self._rate_timer: asyncio.Task[None] | None = None
+        # Jobs' ends being told, each on a task of its own (see `_ended`).
+        self._ending: set[asyncio.Task[None]] = set()
         self.avg_duration_s = INITIAL_DURATION_S
         self._next_id = 0
 
@@ -143,13 +97,14 @@ class FairQueue:
 
     async def drain(self, grace_s: float, *, waiting_reason: str, running_reason: str) -> None:
         """Stop taking jobs, cancel the waiting ones, give running jobs `grace_s` to
-        finish, then stop the rest; each job's waiter gets the matching reason."""
+        finish, then stop the rest; each job's end is told with the matching reason
+        (`told` waits for that)."""
         self._accepting = False
         self._stop_reason = running_reason
         for count, job in enumerate(self.waiting_jobs(), 1):
             self._cancel_waiting(job, waiting_reason)
             if count % BATCH == 0:
-                await asyncio.sleep(0)  # their waiters wake a batch at a time
+                await asyncio.sleep(0)  # their ends are told a batch at a time
         tasks = [j.task for j in self._running_jobs if j.task is not None]
         if tasks:
             await wait_at_most(self._clock, grace_s, tasks)
@@ -159,6 +114,19 @@ class FairQueue:
             if pending:
                 await asyncio.wait(pending)
         await self.close()
+
+    async def told(self, timeout_s: float) -> None:
+        """Wait until the ends of the jobs that ended are told (at most `timeout_s`, then
+        stop the rest): a shutdown lets members hear what became of their edits."""
+        ending = list(self._ending)
+        if not ending:
+            return
+        await wait_at_most(self._clock, timeout_s, ending)
+        pending = [task for task in ending if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
 
     # -- members' side ------------------------------------------------------------------
 
@@ -241,12 +209,17 @@ class FairQueue:
         request: EditRequest,
         *,
         on_progress: ProgressHook | None = None,
+        on_end: EndHook | None = None,
+        to: object = None,
         job_id: int | None = None,
         place: Place | None = None,
         resumed: bool = False,
+        keep_request: bool = True,
     ) -> Job:
-        """Queue an edit in the place held for it (or a new one); await `job.future` for
-        the outcome. Raises QueueFull."""
+        """Queue an edit in the place held for it (or a new one); `on_end` hears how it
+        ended, and `to` is kept for the runner. Without `keep_request`, the job holds no
+        request: its runner reads it back (EditService: from the job's row). Raises
+        QueueFull."""
         if place is None:
             place = self.hold_place(request, resumed=resumed)
         self.release_place(place)  # the job takes it
@@ -260,10 +233,11 @@ class FairQueue:
         job = Job(
             id=job_id,
             member=member,
-            request=request,
-            future=asyncio.get_running_loop().create_future(),
+            request=request if keep_request else None,
             on_progress=on_progress,
+            on_end=on_end,
             enqueued_at=self._clock.now(),
+            to=to,
         )
         self._jobs[job.id] = job
         if queue is None:
@@ -287,6 +261,8 @@ class FairQueue:
         return True
 
     def _cancel_waiting(self, job: Job, reason: str) -> None:
+        if job.started_at is not None:
+            return  # started meanwhile: its end is told when it ends
         queue = self._waiting.get(job.member)
         if queue is not None and job in queue:
             queue.remove(job)
@@ -294,9 +270,8 @@ class FairQueue:
             if not queue:
                 del self._waiting[job.member]
                 self._order.remove(job.member)
-        self._jobs.pop(job.id, None)
-        if not job.future.done():
-            job.future.set_exception(JobCancelled(reason))
+        if self._jobs.pop(job.id, None) is not None:  # told once
+            self._ended(job, job.ended(error=JobCancelled(reason)))
 
     def progress(self, job: Job, positions: dict[int, int] | None = None) -> Progress:
         if job.started_at is not None:
@@ -317,7 +292,10 @@ class FairQueue:
 
     def _next_job(self) -> Job | None:
         """The first member in turn order with a waiting job and room to run it; that
-        member then goes to the back of the line (members skipped keep their place)."""
+        member then goes to the back of the line (members skipped keep their place).
+        None once a drain began: what waits then is cancelled, never started."""
+        if not self._accepting:
+            return None
         for member in self._order:
             if self._running[member] >= self.limits.per_member_running:
                 continue
@@ -373,24 +351,49 @@ class FairQueue:
         def call_sent() -> None:
             self.limiter.use(slot)
 
+        end = None
         try:
-            outcome = await self._runner(job.request, call_sent)
+            outcome = await self._runner(job, call_sent)
         except asyncio.CancelledError:
-            if not job.future.done():
-                job.future.set_exception(JobCancelled(self._stop_reason))
+            end = job.ended(error=JobCancelled(self._stop_reason))
             raise
-        except Exception as exc:  # noqa: BLE001 - handed to whoever awaits the job
-            if not job.future.done():
-                job.future.set_exception(exc)
+        except Exception as exc:  # noqa: BLE001 - told to whoever hears of the job's end
+            end = job.ended(error=exc)
         else:
             now = self._clock.now()
             duration = now - (job.started_at or now)
             self.avg_duration_s += DURATION_SMOOTHING * (duration - self.avg_duration_s)
-            if not job.future.done():
-                job.future.set_result(outcome)
+            end = job.ended(result=outcome)
         finally:
             self.limiter.release(slot)  # a slot its job never used is free again at once
             self._running[job.member] -= 1
             self._running_jobs.discard(job)
             self._jobs.pop(job.id, None)
             self._wakeup.set()
+            if end is not None:
+                self._ended(job, end)
+
+    def _ended(self, job: Job, end: JobEnd) -> None:
+        """Tell a job's end on a task of its own: its slot is free already, and a job
+        cancelled while waiting has no task at all."""
+        self.tell(self._tell(job, end), job.id)
+
+    def tell(self, telling: Coroutine[Any, Any, None], job_id: int | None = None) -> None:
+        """Run `telling` (how an edit ended, told to its member) on a task of its own; a
+        shutdown waits for these (`told`). One member's message failing stops no other."""
+        task = asyncio.create_task(_logged(telling, job_id), name=f"edit-end-{job_id}")
+        self._ending.add(task)
+        task.add_done_callback(self._ending.discard)
+
+    async def _tell(self, job: Job, end: JobEnd) -> None:
+        if self._finish is not None:
+            await self._finish(job, end)
+        if job.on_end is not None:
+            await job.on_end(end)
+
+
+async def _logged(telling: Coroutine[Any, Any, None], job_id: int | None) -> None:
+    try:
+        await telling
+    except Exception:
+        log.exception("Telling how edit %s ended failed", job_id)

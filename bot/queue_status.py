@@ -41,23 +41,29 @@ async def keep_posted(queue: FairQueue, clock: Clock) -> None:
     while True:
         interval = queue.limits.status_interval_s
         await clock.sleep(min(1.0, interval))
-        now = clock.now()
-        positions = queue.positions()
-        for count, job in enumerate(queue.jobs(), 1):
-            if count % BATCH == 0:
-                await asyncio.sleep(0)  # 2,000 waiting jobs: the loop breathes between
-            if job.on_progress is None or now - job.shown_at < interval:
-                continue
-            if job.updating is not None and not job.updating.done():
-                continue  # the last update is still on its way to Discord
-            progress = queue.progress(job, positions)
-            if job.shown is None and progress.state == "running" and progress.elapsed_s < interval:
-                continue  # a quick edit needs no status message at all
-            if _same_display(job.shown, progress, interval):
-                continue
-            job.shown, job.shown_at = progress, now
-            job.updating = asyncio.create_task(_show(job.on_progress, progress))
-            job.updating.add_done_callback(job.updated)
+        await _post_all(queue, clock.now(), interval)
+
+
+async def _post_all(queue: FairQueue, now: float, interval: float) -> None:
+    """One look at every job: each whose display changed hears of it. What this builds
+    (every waiting job's position) is let go when it returns, not kept until the next."""
+    positions = queue.positions()
+    for count, job in enumerate(queue.jobs(), 1):
+        if count % BATCH == 0:
+            await asyncio.sleep(0)  # 2,000 waiting jobs: the loop breathes between
+        if job.on_progress is None or now - job.shown_at < interval:
+            continue
+        if job.updating is not None and not job.updating.done():
+            continue  # the last update is still on its way to Discord
+        progress = queue.progress(job, positions)
+        if job.shown is None and progress.state == "running" and progress.elapsed_s < interval:
+            continue  # a quick edit needs no status message at all
+        shown = display(progress, interval)
+        if shown == job.shown:
+            continue
+        job.shown, job.shown_at = shown, now
+        job.updating = asyncio.create_task(_show(job.on_progress, progress))
+        job.updating.add_done_callback(job.updated)
 
 
 async def _show(hook: ProgressHook, progress: Progress) -> None:
@@ -67,12 +73,13 @@ async def _show(hook: ProgressHook, progress: Progress) -> None:
         log.warning("Status update for job %s failed", progress.job_id, exc_info=True)
 
 
-def _same_display(old: Progress | None, new: Progress, interval: float) -> bool:
-    if old is None or old.state != new.state:
-        return False
-    if new.state == "queued":
-        return old.ahead == new.ahead and round(old.eta_s / 5) == round(new.eta_s / 5)
-    return int(old.elapsed_s // interval) == int(new.elapsed_s // interval)
+def display(progress: Progress, interval: float) -> int:
+    """What a member would see of `progress`, as one number (a job keeps the last one
+    shown, not the Progress: 2,000 waiting jobs each keep it): a place in the queue and
+    its wait to 5 s, or a count of status intervals spent editing."""
+    if progress.state == "queued":
+        return (progress.ahead << 32) | round(progress.eta_s / 5)
+    return -1 - int(progress.elapsed_s // interval)
 
 
 def turn_positions(queues: Sequence[Sequence[Job]]) -> dict[int, int]:

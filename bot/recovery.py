@@ -10,7 +10,6 @@ not take stays held, for /history's Deliver, until it expires and is refunded.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -22,6 +21,7 @@ from bot.delivery import Delivery, Undelivered
 from bot.errors import UserError
 from bot.ledger import Ledger
 from bot.ports import Channels
+from bot.queue import JobEnd
 from bot.service import Destination, EditService
 from bot.upkeep import Upkeep
 
@@ -47,7 +47,6 @@ class Recovery:
     delivery: Delivery
     edits: EditService
     _left: list[jobs.StoredJob] = field(default_factory=list, init=False)
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
     async def settle(self) -> None:
         """Before anything new runs: no call of this process can be running yet, so every
@@ -69,15 +68,12 @@ class Recovery:
                 if job.state == "running":
                     await self._settle_running(job, channels)
                 else:
-                    task = asyncio.create_task(self._resume(job, channels))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self._resume(job, channels)
             except Exception:
                 log.exception("Could not recover job %s", job.id)
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        """Nothing of its own runs on: resumed edits are the queue's (EditService)."""
 
     async def _settle_running(self, job: jobs.StoredJob, channels: Channels) -> None:
         req = job.request
@@ -122,16 +118,19 @@ class Recovery:
         gen = await generations.get(self.database, generation_id)
         return gen is not None and gen.result_message_id is not None
 
-    async def _resume(self, job: jobs.StoredJob, channels: Channels) -> None:
+    def _resume(self, job: jobs.StoredJob, channels: Channels) -> None:
         """Queue a waiting edit again; its result goes to the channel with a ping."""
         req = job.request
         poster = channels.poster(
             req.channel_id, req.guild_id, reply_to_message_id=job.reply_to_message_id
         )
-        try:
-            queued = await self.edits.submit(
-                req, to=Destination(poster, note=NOTE_RESUMED, ping=True), job_id=job.id
-            )
-            await self.edits.wait(queued)
-        except UserError as exc:
-            await channels.tell(req.channel_id, req.guild_id, req.user_id, exc.message)
+
+        async def ended(end: JobEnd) -> None:
+            if isinstance(end.error, UserError):
+                await channels.tell(req.channel_id, req.guild_id, req.user_id, end.error.message)
+            elif end.error is not None:
+                log.error("Resumed job %s failed", job.id, exc_info=end.error)
+
+        self.edits.submit(
+            req, to=Destination(poster, note=NOTE_RESUMED, ping=True), on_end=ended, job_id=job.id
+        )

@@ -2,12 +2,14 @@
 
 Delivery is part of the job, so a graceful shutdown waits for the result to reach the
 member, and a crash between the API's answer and the upload leaves the bytes on disk for
-start-up to deliver.
+start-up to deliver. Nothing waits on a queued job: how it ended (a failure, a cancel, a
+restart) reaches its member through the hook it was submitted with (`on_end`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import time
@@ -15,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot import jobs
+from bot.clock import REAL_CLOCK, Clock, wait_at_most
 from bot.db import generations
 from bot.db import jobs as job_rows
 from bot.db.connection import Database
@@ -23,12 +26,16 @@ from bot.images import ApiInput
 from bot.logs import bind
 from bot.pipeline import EditPipeline
 from bot.ports import Posted, Poster
-from bot.queue import FairQueue, Job, JobCancelled, ProgressHook, QueueLimits
+from bot.queue import EndHook, FairQueue, Job, JobEnd, Place, ProgressHook, QueueLimits
 from bot.requests import EditOutcome, EditRequest
 
 log = logging.getLogger(__name__)
 
-CALLERS_GRACE_S = 5.0
+# How long a shutdown waits, after the edits stopped, for members to be told of their ends.
+TELL_GRACE_S = 5.0
+# Edits checked and written down at once: enough to keep the database busy; the rest of a
+# burst waits as small records (`Admission`), not as thousands of suspended checks.
+ADMITTERS = 8
 # Shows the member their edit was taken (a "thinking..." reply, a reaction).
 Acknowledge = Callable[[], Awaitable[None]]
 MSG_RESTARTING = "The bot is restarting, so your edit was not started. You were not charged."
@@ -47,6 +54,19 @@ class Destination:
     ping: bool = False
 
 
+@dataclass(eq=False, slots=True)
+class Admission:
+    """An edit handed over (`EditService.submit`), not yet checked and written down."""
+
+    request: EditRequest
+    to: Destination | None
+    on_end: EndHook | None
+    on_progress: ProgressHook | None
+    acknowledge: Acknowledge | None
+    reply_to_message_id: int | None
+    job_id: int | None  # an edit accepted before a restart, written down already
+
+
 class EditService:
     def __init__(
         self,
@@ -54,15 +74,21 @@ class EditService:
         pipeline: EditPipeline,
         delivery: Delivery,
         limits: QueueLimits,
+        *,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
         self._db = database
         self.pipeline = pipeline
         self._delivery = delivery
-        self.queue = FairQueue(self._execute, limits)
-        self._destinations: dict[int, Destination] = {}
+        self._clock = clock
+        self.queue = FairQueue(self._execute, limits, clock=clock, finish=self._finish)
+        # Edits handed over, checked and written down by at most ADMITTERS tasks at once,
+        # then acknowledged each on a task of its own (Discord answers in its own time).
+        self._admissions: collections.deque[Admission] = collections.deque()
+        self._admitters: set[asyncio.Task[None]] = set()
+        self._acknowledging: set[asyncio.Task[None]] = set()
         # Inputs being fetched for jobs that start at once (at most one per free slot).
         self._prepared: dict[int, asyncio.Task[ApiInput]] = {}
-        self._callers: set[asyncio.Task[object]] = set()
         self._stopped: asyncio.Future[None] | None = None
         # Called with each job's wait (seconds from joining the queue) when it starts.
         self.started_hooks: list[Callable[[float], object]] = []
@@ -70,22 +96,38 @@ class EditService:
     def start(self) -> None:
         self.queue.start()
 
-    async def submit(
+    def submit(
         self,
         request: EditRequest,
         *,
         to: Destination | None = None,
+        on_end: EndHook | None = None,
         reply_to_message_id: int | None = None,
         on_progress: ProgressHook | None = None,
         job_id: int | None = None,
         acknowledge: Acknowledge | None = None,
-    ) -> Job:
-        """Check an edit (refused at once when the member has too many waiting, is out of
-        allowance...), write its job row, then `acknowledge` it to the member, then queue
-        it. Written down before acknowledged: a crash in between can cost the member a
-        surprise result, never an edit they saw accepted. With `to`, the job delivers its
-        result there and its outcome is the `Posted` message. When it can start at once,
-        its input is fetched from then on (`prepare`)."""
+    ) -> None:
+        """Hand an edit over and return at once. In turn it is checked (refused when the
+        member has too many waiting, is out of allowance...), written down, then
+        `acknowledge`d to the member, then queued. Written down before acknowledged: a
+        crash in between can cost the member a surprise result, never an edit they saw
+        accepted. With `to`, the job delivers its result there and its result is the
+        `Posted` message. `on_end` hears once how it ended, a refusal included (see
+        `JobEnd`). `job_id`: an edit accepted before a restart, queued again."""
+        self._admissions.append(
+            Admission(request, to, on_end, on_progress, acknowledge, reply_to_message_id, job_id)
+        )
+        if len(self._admitters) < ADMITTERS:
+            task = asyncio.create_task(self._admit_all(), name="edit-admission")
+            self._admitters.add(task)
+            task.add_done_callback(self._admitters.discard)
+
+    async def _admit_all(self) -> None:
+        while self._admissions:
+            await self._admit(self._admissions.popleft())
+
+    async def _admit(self, adm: Admission) -> None:
+        request, job_id = adm.request, adm.job_id
         place = prepared = None
         try:
             place = self.queue.hold_place(request, resumed=job_id is not None)
@@ -94,31 +136,68 @@ class EditService:
             # job row, the acknowledgement and the durable start.
             prepared = self.prepare(request)
             if job_id is None:
-                job_id = await jobs.add(self._db, request, reply_to_message_id=reply_to_message_id)
-        except BaseException:
+                job_id = await jobs.add(
+                    self._db, request, reply_to_message_id=adm.reply_to_message_id
+                )
+        except BaseException as exc:
             if prepared is not None:
                 prepared.cancel()
             if place is not None:
                 self.queue.release_place(place)
             if job_id is not None:  # a job resumed after a restart: it ends here
                 await job_rows.mark_finished(self._db, job_id, "failed")
-            raise
+            if not isinstance(exc, Exception):
+                raise
+            self._refused(adm, job_id, exc)
+            return
         request = dataclasses.replace(request, job_id=job_id)
+        if adm.acknowledge is None:
+            await self._enqueue(adm, request, place, prepared)
+            return
+        # The acknowledgement waits on Discord: on a task of its own, so the next edits
+        # are checked meanwhile.
+        task = asyncio.create_task(
+            self._enqueue(adm, request, place, prepared), name=f"edit-acknowledge-{job_id}"
+        )
+        self._acknowledging.add(task)
+        task.add_done_callback(self._acknowledging.discard)
+
+    async def _enqueue(
+        self,
+        adm: Admission,
+        request: EditRequest,
+        place: Place,
+        prepared: asyncio.Task[ApiInput] | None,
+    ) -> None:
+        assert request.job_id is not None
         try:
-            if acknowledge is not None:
-                await acknowledge()
-            if to is not None:
-                self._destinations[job_id] = to
-            if prepared is not None:
-                self._prepared[job_id] = prepared
-            return self.queue.submit(request, on_progress=on_progress, job_id=job_id, place=place)
-        except BaseException:
+            if adm.acknowledge is not None:
+                await adm.acknowledge()
+            self.queue.submit(
+                request,
+                on_progress=adm.on_progress,
+                on_end=adm.on_end,
+                to=adm.to,
+                job_id=request.job_id,
+                place=place,
+                # One that waits holds no request: it is read back from its row to start.
+                keep_request=prepared is not None,
+            )
+        except BaseException as exc:
             self.queue.release_place(place)
-            self._forget(job_id)
             if prepared is not None:
                 prepared.cancel()
-            await job_rows.mark_finished(self._db, job_id, "cancelled")
-            raise
+            await job_rows.mark_finished(self._db, request.job_id, "cancelled")
+            if not isinstance(exc, Exception):
+                raise
+            self._refused(adm, request.job_id, exc)
+            return
+        if prepared is not None:
+            self._prepared[request.job_id] = prepared
+
+    def _refused(self, adm: Admission, job_id: int | None, error: Exception) -> None:
+        if adm.on_end is not None:
+            self.queue.tell(adm.on_end(JobEnd(job_id, error=error)), job_id)
 
     def prepare(self, request: EditRequest) -> asyncio.Task[ApiInput] | None:
         """When the edit would start at once, start fetching and proving its input now
@@ -127,13 +206,6 @@ class EditService:
         if not self.queue.has_room(request):
             return None
         return self.pipeline.prepare_input(request.image)
-
-    def _forget(self, job_id: int) -> None:
-        """Drop what was kept for a job that will not run."""
-        self._destinations.pop(job_id, None)
-        prepared = self._prepared.pop(job_id, None)
-        if prepared is not None:
-            prepared.cancel()
 
     async def run(
         self,
@@ -144,34 +216,27 @@ class EditService:
         on_progress: ProgressHook | None = None,
         acknowledge: Acknowledge | None = None,
     ) -> Posted:
-        """Queue an edit (see `submit`) and wait until its result is posted."""
-        caller = asyncio.current_task()
-        if caller is not None and caller not in self._callers:
-            # Shutdown waits for callers too: they tell members what became of their edit.
-            self._callers.add(caller)
-            caller.add_done_callback(self._callers.discard)
-        job = await self.submit(
+        """Queue an edit (see `submit`) and wait until its result is posted; raises what
+        refused or stopped it. For a caller that has nothing else to do meanwhile (the
+        benchmark): the bot's cogs submit and return."""
+        ended: asyncio.Future[JobEnd] = asyncio.get_running_loop().create_future()
+
+        async def on_end(end: JobEnd) -> None:
+            if not ended.done():
+                ended.set_result(end)
+
+        self.submit(
             request,
             to=to,
+            on_end=on_end,
             reply_to_message_id=reply_to_message_id,
             on_progress=on_progress,
             acknowledge=acknowledge,
         )
-        return await self.wait(job)  # type: ignore[return-value]
-
-    async def wait(self, job: Job) -> EditOutcome | Posted:
-        """The job's outcome. A waiter that is cancelled cancels only its wait: the job
-        still runs and delivers (the queue never sets a future that is already done), so
-        no shield (and its two extra objects per waiting job) is needed."""
-        try:
-            return await job.future
-        except JobCancelled:
-            self._forget(job.id)
-            if job.started_at is None and self._stopped is None:  # a shutdown marks all at once
-                await job_rows.mark_finished(self._db, job.id, "cancelled")
-            # A started job stopped by a shutdown stays 'running': start-up delivers its
-            # result if the API had answered, or refunds and tells the member.
-            raise
+        end = await ended
+        if end.error is not None:
+            raise end.error
+        return end.result  # type: ignore[return-value]
 
     def cancel(self, job_id: int, user_id: int) -> bool:
         return self.queue.cancel(job_id, user_id)
@@ -179,26 +244,34 @@ class EditService:
     def owner_of(self, job_id: int) -> int | None:
         return self.queue.owner_of(job_id)
 
-    async def _execute(
-        self, request: EditRequest, call_sent: Callable[[], None]
-    ) -> EditOutcome | Posted:
-        assert request.job_id is not None
-        job_id = request.job_id
-        # This runs in the job's own task: what is bound here stays with this job.
-        bind(job_id=job_id, guild_id=request.guild_id, source=request.source)
-        job = self.queue.job(job_id)
-        if job is not None and job.started_at is not None:
-            for hook in self.started_hooks:
-                hook(job.started_at - job.enqueued_at)
+    async def _finish(self, job: Job, end: JobEnd) -> None:
+        """A job cancelled before it started: drop its early input, mark its row (a
+        shutdown marks them all at once). A job that ran marked its own."""
+        if job.started_at is not None:
+            return
+        prepared = self._prepared.pop(job.id, None)
+        if prepared is not None:
+            prepared.cancel()
+        if self._stopped is None:
+            await job_rows.mark_finished(self._db, job.id, "cancelled")
+
+    async def _execute(self, job: Job, call_sent: Callable[[], None]) -> EditOutcome | Posted:
+        job_id = job.id
         started = time.monotonic()
-        to = self._destinations.pop(job_id, None)
+        to: Destination | None = job.to
         prepared = self._prepared.pop(job_id, None)
         try:
+            request = job.request or await jobs.request_of(self._db, job_id)
             await job_rows.mark_running(self._db, job_id)
         except BaseException:
             if prepared is not None:
                 prepared.cancel()
             raise
+        # This runs in the job's own task: what is bound here stays with this job.
+        bind(job_id=job_id, guild_id=request.guild_id, source=request.source)
+        if job.started_at is not None:
+            for hook in self.started_hooks:
+                hook(job.started_at - job.enqueued_at)
         try:
             outcome = await self.pipeline.run(request, on_call=call_sent, prepared=prepared)
             result: EditOutcome | Posted = outcome
@@ -245,6 +318,8 @@ class EditService:
             grace_s, waiting_reason=MSG_RESTARTING, running_reason=MSG_RESTARTING_RUNNING
         )
         await job_rows.mark_many_finished(self._db, [job.id for job in waiting], "cancelled")
-        callers = self._callers - {asyncio.current_task()}
-        if callers:
-            await asyncio.wait(callers, timeout=CALLERS_GRACE_S)
+        # Edits still being handed over are refused now (the queue takes no more).
+        admitting = [*self._admitters, *self._acknowledging]
+        if admitting:
+            await wait_at_most(self._clock, TELL_GRACE_S, admitting)
+        await self.queue.told(TELL_GRACE_S)

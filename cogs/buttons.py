@@ -112,7 +112,7 @@ class ResultButtons(commands.Cog, name=BUTTONS_COG):
         parent_id: int | None,
         reply_to: discord.Message | None,
     ) -> None:
-        """Run an edit for a click; acknowledged privately once it is written down."""
+        """Queue an edit for a click; acknowledged privately once it is written down."""
         request = request_for_interaction(
             interaction,
             source="button",
@@ -121,8 +121,8 @@ class ResultButtons(commands.Cog, name=BUTTONS_COG):
             seed_explicit=seed_explicit,
             parent_id=parent_id,
         )
-        await flow.run_for_interaction(
-            self.bot, interaction, request, reply_to=reply_to, private=True
+        flow.queue_for_interaction(
+            self.bot, interaction, request, context="button", reply_to=reply_to, private=True
         )
 
     async def _undo(self, interaction: discord.Interaction, gen: Generation) -> None:

@@ -70,10 +70,8 @@ class Chains(commands.Cog):
                 await self._continue_chain(message, parent)
             else:
                 await self._edit_mentioned(message)
-        except UserError as exc:
-            await self._answer(message, describe(exc) or exc.message)
         except Exception as exc:  # noqa: BLE001 - a listener must never die on one message
-            await self._answer(message, describe(exc) or incident_text(exc, "reply edit"))
+            await self._answer_error(message, exc)
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
@@ -97,7 +95,9 @@ class Chains(commands.Cog):
         request = request_for_message(
             message, image=source, params=params, seed_explicit=seed_explicit, parent_id=gen.id
         )
-        await flow.run_for_message(self.bot, message, request)
+        flow.queue_for_message(
+            self.bot, message, request, answer=lambda exc: self._answer_error(message, exc)
+        )
 
     async def _replied_image(self, message: discord.Message, parent: ResultMessage) -> InputImage:
         """The image of the result being replied to, from Discord's freshest copy."""
@@ -148,7 +148,17 @@ class Chains(commands.Cog):
             seed_explicit=seed_explicit,
             parent_id=parent.id if parent is not None else None,
         )
-        await flow.run_for_message(self.bot, message, request, note=note)
+        flow.queue_for_message(
+            self.bot,
+            message,
+            request,
+            answer=lambda exc: self._answer_error(message, exc),
+            note=note,
+        )
+
+    async def _answer_error(self, message: discord.Message, error: BaseException) -> None:
+        """What went wrong, in the member's words (an incident id for our own faults)."""
+        await self._answer(message, describe(error) or incident_text(error, "reply edit"))
 
     async def _answer(self, message: discord.Message, text: str) -> None:
         """A short answer in the member's reply thread; a reaction only when they were

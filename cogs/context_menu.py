@@ -57,8 +57,14 @@ class InstructionModal(ReportingModal, title="Edit image"):
             seed_explicit=seed_explicit,
             parent_id=parent.id if parent is not None else None,
         )
-        await flow.run_for_interaction(
-            self.bot, interaction, request, reply_to=self.target, note=self.note, private=True
+        flow.queue_for_interaction(
+            self.bot,
+            interaction,
+            request,
+            context=type(self).__name__,
+            reply_to=self.target,
+            note=self.note,
+            private=True,
         )
 
 

@@ -83,7 +83,7 @@ class Editing(commands.Cog):
             seed_explicit=seed is not None,
         )
         # Acknowledged ("thinking...") once the edit is written down.
-        await flow.run_for_interaction(self.bot, interaction, request)
+        flow.queue_for_interaction(self.bot, interaction, request, context="/edit")
 
 
 async def setup(bot: KontextBot) -> None:

@@ -9,6 +9,7 @@ task run (`settle`), never by sleeping.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
@@ -21,17 +22,19 @@ from bot.db import jobs as db_jobs
 from bot.delivery import Delivery
 from bot.errors import BadInput
 from bot.queue import (
+    BATCH,
     INITIAL_DURATION_S,
     FairQueue,
     Job,
     JobCancelled,
+    JobEnd,
     Progress,
     QueueFull,
     QueueLimits,
 )
 from bot.requests import EditOutcome, EditRequest
 from bot.results import ResultStore
-from bot.service import EditService
+from bot.service import ADMITTERS, EditService
 from tests.clock import ManualClock, advance, settle, until
 from tests.helpers import make_edit_outcome, make_edit_request
 
@@ -50,14 +53,22 @@ class Gate:
         self.max_running = 0
         self._release: dict[str, asyncio.Event] = {}
         self._errors: dict[str, Exception] = {}
+        self.ends: dict[int, JobEnd] = {}
+        self.heard: list[int] = []  # each job's id, once per end told
+        self.requests: dict[str, EditRequest] = {}  # what each job ran with
 
     def _event(self, label: str) -> asyncio.Event:
         return self._release.setdefault(label, asyncio.Event())
 
-    async def run(self, request: EditRequest, call_sent: Callable[[], None]) -> EditOutcome:
+    async def run(self, job: Job, call_sent: Callable[[], None]) -> EditOutcome:
+        """The queue's runner."""
+        return await self.work(job.request, call_sent)
+
+    async def work(self, request: EditRequest, call_sent: Callable[[], None]) -> EditOutcome:
         """Labels starting with "refused" end (when finished) without an API call, as an
         edit refused for its allowance does; every other job sends its call at once."""
         label = request.params.prompt
+        self.requests[label] = request
         self.started.append(label)
         self.started_at[label] = self.clock.now()
         self.running += 1
@@ -82,6 +93,27 @@ class Gate:
         await until(lambda: len(self.started) >= count, timeout)
         return self.started
 
+    async def hear(self, end: JobEnd) -> None:
+        """A job's end hook, as a member's would be."""
+        self.ends[end.job_id] = end
+        self.heard.append(end.job_id)
+
+    async def told(self, job: Job, end: JobEnd) -> None:
+        """The queue's owner's part of every end (a queue made by `make_queue`)."""
+        await self.hear(end)
+
+    def ended(self, job: Job) -> bool:
+        return job.id in self.ends
+
+    async def outcome(self, job: Job) -> EditOutcome:
+        """The job's outcome once its end is told; raises what stopped it."""
+        await until(lambda: self.ended(job))
+        end = self.ends[job.id]
+        if end.error is not None:
+            raise end.error
+        assert isinstance(end.result, EditOutcome)
+        return end.result
+
 
 @pytest.fixture
 def clock() -> ManualClock:
@@ -94,8 +126,13 @@ def gate(clock: ManualClock) -> Gate:
 
 
 def make_queue(runner: Gate, **limits: Any) -> FairQueue:
-    """A queue on the gate's clock, with these limits (the rest at their defaults)."""
-    return FairQueue(runner.run, QueueLimits(**limits), clock=runner.clock)
+    """A queue on the gate's clock, with these limits (the rest at their defaults); the
+    gate hears how each job ended."""
+    return FairQueue(runner.run, QueueLimits(**limits), clock=runner.clock, finish=runner.told)
+
+
+def submit(queue: FairQueue, user_id: int, label: str, **kwargs: Any) -> Job:
+    return queue.submit(make_edit_request(user_id, label), **kwargs)
 
 
 StartQueue = Callable[..., FairQueue]
@@ -115,20 +152,8 @@ async def start_queue(gate: Gate) -> AsyncIterator[StartQueue]:
 
     yield start
     for queue in queues:
-        left = queue.jobs()
         await queue.drain(0, waiting_reason="test over", running_reason="test over")
-        forget_outcomes(left)
-
-
-def forget_outcomes(left: Iterable[Job]) -> None:
-    """Mark what nobody awaited as seen, so asyncio does not log it at teardown."""
-    for job in left:
-        if job.future.done() and not job.future.cancelled():
-            job.future.exception()
-
-
-def submit(queue: FairQueue, user_id: int, label: str, **kwargs: Any) -> Job:
-    return queue.submit(make_edit_request(user_id, label), **kwargs)
+        await queue.told(1.0)
 
 
 async def hold_the_slot(gate: Gate, queue: FairQueue, user_id: int = ZOE, label: str = "Z1") -> Job:
@@ -237,7 +262,7 @@ async def test_a_member_over_the_waiting_limit_is_refused_and_nothing_is_queued(
     submit(queue, ALICE, "A4")
     await run_one_at_a_time(gate, "A1", total=4)
     assert gate.started == ["A1", "A3", "B1", "A4"]
-    assert (await bob.future).filename == "B1.png"
+    assert (await gate.outcome(bob)).filename == "B1.png"
 
 
 async def test_past_the_total_bound_only_an_edit_resumed_after_a_restart_is_queued(
@@ -390,13 +415,13 @@ async def test_a_waiting_edit_can_be_cancelled_by_its_member_only_and_never_runs
     assert not queue.cancel(waiting.id, ALICE)  # already gone
 
     with pytest.raises(JobCancelled, match="not charged"):
-        await waiting.future
+        await gate.outcome(waiting)
     assert queue.owner_of(waiting.id) is None
     await run_one_at_a_time(gate, "A1", total=2)
     await settle()
     assert gate.started == ["A1", "A3"]
-    assert (await running.future).filename == "A1.png"
-    assert (await other.future).filename == "A3.png"
+    assert (await gate.outcome(running)).filename == "A1.png"
+    assert (await gate.outcome(other)).filename == "A3.png"
 
 
 # -- status updates ------------------------------------------------------------------------
@@ -436,7 +461,7 @@ async def test_status_hook_shows_queued_then_running_and_never_too_often(
     assert seen[2:] == [(t0 + 7, Progress(job.id, "running", elapsed_s=6.0))]
 
     gate.finish("A1")
-    await job.future
+    await gate.outcome(job)
     for _ in range(4):
         await advance(clock, TICK_S)
     assert len(seen) == 3  # nothing after the end
@@ -458,7 +483,7 @@ async def test_a_quick_edit_gets_no_status_message_at_all(
     await advance(clock, TICK_S)
     await advance(clock, TICK_S)  # the queue has looked twice; A1 ran for less than STATUS_S
     gate.finish("A1")
-    await job.future
+    await gate.outcome(job)
     for _ in range(4):
         await advance(clock, TICK_S)
     assert seen == []
@@ -485,7 +510,7 @@ async def test_a_failing_status_hook_does_not_stop_the_queue(
         await advance(clock, TICK_S)
     assert calls == 2  # the status updates go on too
     gate.finish("A1")
-    assert (await job.future).filename == "A1.png"
+    assert (await gate.outcome(job)).filename == "A1.png"
 
 
 # -- shutdown and errors -------------------------------------------------------------------
@@ -510,26 +535,49 @@ async def test_drain_lets_a_quick_job_finish_and_stops_a_slow_one(
     )
     await settle()
     with pytest.raises(JobCancelled, match="restarting: not started"):
-        await waiting.future
+        await gate.outcome(waiting)
     with pytest.raises(BadInput, match="restarting"):
         submit(queue, CAROL, "C1")
 
     await advance(clock, 10)
     gate.finish("A1")
-    assert (await quick.future).filename == "A1.png"
+    assert (await gate.outcome(quick)).filename == "A1.png"
     await advance(clock, GRACE_S - 10 - 0.5)
-    assert not draining.done() and not slow.future.done()  # the slow one still has its grace
+    assert not draining.done() and not gate.ended(slow)  # the slow one still has its grace
 
     await advance(clock, 0.5)
     await until(draining.done)
     await draining
     with pytest.raises(JobCancelled, match="restarting: stopped"):
-        await slow.future
+        await gate.outcome(slow)
     assert gate.started == ["A1", "B1"]  # the waiting one never ran
     assert queue.running_count == 0 and queue.jobs() == []
 
 
-async def test_an_error_from_the_runner_reaches_the_jobs_future_and_the_queue_goes_on(
+async def test_no_waiting_job_starts_once_a_drain_began_and_each_end_is_told_once(
+    gate: Gate,
+) -> None:
+    queue = make_queue(gate, max_concurrency=1, per_member_queued=500, max_queued_total=500)
+    queue.start()
+    await hold_the_slot(gate, queue)
+    waiting = [submit(queue, ALICE, f"A{n}") for n in range(1, 3 * BATCH)]
+    # The running job ends as the drain begins: its slot frees between two batches.
+    gate.finish("Z1")
+    draining = asyncio.create_task(
+        queue.drain(GRACE_S, waiting_reason="restarting", running_reason="stopped")
+    )
+    await until(lambda: draining.done() or len(gate.started) > 1)
+
+    assert gate.started == ["Z1"]
+    await draining
+    await queue.told(GRACE_S)
+    assert sorted(gate.heard) == sorted({job.id for job in [*waiting]} | {1})
+    for job in waiting:
+        with pytest.raises(JobCancelled, match="restarting"):
+            await gate.outcome(job)
+
+
+async def test_an_error_from_the_runner_reaches_the_jobs_end_and_the_queue_goes_on(
     gate: Gate, start_queue: StartQueue
 ) -> None:
     queue = start_queue(max_concurrency=1)
@@ -539,10 +587,10 @@ async def test_an_error_from_the_runner_reaches_the_jobs_future_and_the_queue_go
     gate.finish("A1", error=ValueError("the API broke"))
 
     with pytest.raises(ValueError, match="the API broke"):
-        await failing.future
+        await gate.outcome(failing)
     await gate.until_started(2)
     gate.finish("A2")
-    assert (await after.future).filename == "A2.png"
+    assert (await gate.outcome(after)).filename == "A2.png"
 
 
 # -- EditService: the queue plus the jobs table -------------------------------------------
@@ -567,7 +615,7 @@ class GatedPipeline:
         on_call: Callable[[], None] | None = None,
         prepared: object = None,
     ) -> EditOutcome:
-        return await self.gate.run(request, on_call or (lambda: None))
+        return await self.gate.work(request, on_call or (lambda: None))
 
 
 @pytest.fixture
@@ -580,9 +628,7 @@ async def service(conn: db.Database, gate: Gate, tmp_path: Path) -> AsyncIterato
     )
     edits.start()
     yield edits
-    left = edits.queue.jobs()
     await edits.shutdown(0)
-    forget_outcomes(left)
 
 
 async def job_states(conn: db.Database) -> list[tuple[int, str]]:
@@ -592,34 +638,37 @@ async def job_states(conn: db.Database) -> list[tuple[int, str]]:
 async def test_service_records_each_job_from_queued_to_done_or_cancelled(
     service: EditService, gate: Gate, conn: db.Database
 ) -> None:
-    first = await service.submit(make_edit_request(ALICE, "A1"))
+    service.submit(make_edit_request(ALICE, "A1"), on_end=gate.hear)
     await gate.until_started(1)
-    second = await service.submit(make_edit_request(BOB, "B1"))
+    [first] = service.queue.running_jobs()
+    service.submit(make_edit_request(BOB, "B1"), on_end=gate.hear)
+    await until(lambda: service.queue.waiting_count == 1)
+    [second] = service.queue.waiting_jobs()
     assert await job_states(conn) == [(ALICE, "running"), (BOB, "queued")]
     assert service.cancel(second.id, BOB)
     with pytest.raises(JobCancelled):
-        await service.wait(second)
+        await gate.outcome(second)
     gate.finish("A1")
-    await service.wait(first)
+    await gate.outcome(first)
     assert await job_states(conn) == [(ALICE, "done"), (BOB, "cancelled")]
 
 
 async def test_two_edits_at_once_over_the_limit_leave_no_runnable_job_row(
     service: EditService, gate: Gate, conn: db.Database
 ) -> None:
-    await service.submit(make_edit_request(ALICE, "A1"))
+    service.submit(make_edit_request(ALICE, "A1"))
     await gate.until_started(1)
-    await service.submit(make_edit_request(ALICE, "A2"))
-    await service.submit(make_edit_request(ALICE, "A3"))
+    service.submit(make_edit_request(ALICE, "A2"))
+    service.submit(make_edit_request(ALICE, "A3"))
+    await until(lambda: service.queue.waiting_count == 2)
 
-    results = await asyncio.gather(
-        service.submit(make_edit_request(ALICE, "A4")),
-        service.submit(make_edit_request(ALICE, "A5")),
-        return_exceptions=True,
-    )
+    service.submit(make_edit_request(ALICE, "A4"), on_end=gate.hear)
+    service.submit(make_edit_request(ALICE, "A5"), on_end=gate.hear)
+    await until(lambda: len(gate.heard) == 1 or service.queue.waiting_count > 3)
 
-    refused = [r for r in results if isinstance(r, QueueFull)]
-    assert len(refused) == 1 and service.queue.waiting_count == 3
+    [refused] = gate.ends.values()
+    assert isinstance(refused.error, QueueFull) and refused.job_id is None
+    assert service.queue.waiting_count == 3
     # The queue keeps a place for each edit while it is checked and written down, so the
     # refused one never got a row; a restart must not run it (and charge for it): what is
     # left unfinished is exactly what is queued or running.
@@ -629,3 +678,43 @@ async def test_two_edits_at_once_over_the_limit_leave_no_runnable_job_row(
         job.id for job in service.queue.running_jobs()
     }
     assert left == live
+
+
+async def test_a_burst_of_edits_is_checked_a_few_at_a_time_and_each_hears_its_end(
+    service: EditService, gate: Gate, conn: db.Database
+) -> None:
+    checking = 0
+    most = 0
+
+    async def precheck(request: EditRequest) -> None:
+        nonlocal checking, most
+        checking += 1
+        most = max(most, checking)
+        await asyncio.sleep(0)
+        checking -= 1
+
+    service.pipeline.precheck = precheck  # type: ignore[method-assign]
+    members = range(1000, 1000 + 3 * ADMITTERS)
+    for user_id in members:
+        service.submit(make_edit_request(user_id, f"M{user_id}"), on_end=gate.hear)
+    await until(lambda: service.queue.waiting_count + service.queue.running_count == len(members))
+
+    assert most == ADMITTERS
+    assert len(await job_states(conn)) == len(members)
+    assert gate.heard == []  # none refused, none ended yet
+
+
+async def test_a_waiting_edit_holds_no_request_and_runs_the_one_written_down(
+    service: EditService, gate: Gate
+) -> None:
+    service.submit(make_edit_request(ALICE, "A1"))
+    await gate.until_started(1)
+    asked = make_edit_request(BOB, "B1", role_ids=(7, 8), parent_id=3, interaction_id=99)
+    service.submit(asked, on_end=gate.hear)
+    await until(lambda: service.queue.waiting_count == 1)
+
+    [waiting] = service.queue.waiting_jobs()
+    assert waiting.request is None  # 2,000 waiting edits would each keep theirs
+    gate.finish("A1")
+    await gate.until_started(2)
+    assert gate.requests["B1"] == dataclasses.replace(asked, job_id=waiting.id)

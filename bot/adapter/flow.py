@@ -1,17 +1,23 @@
-"""Running an edit for an interaction or a message: queue status shown to the member
-while it waits, then the result posted where a reply can reach the bot."""
+"""Queueing an edit for an interaction or a message: queue status shown to the member
+while it waits, then the result posted where a reply can reach the bot.
+
+The handler returns once the edit is queued: nothing waits on it. How it ended reaches the
+member through the job's end hook: a failure, a cancel or a restart is told in the same
+words the handler's own errors are.
+"""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import discord
 
+from bot.adapter.errors import report
 from bot.adapter.posting import ChannelPoster, InteractionPoster, token_expired
 from bot.adapter.views import cancel_view
-from bot.ports import Posted
-from bot.queue import Progress
+from bot.queue import JobEnd, Progress
 from bot.requests import EditRequest
 from bot.service import Destination
 
@@ -67,27 +73,34 @@ class MessageStatus:
                 await status.delete()
 
 
-async def run_for_interaction(
+def queue_for_interaction(
     bot: KontextBot,
     interaction: discord.Interaction,
     request: EditRequest,
     *,
+    context: str,
     reply_to: discord.Message | None = None,
     note: str | None = None,
     private: bool = False,
-) -> Posted:
-    """Run an edit for an interaction and deliver it, however long it took. The
-    interaction is acknowledged ("thinking...", private with `private`) only once the
-    edit is written down."""
+) -> None:
+    """Queue an edit for an interaction; its result is delivered however long it waits.
+    The interaction is acknowledged ("thinking...", private with `private`) only once the
+    edit is written down. A refusal or a failure is reported to the member as the
+    command's own errors are (`context` names it in logs)."""
 
     async def acknowledge() -> None:
         if not interaction.response.is_done():
             await interaction.response.defer(thinking=True, ephemeral=private)
 
+    async def ended(end: JobEnd) -> None:
+        if end.error is not None:
+            await report(interaction, end.error, context)
+
     poster = InteractionPoster(bot, interaction, reply_to=reply_to, private=private)
-    return await bot.core.edits.run(
+    bot.core.edits.submit(
         request,
         to=Destination(poster, note=note),
+        on_end=ended,
         reply_to_message_id=reply_to.id if reply_to else None,
         on_progress=InteractionStatus(bot, interaction).show,
         acknowledge=acknowledge,
@@ -119,24 +132,34 @@ class Working:
                 await self.message.remove_reaction(self.REACTION, self.bot.user)
 
 
-async def run_for_message(
-    bot: KontextBot, message: discord.Message, request: EditRequest, *, note: str | None = None
-) -> Posted:
-    """Run an edit asked for by a reply or a mention; the result replies to it. The
-    message gets its reaction only once the edit is written down."""
+def queue_for_message(
+    bot: KontextBot,
+    message: discord.Message,
+    request: EditRequest,
+    *,
+    answer: Callable[[BaseException], Awaitable[None]],
+    note: str | None = None,
+) -> None:
+    """Queue an edit asked for by a reply or a mention; the result replies to it. The
+    message gets its reaction only once the edit is written down. A refusal or a failure
+    is told with `answer`, as the listener's own errors are."""
     status = MessageStatus(message)
     working = Working(bot, message)
     poster = ChannelPoster(
         message.channel, message.to_reference(fail_if_not_exists=False), before_post=status.clear
     )
-    try:
-        return await bot.core.edits.run(
-            request,
-            to=Destination(poster, note=note),
-            reply_to_message_id=message.id,
-            on_progress=status.show,
-            acknowledge=working.show,
-        )
-    finally:
+
+    async def ended(end: JobEnd) -> None:
         await status.clear()
         await working.clear()
+        if end.error is not None:
+            await answer(end.error)
+
+    bot.core.edits.submit(
+        request,
+        to=Destination(poster, note=note),
+        on_end=ended,
+        reply_to_message_id=message.id,
+        on_progress=status.show,
+        acknowledge=working.show,
+    )

@@ -72,6 +72,12 @@ async def unfinished(database: Database) -> list[JobRow]:
     return [JobRow(r[0], r[1], r[2], r[3]) for r in rows]
 
 
+async def request_of(database: Database, job_id: int) -> str | None:
+    """A job's request as it was written down (JSON, see bot.jobs); None without its row."""
+    row = await database.fetchone("SELECT request FROM jobs WHERE id = ?", (job_id,))
+    return None if row is None else str(row[0])
+
+
 async def state_of(database: Database, job_id: int) -> str | None:
     row = await database.fetchone("SELECT state FROM jobs WHERE id = ?", (job_id,))
     return None if row is None else str(row[0])
