@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiosqlite
@@ -416,20 +416,28 @@ async def test_a_write_that_loses_its_groups_transaction_fails_every_write_in_it
     assert await readings_on_disk(db_path) == [4.0]
 
 
+async def long_transaction(
+    conn: db.Database,
+    opened: asyncio.Event,
+    finish: asyncio.Event,
+    then: Callable[[], None] = lambda: None,
+) -> None:
+    """Hold a transaction (one audit row) open from `opened` until `finish`; `then` runs
+    the moment it has committed and the lock is free."""
+    async with conn.transaction() as c:
+        await audit.insert(
+            c, guild_id=1, actor_id=2, action="a", target=None, before="", after="", at=1.0
+        )
+        opened.set()
+        await finish.wait()
+    then()
+
+
 async def test_a_write_cancelled_before_its_group_starts_never_happens(
     conn: db.Database, db_path: Path
 ) -> None:
     opened, finish = asyncio.Event(), asyncio.Event()
-
-    async def long_transaction() -> None:
-        async with conn.transaction() as c:
-            await audit.insert(
-                c, guild_id=1, actor_id=2, action="a", target=None, before="", after="", at=1.0
-            )
-            opened.set()
-            await finish.wait()
-
-    holder = asyncio.create_task(long_transaction())
+    holder = asyncio.create_task(long_transaction(conn, opened, finish))
     await opened.wait()
     waiting = asyncio.create_task(credit_readings.add_credit_reading(conn, 1.0, None))
     kept = asyncio.create_task(credit_readings.add_credit_reading(conn, 2.0, None))
@@ -451,16 +459,10 @@ async def test_a_write_cancelled_as_the_lock_is_handed_on_never_happens(
     opened, finish = asyncio.Event(), asyncio.Event()
     queued: list[asyncio.Task[None]] = []
 
-    async def long_transaction() -> None:
-        async with conn.transaction() as c:
-            await audit.insert(
-                c, guild_id=1, actor_id=2, action="a", target=None, before="", after="", at=1.0
-            )
-            opened.set()
-            await finish.wait()
+    def cancel_the_caller() -> None:
         queued[0].cancel()  # the lock is free: the next group is due before this caller runs
 
-    holder = asyncio.create_task(long_transaction())
+    holder = asyncio.create_task(long_transaction(conn, opened, finish, then=cancel_the_caller))
     await opened.wait()
     queued.append(asyncio.create_task(credit_readings.add_credit_reading(conn, 1.0, None)))
     kept = asyncio.create_task(credit_readings.add_credit_reading(conn, 2.0, None))
