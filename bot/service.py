@@ -26,7 +26,7 @@ from bot.images import ApiInput
 from bot.logs import bind
 from bot.pipeline import EditPipeline
 from bot.ports import Posted, Poster
-from bot.queue import EndHook, FairQueue, Job, JobEnd, Place, ProgressHook, QueueLimits
+from bot.queue import EndHook, FairQueue, Job, JobEnd, Place, ProgressHook, QueueFull, QueueLimits
 from bot.requests import EditOutcome, EditRequest
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,10 @@ TELL_GRACE_S = 5.0
 ADMITTERS = 8
 # Shows the member their edit was taken (a "thinking..." reply, a reaction).
 Acknowledge = Callable[[], Awaitable[None]]
+MSG_TOO_MANY_AT_ONCE = (
+    "The bot is taking in more edits than it can check right now. Please try again in a "
+    "minute. Nothing was charged."
+)
 MSG_RESTARTING = "The bot is restarting, so your edit was not started. You were not charged."
 MSG_RESTARTING_RUNNING = (
     "The bot is restarting in the middle of your edit. If it had already finished, it will "
@@ -114,9 +118,13 @@ class EditService:
         accepted. With `to`, the job delivers its result there and its result is the
         `Posted` message. `on_end` hears once how it ended, a refusal included (see
         `JobEnd`). `job_id`: an edit accepted before a restart, queued again."""
-        self._admissions.append(
-            Admission(request, to, on_end, on_progress, acknowledge, reply_to_message_id, job_id)
-        )
+        adm = Admission(request, to, on_end, on_progress, acknowledge, reply_to_message_id, job_id)
+        if job_id is None and len(self._admissions) >= self.queue.limits.max_queued_total:
+            # More are waiting to be checked than the queue would take: while the checks
+            # are slow, a burst must not pile up in memory behind them.
+            self._refused(adm, None, QueueFull(MSG_TOO_MANY_AT_ONCE))
+            return
+        self._admissions.append(adm)
         if len(self._admitters) < ADMITTERS:
             task = asyncio.create_task(self._admit_all(), name="edit-admission")
             self._admitters.add(task)
@@ -145,7 +153,7 @@ class EditService:
             if place is not None:
                 self.queue.release_place(place)
             if job_id is not None:  # a job resumed after a restart: it ends here
-                await job_rows.mark_finished(self._db, job_id, "failed")
+                await self._close_row(job_id, "failed")
             if not isinstance(exc, Exception):
                 raise
             self._refused(adm, job_id, exc)
@@ -187,13 +195,22 @@ class EditService:
             self.queue.release_place(place)
             if prepared is not None:
                 prepared.cancel()
-            await job_rows.mark_finished(self._db, request.job_id, "cancelled")
+            await self._close_row(request.job_id, "cancelled")
             if not isinstance(exc, Exception):
                 raise
             self._refused(adm, request.job_id, exc)
             return
         if prepared is not None:
             self._prepared[request.job_id] = prepared
+
+    async def _close_row(self, job_id: int, state: str) -> None:
+        """End the row of an edit refused while handed over. A database that fails here
+        must not also keep its member from hearing why (nor stop the admitter, whose
+        queue would wait for the next edit): the row is left for the logs to tell."""
+        try:
+            await job_rows.mark_finished(self._db, job_id, state)
+        except Exception:
+            log.exception("Could not mark job %d %s", job_id, state)
 
     def _refused(self, adm: Admission, job_id: int | None, error: Exception) -> None:
         if adm.on_end is not None:

@@ -718,3 +718,78 @@ async def test_a_waiting_edit_holds_no_request_and_runs_the_one_written_down(
     gate.finish("A1")
     await gate.until_started(2)
     assert gate.requests["B1"] == dataclasses.replace(asked, job_id=waiting.id)
+
+
+async def forge_jobs_that_cannot_finish(conn: db.Database) -> None:
+    """As if the disk failed under every later change of a job's state."""
+    await conn.write(
+        """CREATE TEMP TRIGGER jobs_cannot_finish BEFORE UPDATE OF state ON jobs
+           BEGIN SELECT RAISE(ABORT, 'disk I/O error (forged)'); END"""
+    )
+
+
+async def test_an_edit_discord_would_not_acknowledge_is_told_though_its_row_cannot_be_closed(
+    service: EditService, gate: Gate, conn: db.Database
+) -> None:
+    await forge_jobs_that_cannot_finish(conn)
+
+    async def acknowledge() -> None:
+        raise RuntimeError("Discord said no")
+
+    service.submit(make_edit_request(ALICE, "A1"), on_end=gate.hear, acknowledge=acknowledge)
+    await until(lambda: len(gate.heard) == 1)
+
+    [end] = gate.ends.values()
+    assert isinstance(end.error, RuntimeError) and str(end.error) == "Discord said no"
+    assert gate.started == [] and service.queue.waiting_count == 0
+
+
+async def test_an_edit_resumed_after_a_restart_and_refused_is_told_though_its_row_cannot_be_closed(
+    service: EditService, gate: Gate, conn: db.Database
+) -> None:
+    request = make_edit_request(ALICE, "A1")
+    job_id = await jobs.add(conn, request, reply_to_message_id=None)
+    await forge_jobs_that_cannot_finish(conn)
+
+    async def blocked(request: EditRequest) -> None:
+        raise BadInput("You are blocked here.")
+
+    service.pipeline.precheck = blocked  # type: ignore[method-assign]
+    service.submit(request, on_end=gate.hear, job_id=job_id)
+    await until(lambda: len(gate.heard) == 1)
+
+    assert str(gate.ends[job_id].error) == "You are blocked here."
+    assert gate.started == []
+
+
+async def test_a_burst_past_what_the_queue_takes_is_refused_at_once_while_checks_are_slow(
+    conn: db.Database, gate: Gate, tmp_path: Path
+) -> None:
+    service = EditService(
+        conn,
+        GatedPipeline(gate),  # type: ignore[arg-type]
+        Delivery(conn, ResultStore(conn, tmp_path / "results", retention_s=3600)),
+        QueueLimits(max_concurrency=1, max_queued_total=20),
+    )
+    service.start()
+    checks_done = asyncio.Event()
+
+    async def slow_check(request: EditRequest) -> None:
+        await checks_done.wait()  # a database that answers slowly
+
+    service.pipeline.precheck = slow_check  # type: ignore[method-assign]
+    burst = range(1000, 1000 + 20 + 50)
+    for user_id in burst:
+        service.submit(make_edit_request(user_id, f"M{user_id}"), on_end=gate.hear)
+
+    # 20 are handed over (a few being checked, the rest waiting their turn): the other 50
+    # hear at once, and no unbounded backlog builds up behind the slow checks.
+    await until(lambda: len(gate.heard) == 50)
+    assert all(isinstance(end.error, QueueFull) for end in gate.ends.values())
+    assert gate.heard == [None] * 50
+
+    checks_done.set()
+    queue = service.queue
+    await until(lambda: len(gate.heard) + queue.waiting_count + queue.running_count == len(burst))
+    assert queue.waiting_count + queue.running_count == 20
+    await service.shutdown(0)
