@@ -23,6 +23,7 @@ from bot.config import (
     StorageSettings,
     load,
 )
+from bot.db.connection import sqlite_too_old
 from bot.instance import AlreadyRunning, InstanceLock
 from bot.logs import setup_logging
 from bot.params import ASPECT_RATIOS, OUTPUT_FORMATS
@@ -96,6 +97,9 @@ def _load_or_exit(cls: type[SettingsT]) -> SettingsT:
 
 async def run_bot(settings: Settings) -> int:
     """Run until stopped by SIGINT/SIGTERM; returns the process exit status."""
+    if (too_old := sqlite_too_old()) is not None:
+        print(too_old, file=sys.stderr)
+        return EXIT_CONFIG
     try:
         # Before anything else (even logging in): a second bot on this database would
         # "recover" the live jobs of the first.

@@ -6,7 +6,16 @@ from __future__ import annotations
 
 from bot.adapter.doctor import discord_findings
 from bot.config import ConfigError, Settings, load
-from bot.doctor import FAIL, OK, SKIP, Finding, database_findings, results_finding, table
+from bot.doctor import (
+    FAIL,
+    OK,
+    SKIP,
+    Finding,
+    database_findings,
+    results_finding,
+    sqlite_finding,
+    table,
+)
 from bot.logs import setup_logging
 
 EXIT_PROBLEM = 1
@@ -20,7 +29,7 @@ async def run_doctor() -> int:
         return EXIT_PROBLEM
     # Only discord.py's warnings, if any, and masked like the bot's own.
     setup_logging("WARNING", settings.secrets, fmt=settings.log_format)
-    findings = [Finding("settings", OK, "every setting is valid")]
+    findings = [Finding("settings", OK, "every setting is valid"), sqlite_finding()]
     found, channels = database_findings(settings)
     findings += found
     findings.append(results_finding(settings))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.db import offline
-from bot.db.connection import latest_version
+from bot.db.connection import latest_version, sqlite_too_old
 from bot.in_use import database_in_use
 
 OK = "ok"
@@ -32,6 +32,14 @@ def table(findings: list[Finding]) -> str:
     rows = [f"{'check':<{width}}  status  detail", f"{'-' * width}  ------  ------"]
     rows += [f"{f.check:<{width}}  {f.status:<6}  {f.detail}" for f in findings]
     return "\n".join(rows)
+
+
+def sqlite_finding() -> Finding:
+    """Whether this Python's SQLite can hold the bot's database."""
+    too_old = sqlite_too_old()
+    if too_old is not None:
+        return Finding("sqlite", FAIL, too_old)
+    return Finding("sqlite", OK, f"SQLite {sqlite3.sqlite_version}")
 
 
 def database_findings(settings: Settings) -> tuple[list[Finding], dict[int, list[int]]]:

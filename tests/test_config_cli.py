@@ -17,7 +17,7 @@ import pytest
 from bot.config import ApiSettings, ConfigError, Settings, load
 from bot.logs import MASK, RedactingFilter, setup_logging
 from tests.fake_segmind import FakeSegmind
-from tests.helpers import LocalServer, make_image, open_image
+from tests.helpers import LocalServer, make_image, open_image, unused_port
 from tests.world import API_KEY
 
 TOKEN = "discord-token-must-stay-hidden-42"
@@ -131,6 +131,33 @@ def test_secret_and_bad_values_never_appear_in_the_error(tmp_path: Path) -> None
     for secret in (TOKEN, SEGMIND_KEY, bad_value):
         assert secret not in result.stdout
         assert secret not in result.stderr
+
+
+def forge_sqlite_version(site: Path, version: str) -> str:
+    """A PYTHONPATH on which Python's sqlite3 reports `version` (as an old build would)."""
+    site.mkdir()
+    info = tuple(int(part) for part in version.split("."))
+    (site / "sitecustomize.py").write_text(
+        f"import sqlite3\nsqlite3.sqlite_version = {version!r}\n"
+        f"sqlite3.sqlite_version_info = {info!r}\n"
+    )
+    return str(site)
+
+
+def test_an_sqlite_too_old_for_the_database_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    database = tmp_path / "data" / "kontext.db"
+    result = run_bot(
+        tmp_path,
+        DISCORD_TOKEN=TOKEN,
+        SEGMIND_API_KEY=SEGMIND_KEY,
+        DATABASE_PATH=str(database),
+        DISCORD_API_URL=f"http://127.0.0.1:{unused_port()}/api/v10",  # never the real one
+        PYTHONPATH=forge_sqlite_version(tmp_path / "site", "3.30.1"),
+    )
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "SQLite is 3.30.1" in line and "3.31 or newer" in line
+    assert not database.exists()  # nothing half-made
 
 
 def test_dot_env_in_the_working_directory_is_read(tmp_path: Path) -> None:

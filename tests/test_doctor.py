@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from bot.db import generations
 from tests.fake_discord import ADMINISTRATOR, ATTACH_FILES, BOT_PERMISSIONS, FakeDiscord
 from tests.fake_segmind import FakeSegmind
 from tests.helpers import make_new_generation
-from tests.test_config_cli import run_bot_async
+from tests.test_config_cli import forge_sqlite_version, run_bot_async
 from tests.world import API_KEY, BOT_TOKEN, CHANNEL_ID, GUILD_ID
 
 QUIET_CHANNEL_ID = 4250  # a channel nobody used /edit in
@@ -140,6 +141,23 @@ async def test_doctor_reports_a_database_newer_than_the_bot(
     assert status == 1
     schema = row(lines, "database schema")
     assert "FAIL" in schema and "upgrade the bot" in schema
+
+
+async def test_doctor_reports_an_sqlite_too_old_for_the_database(
+    tmp_path: Path, discord: FakeDiscord, segmind: FakeSegmind
+) -> None:
+    forged = forge_sqlite_version(tmp_path / "site", "3.22.0")
+    status, lines, _ = await doctor(tmp_path, discord, segmind, PYTHONPATH=forged)
+    assert status == 1
+    found = row(lines, "sqlite")
+    assert "FAIL" in found and "3.22.0" in found and "3.31 or newer" in found
+
+
+async def test_doctor_shows_the_sqlite_version_it_runs_with(
+    tmp_path: Path, discord: FakeDiscord, segmind: FakeSegmind
+) -> None:
+    _, lines, _ = await doctor(tmp_path, discord, segmind)
+    assert f" ok      SQLite {sqlite3.sqlite_version}" in row(lines, "sqlite")
 
 
 def test_permissions_follow_discords_order_of_overwrites() -> None:

@@ -26,6 +26,24 @@ SYNCHRONOUS_DURABLE = "FULL"
 # and the bot's memory must not grow with the jobs table (2,000 queued edits' rows fill
 # about 1.5 MB of pages).
 PAGE_CACHE_KIB = 512
+# The schema's generated columns (migration 0011) need SQLite 3.31 (2020); Python brings
+# its own copy of SQLite, and an old build's may be older.
+MIN_SQLITE = (3, 31, 0)
+
+
+class SQLiteTooOld(RuntimeError):
+    """This Python's SQLite cannot hold the bot's schema."""
+
+
+def sqlite_too_old() -> str | None:
+    """Why this Python's SQLite cannot hold the bot's database, or None when it can."""
+    if sqlite3.sqlite_version_info >= MIN_SQLITE:
+        return None
+    return (
+        f"This Python's SQLite is {sqlite3.sqlite_version}; the bot's database needs SQLite "
+        f"{MIN_SQLITE[0]}.{MIN_SQLITE[1]} or newer: run the bot with a newer Python build "
+        "(or its container image)"
+    )
 
 
 def migrations_dir() -> Path:
@@ -262,6 +280,8 @@ def _run_group(
 
 async def connect(path: Path | str) -> Database:
     """Open the bot's single connection (WAL, foreign keys, busy timeout) and migrate."""
+    if (too_old := sqlite_too_old()) is not None:
+        raise SQLiteTooOld(too_old)  # before any file is made: a migration would fail half-way
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = await aiosqlite.connect(str(path), isolation_level=None)
