@@ -85,6 +85,12 @@ class Placed:
     tally: Tally
     waited_s: float | None = None  # enqueue -> start, set when it started
     api_s: float | None = None  # set when it succeeded
+    handed_at: float = 0.0  # the handler handed it over; then the acknowledgement's wait
+    ack_s: float | None = None
+
+    async def acknowledged(self) -> None:
+        """The cog's acknowledgement (a defer, a reaction): the bot's part of Discord's 3 s."""
+        self.ack_s = time.perf_counter() - self.handed_at
 
     async def ended(self, end: JobEnd) -> None:
         self.waited_s = end.waited_s
@@ -185,10 +191,14 @@ async def queue_run(cfg: Result) -> Result:
             async def member_edit(user_id: int, number: int) -> None:
                 # As the cog does: hand the edit over with a status hook and an end hook
                 # (a refusal is told there too), then return.
-                record = Placed(number, tally)
+                record = Placed(number, tally, handed_at=time.perf_counter())
                 request = edit_request(attachment, user_id, QUEUE_OUTPUT_FORMAT)
                 c.edits.submit(
-                    request, to=Destination(poster), on_end=record.ended, on_progress=status.show
+                    request,
+                    to=Destination(poster),
+                    on_end=record.ended,
+                    on_progress=status.show,
+                    acknowledge=record.acknowledged,
                 )
                 placed.append(record)
 
@@ -234,6 +244,14 @@ async def queue_run(cfg: Result) -> Result:
         "peak_running": peak_running,
         "status_calls": status.calls,
     }
+    acks = [p.ack_s * 1000 for p in placed if p.ack_s is not None]
+    if acks:
+        result.update(
+            acknowledged=len(acks),
+            ack_p50_ms=percentile(acks, 0.5),
+            ack_p95_ms=percentile(acks, 0.95),
+            ack_max_ms=max(acks),
+        )
     result.update(_fairness(placed, members, concurrency, latency))
     result.update(_fairness(placed, members, concurrency, api_mean_s, prefix="measured_"))
     return result

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 from bot.db import jobs as job_rows
 from bot.db.connection import Database
@@ -13,9 +13,17 @@ from bot.requests import EditRequest
 
 
 def request_to_json(req: EditRequest) -> str:
-    data = asdict(req)
-    data.pop("job_id", None)
+    # Field by field rather than dataclasses.asdict, which deep-copies every value: written
+    # once for each edit a burst hands over, before the member sees it acknowledged.
+    data = _fields_of(req)
+    del data["job_id"]
+    data["image"] = _fields_of(req.image)
+    data["params"] = _fields_of(req.params)
     return json.dumps(data, separators=(",", ":"))
+
+
+def _fields_of(value: object) -> dict[str, object]:
+    return {f.name: getattr(value, f.name) for f in fields(value)}  # type: ignore[arg-type]
 
 
 def request_from_json(text: str, job_id: int) -> EditRequest:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import json
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -793,3 +794,17 @@ async def test_a_burst_past_what_the_queue_takes_is_refused_at_once_while_checks
     await until(lambda: len(gate.heard) + queue.waiting_count + queue.running_count == len(burst))
     assert queue.waiting_count + queue.running_count == 20
     await service.shutdown(0)
+
+
+def test_a_job_row_gives_back_the_request_it_was_written_from() -> None:
+    asked = dataclasses.replace(
+        make_edit_request(ALICE, "A1"),
+        role_ids=(7, 8),
+        parent_id=3,
+        interaction_id=99,
+        channel_nsfw=True,
+        job_id=5,
+    )
+    text = jobs.request_to_json(asked)
+    assert "job_id" not in json.loads(text)  # the row's own id stands for it
+    assert jobs.request_from_json(text, 5) == asked
