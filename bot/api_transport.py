@@ -14,17 +14,21 @@ unknown, so it is never retried.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import httpx
+import yarl
+from aiohttp.helpers import get_env_proxy_for_url
 
 log = logging.getLogger(__name__)
 
 # Pieces of an answer read at a time: a 2.4 MB picture in about ten.
 CHUNK_BYTES = 256 * 1024
+_Proxy = tuple[yarl.URL | None, aiohttp.BasicAuth | None]
 
 
 @contextlib.contextmanager
@@ -60,6 +64,18 @@ class _Body(httpx.AsyncByteStream):
             async for chunk in self._response.content.iter_chunked(CHUNK_BYTES):
                 yield chunk
 
+    async def _proxy_for(self, url: yarl.URL) -> _Proxy:
+        """The operator's proxy for `url` (HTTP(S)_PROXY, unless NO_PROXY spares its host)."""
+        key = (url.scheme, url.host, url.port)
+        if key not in self._proxies:
+            try:
+                # In a thread, as aiohttp does: on some systems the lookup blocks.
+                found = await asyncio.to_thread(get_env_proxy_for_url, url)
+            except LookupError:
+                found = (None, None)
+            self._proxies[key] = found
+        return self._proxies[key]
+
     async def aclose(self) -> None:
         # Back to the pool when read to the end; closed otherwise.
         self._response.release()
@@ -72,26 +88,33 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._max_connections = max_connections
         self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
+        # HTTP(S)_PROXY and NO_PROXY, read once per host (as httpx reads them once per
+        # client): aiohttp's trust_env looks them up in a thread for every request, a
+        # hop on the way of every edit's call.
+        self._proxies: dict[tuple[str, str | None, int | None], _Proxy] = {}
 
     def _session_now(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections, keepalive_timeout=self._keepalive_s
             )
-            # No cookies; HTTP(S)_PROXY and NO_PROXY are honoured, as httpx does without
-            # a transport of its own.
+            # No cookies, no ~/.netrc; proxies are looked up by `_proxy_for`.
             self._session = aiohttp.ClientSession(
-                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=True
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
             )
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
         log.debug("%s %s", request.method, request.url)  # never the headers: the key is one
+        url = yarl.URL(str(request.url))
+        proxy, proxy_auth = await self._proxy_for(url)
         with _as_httpx_errors(request):
             response = await self._session_now().request(
                 request.method,
-                str(request.url),
+                url,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
                 headers=list(request.headers.multi_items()),
                 data=await request.aread() or None,
                 allow_redirects=False,
@@ -111,6 +134,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             request=request,
             extensions={"http_version": b"HTTP/1.1"},
         )
+
+    async def _proxy_for(self, url: yarl.URL) -> _Proxy:
+        """The operator's proxy for `url` (HTTP(S)_PROXY, unless NO_PROXY spares its host)."""
+        key = (url.scheme, url.host, url.port)
+        if key not in self._proxies:
+            try:
+                # In a thread, as aiohttp does: on some systems the lookup blocks.
+                found = await asyncio.to_thread(get_env_proxy_for_url, url)
+            except LookupError:
+                found = (None, None)
+            self._proxies[key] = found
+        return self._proxies[key]
 
     async def aclose(self) -> None:
         if self._session is not None:

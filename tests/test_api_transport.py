@@ -16,7 +16,7 @@ from bot.params import build_params
 from bot.segmind import ConnectFailed, InvalidResponse, SegmindClient, SegmindTimeout
 from tests.clock import ManualClock
 from tests.fake_segmind import FakeSegmind
-from tests.helpers import LocalServer, make_image, make_noise_png
+from tests.helpers import LocalServer, make_image, make_noise_png, unused_port
 from tests.world import API_KEY
 
 MODEL = "flux-kontext-dev"
@@ -154,3 +154,14 @@ async def test_the_operators_proxy_is_used(
     await call("http://segmind.invalid/v1")  # a name that resolves nowhere but the proxy
     [request] = segmind.requests
     assert request.headers["host"] == "segmind.invalid"
+
+
+async def test_a_host_in_no_proxy_is_reached_directly(
+    segmind: FakeSegmind, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{unused_port()}")  # nothing listens
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    await call(segmind.base_url)
+    assert len(segmind.requests) == 1
