@@ -64,18 +64,6 @@ class _Body(httpx.AsyncByteStream):
             async for chunk in self._response.content.iter_chunked(CHUNK_BYTES):
                 yield chunk
 
-    async def _proxy_for(self, url: yarl.URL) -> _Proxy:
-        """The operator's proxy for `url` (HTTP(S)_PROXY, unless NO_PROXY spares its host)."""
-        key = (url.scheme, url.host, url.port)
-        if key not in self._proxies:
-            try:
-                # In a thread, as aiohttp does: on some systems the lookup blocks.
-                found = await asyncio.to_thread(get_env_proxy_for_url, url)
-            except LookupError:
-                found = (None, None)
-            self._proxies[key] = found
-        return self._proxies[key]
-
     async def aclose(self) -> None:
         # Back to the pool when read to the end; closed otherwise.
         self._response.release()
@@ -98,7 +86,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections, keepalive_timeout=self._keepalive_s
             )
-            # No cookies, no ~/.netrc; proxies are looked up by `_proxy_for`.
+            # No cookies, no ~/.netrc login for the API; proxies are looked up by `_proxy_for`.
             self._session = aiohttp.ClientSession(
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
             )

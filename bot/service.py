@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,8 @@ from bot.requests import EditOutcome, EditRequest
 
 log = logging.getLogger(__name__)
 
+# Waits between tries at closing a refused edit's row the database would not close.
+CLOSE_RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 # How long a shutdown waits, after the edits stopped, for members to be told of their ends.
 TELL_GRACE_S = 5.0
 # Edits checked and written down at once: enough that the database thread always has the
@@ -91,11 +94,15 @@ class EditService:
         # Edits handed over, checked and written down by at most ADMITTERS tasks at once,
         # then acknowledged each on a task of its own (Discord answers in its own time).
         self._admissions: collections.deque[Admission] = collections.deque()
+        self._new_admissions = 0  # of them, those not resumed after a restart
         self._admitters: set[asyncio.Task[None]] = set()
         self._acknowledging: set[asyncio.Task[None]] = set()
         # Inputs being fetched for jobs that start at once (at most one per free slot).
         self._prepared: dict[int, asyncio.Task[ApiInput]] = {}
         self._stopped: asyncio.Future[None] | None = None
+        # Rows of refused edits the database would not close yet (job id -> state).
+        self._unclosed: dict[int, str] = {}
+        self._closer: asyncio.Task[None] | None = None
         # Called with each job's wait (seconds from joining the queue) when it starts.
         self.started_hooks: list[Callable[[float], object]] = []
 
@@ -121,11 +128,14 @@ class EditService:
         `Posted` message. `on_end` hears once how it ended, a refusal included (see
         `JobEnd`). `job_id`: an edit accepted before a restart, queued again."""
         adm = Admission(request, to, on_end, on_progress, acknowledge, reply_to_message_id, job_id)
-        if job_id is None and len(self._admissions) >= self.queue.limits.max_queued_total:
-            # More are waiting to be checked than the queue would take: while the checks
-            # are slow, a burst must not pile up in memory behind them.
-            self._refused(adm, None, QueueFull(MSG_TOO_MANY_AT_ONCE))
-            return
+        if job_id is None:
+            if self._new_admissions >= self.queue.limits.max_queued_total:
+                # More wait to be checked than the queue would take: while the checks are
+                # slow, a burst must not pile up in memory behind them. (Edits resumed
+                # after a restart are neither counted nor refused.)
+                self._refused(adm, None, QueueFull(MSG_TOO_MANY_AT_ONCE))
+                return
+            self._new_admissions += 1
         self._admissions.append(adm)
         if len(self._admitters) < ADMITTERS:
             task = asyncio.create_task(self._admit_all(), name="edit-admission")
@@ -134,7 +144,10 @@ class EditService:
 
     async def _admit_all(self) -> None:
         while self._admissions:
-            await self._admit(self._admissions.popleft())
+            adm = self._admissions.popleft()
+            if adm.job_id is None:
+                self._new_admissions -= 1
+            await self._admit(adm)
 
     async def _admit(self, adm: Admission) -> None:
         request, job_id = adm.request, adm.job_id
@@ -207,12 +220,35 @@ class EditService:
 
     async def _close_row(self, job_id: int, state: str) -> None:
         """End the row of an edit refused while handed over. A database that fails here
-        must not also keep its member from hearing why (nor stop the admitter, whose
-        queue would wait for the next edit): the row is left for the logs to tell."""
+        must not keep its member from hearing why (nor stop the admitter, whose queue
+        would wait for the next edit); the row is closed later (`_close_unclosed`)."""
         try:
             await job_rows.mark_finished(self._db, job_id, state)
         except Exception:
-            log.exception("Could not mark job %d %s", job_id, state)
+            log.exception("Could not mark job %d %s; trying again", job_id, state)
+            self._unclosed[job_id] = state
+            if self._closer is None or self._closer.done():
+                self._closer = asyncio.create_task(self._close_unclosed(), name="job-closer")
+
+    async def _close_unclosed(self) -> None:
+        """Close the rows `_close_row` could not, for as long as it takes: left 'queued', a
+        restart would run (and charge) an edit its member was told was refused."""
+        for attempt in itertools.count():
+            if not self._unclosed:
+                return
+            await self._clock.sleep(CLOSE_RETRY_S[min(attempt, len(CLOSE_RETRY_S) - 1)])
+            if not await self._close_what_is_left():
+                log.warning("Still cannot close %d job rows", len(self._unclosed))
+
+    async def _close_what_is_left(self) -> bool:
+        """One try at every row left open; False if the database still fails."""
+        for job_id, state in list(self._unclosed.items()):
+            try:
+                await job_rows.mark_finished(self._db, job_id, state)
+            except Exception:  # noqa: BLE001 - told by the callers
+                return False
+            del self._unclosed[job_id]
+        return True
 
     def _refused(self, adm: Admission, job_id: int | None, error: Exception) -> None:
         if adm.on_end is not None:
@@ -342,3 +378,10 @@ class EditService:
         if admitting:
             await wait_at_most(self._clock, TELL_GRACE_S, admitting)
         await self.queue.told(TELL_GRACE_S)
+        if self._closer is not None:
+            self._closer.cancel()
+        if self._unclosed and not await self._close_what_is_left():
+            log.error(
+                "Job rows %s could not be closed: the next start runs those edits again",
+                sorted(self._unclosed),
+            )

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import itertools
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from bot.queue import (
 )
 from bot.requests import EditOutcome, EditRequest
 from bot.results import ResultStore
-from bot.service import ADMITTERS, EditService
+from bot.service import ADMITTERS, CLOSE_RETRY_S, MSG_TOO_MANY_AT_ONCE, EditService
 from tests.clock import ManualClock, advance, settle, until
 from tests.helpers import make_edit_outcome, make_edit_request
 
@@ -721,6 +722,14 @@ async def test_a_waiting_edit_holds_no_request_and_runs_the_one_written_down(
     assert gate.requests["B1"] == dataclasses.replace(asked, job_id=waiting.id)
 
 
+async def rows_become(conn: db.Database, expected: list[tuple[int, str]], within_s: float) -> None:
+    """Wait (in real time) for the job rows to read `expected`."""
+    deadline = time.monotonic() + within_s
+    while (states := await job_states(conn)) != expected:
+        assert time.monotonic() < deadline, states
+        await asyncio.sleep(0.05)
+
+
 async def forge_jobs_that_cannot_finish(conn: db.Database) -> None:
     """As if the disk failed under every later change of a job's state."""
     await conn.write(
@@ -743,6 +752,10 @@ async def test_an_edit_discord_would_not_acknowledge_is_told_though_its_row_cann
     [end] = gate.ends.values()
     assert isinstance(end.error, RuntimeError) and str(end.error) == "Discord said no"
     assert gate.started == [] and service.queue.waiting_count == 0
+    # Left 'queued', a restart would run it: once the database works again, it is closed.
+    assert await job_states(conn) == [(ALICE, "queued")]
+    await conn.write("DROP TRIGGER jobs_cannot_finish")
+    await rows_become(conn, [(ALICE, "cancelled")], within_s=CLOSE_RETRY_S[0] + 2)
 
 
 async def test_an_edit_resumed_after_a_restart_and_refused_is_told_though_its_row_cannot_be_closed(
@@ -761,16 +774,20 @@ async def test_an_edit_resumed_after_a_restart_and_refused_is_told_though_its_ro
 
     assert str(gate.ends[job_id].error) == "You are blocked here."
     assert gate.started == []
+    assert await job_states(conn) == [(ALICE, "queued")]
+    await conn.write("DROP TRIGGER jobs_cannot_finish")
+    await rows_become(conn, [(ALICE, "failed")], within_s=CLOSE_RETRY_S[0] + 2)
 
 
 async def test_a_burst_past_what_the_queue_takes_is_refused_at_once_while_checks_are_slow(
     conn: db.Database, gate: Gate, tmp_path: Path
 ) -> None:
+    bound = ADMITTERS + 18  # more than are checked at once: some wait their turn
     service = EditService(
         conn,
         GatedPipeline(gate),  # type: ignore[arg-type]
         Delivery(conn, ResultStore(conn, tmp_path / "results", retention_s=3600)),
-        QueueLimits(max_concurrency=1, max_queued_total=20),
+        QueueLimits(max_concurrency=1, max_queued_total=bound),
     )
     service.start()
     checks_done = asyncio.Event()
@@ -778,21 +795,60 @@ async def test_a_burst_past_what_the_queue_takes_is_refused_at_once_while_checks
     async def slow_check(request: EditRequest) -> None:
         await checks_done.wait()  # a database that answers slowly
 
-    service.pipeline.precheck = slow_check  # type: ignore[method-assign]
-    burst = range(1000, 1000 + 20 + 50)
-    for user_id in burst:
-        service.submit(make_edit_request(user_id, f"M{user_id}"), on_end=gate.hear)
+    refusals: list[JobEnd] = []
 
-    # 20 are handed over (a few being checked, the rest waiting their turn): the other 50
-    # hear at once, and no unbounded backlog builds up behind the slow checks.
-    await until(lambda: len(gate.heard) == 50)
-    assert all(isinstance(end.error, QueueFull) for end in gate.ends.values())
-    assert gate.heard == [None] * 50
+    async def heard(end: JobEnd) -> None:
+        refusals.append(end)
+
+    service.pipeline.precheck = slow_check  # type: ignore[method-assign]
+    for user_id in range(1000, 1000 + bound + 100):
+        service.submit(make_edit_request(user_id, f"M{user_id}"), on_end=heard)
+
+    # `bound` are handed over (ADMITTERS being checked, the rest waiting their turn): the
+    # other 100 hear at once, and no backlog builds up behind the slow checks.
+    await until(lambda: len(refusals) == 100)
+    assert {str(end.error) for end in refusals} == {MSG_TOO_MANY_AT_ONCE}
+    assert all(isinstance(end.error, QueueFull) and end.job_id is None for end in refusals)
 
     checks_done.set()
     queue = service.queue
-    await until(lambda: len(gate.heard) + queue.waiting_count + queue.running_count == len(burst))
-    assert queue.waiting_count + queue.running_count == 20
+    await until(lambda: queue.waiting_count + queue.running_count == bound)
+    assert len(refusals) == 100
+    await service.shutdown(0)
+
+
+async def test_edits_resumed_after_a_restart_do_not_use_up_the_bound_on_new_ones(
+    conn: db.Database, gate: Gate, tmp_path: Path
+) -> None:
+    service = EditService(
+        conn,
+        GatedPipeline(gate),  # type: ignore[arg-type]
+        Delivery(conn, ResultStore(conn, tmp_path / "results", retention_s=3600)),
+        QueueLimits(max_concurrency=1, max_queued_total=ADMITTERS + 2),
+    )
+    service.start()
+    checks_done = asyncio.Event()
+
+    async def slow_check(request: EditRequest) -> None:
+        await checks_done.wait()
+
+    heard: list[JobEnd] = []
+
+    async def hear(end: JobEnd) -> None:
+        heard.append(end)
+
+    service.pipeline.precheck = slow_check  # type: ignore[method-assign]
+    for user_id in range(1000, 1000 + 3 * ADMITTERS):  # as recovery hands them over
+        request = make_edit_request(user_id, f"R{user_id}")
+        service.submit(request, job_id=await jobs.add(conn, request, reply_to_message_id=None))
+    service.submit(make_edit_request(ALICE, "A1"), on_end=hear)
+    await asyncio.sleep(0.05)
+
+    assert heard == []  # not refused for the resumed edits still waiting to be checked
+    checks_done.set()  # then the queue's own bound judges it: the resumed fill it
+    await until(lambda: bool(heard))
+    [end] = heard
+    assert isinstance(end.error, QueueFull) and str(end.error) != MSG_TOO_MANY_AT_ONCE
     await service.shutdown(0)
 
 
