@@ -83,6 +83,11 @@ class EditPipeline:
         for hook in self.outcome_hooks:
             hook(finish, req.source)
 
+    def refused_unchecked(self, req: EditRequest) -> None:
+        """An edit the queue refused before its checks (the queue full, a restart): it
+        counts as refused, as one its checks refused does."""
+        self._finished(Finish.REFUSED, req)
+
     async def precheck(self, req: EditRequest) -> None:
         """What can be refused before an edit even joins the queue: the image's
         description, a server that is not served, a block, a paused bot, a budget or an

@@ -23,6 +23,7 @@ from bot.db import generations
 from bot.db import jobs as job_rows
 from bot.db.connection import Database
 from bot.delivery import Delivery
+from bot.errors import BadInput
 from bot.images import ApiInput
 from bot.logs import bind
 from bot.pipeline import EditPipeline
@@ -133,6 +134,7 @@ class EditService:
                 # More wait to be checked than the queue would take: while the checks are
                 # slow, a burst must not pile up in memory behind them. (Edits resumed
                 # after a restart are neither counted nor refused.)
+                self.pipeline.refused_unchecked(request)
                 self._refused(adm, None, QueueFull(MSG_TOO_MANY_AT_ONCE))
                 return
             self._new_admissions += 1
@@ -167,6 +169,8 @@ class EditService:
                 prepared.cancel()
             if place is not None:
                 self.queue.release_place(place)
+            elif isinstance(exc, BadInput):  # the queue's own bounds, before any check
+                self.pipeline.refused_unchecked(request)
             if job_id is not None:  # a job resumed after a restart: it ends here
                 await self._close_row(job_id, "failed")
             if not isinstance(exc, Exception):

@@ -14,7 +14,8 @@ from bot.db import generations
 from bot.metrics import OTHER, SPEND_TOP, Metrics
 from tests.harness import Harness
 from tests.helpers import make_new_generation
-from tests.world import GUILD_ID, make_settings
+from tests.test_queue_flow import hold_the_slot, wait_jobs
+from tests.world import ADMIN_ID, GUILD_ID, OTHER_MEMBER_ID, make_settings
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -133,6 +134,21 @@ async def test_an_edit_refused_before_the_queue_counts_once_as_refused(harness: 
         ("kontext_edits_total", frozenset({("outcome", "refused"), ("source", "slash")})): 1
     }
     assert h.segmind.requests == []
+
+
+@pytest.mark.settings(http_port=0, max_queued_total=1, segmind_max_concurrency=1)
+async def test_an_edit_refused_for_a_full_queue_counts_as_refused(harness: Harness) -> None:
+    h = harness
+    await hold_the_slot(h, "running")
+    await h.edit("waiting", user_id=OTHER_MEMBER_ID)
+    await wait_jobs(h, 2)
+    before = await scrape(h)
+
+    answer = await h.answer(await h.edit("one too many", user_id=ADMIN_ID))
+
+    assert "1 edit waiting" in answer["content"]
+    changes = moved(before, await scrape(h))
+    assert value(changes, "kontext_edits_total", outcome="refused", source="slash") == 1
 
 
 def test_spend_shows_the_top_20_servers_and_adds_up_the_rest_as_other() -> None:

@@ -610,6 +610,9 @@ class GatedPipeline:
     async def precheck(self, request: EditRequest) -> None:
         """Everything passes: these tests are about the queue and the jobs table."""
 
+    def refused_unchecked(self, request: EditRequest) -> None:
+        """Refusals are counted by the real pipeline (tests/test_metrics.py)."""
+
     async def run(
         self,
         request: EditRequest,
