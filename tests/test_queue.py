@@ -623,15 +623,34 @@ class GatedPipeline:
         return await self.gate.work(request, on_call or (lambda: None))
 
 
-@pytest.fixture
-async def service(conn: db.Database, gate: Gate, tmp_path: Path) -> AsyncIterator[EditService]:
+def start_service(conn: db.Database, gate: Gate, tmp_path: Path, **limits: Any) -> EditService:
+    """An EditService on the gated pipeline, with these queue limits, started."""
     edits = EditService(
         conn,
         GatedPipeline(gate),  # type: ignore[arg-type]
         Delivery(conn, ResultStore(conn, tmp_path / "results", retention_s=3600)),
-        QueueLimits(max_concurrency=1, per_member_running=1, per_member_queued=3),
+        QueueLimits(**limits),
     )
     edits.start()
+    return edits
+
+
+def slow_checks(service: EditService) -> asyncio.Event:
+    """Every edit's checks wait (as on a database that answers slowly) until it is set."""
+    checks_done = asyncio.Event()
+
+    async def slow_check(request: EditRequest) -> None:
+        await checks_done.wait()
+
+    service.pipeline.precheck = slow_check  # type: ignore[method-assign]
+    return checks_done
+
+
+@pytest.fixture
+async def service(conn: db.Database, gate: Gate, tmp_path: Path) -> AsyncIterator[EditService]:
+    edits = start_service(
+        conn, gate, tmp_path, max_concurrency=1, per_member_running=1, per_member_queued=3
+    )
     yield edits
     await edits.shutdown(0)
 
@@ -786,24 +805,13 @@ async def test_a_burst_past_what_the_queue_takes_is_refused_at_once_while_checks
     conn: db.Database, gate: Gate, tmp_path: Path
 ) -> None:
     bound = ADMITTERS + 18  # more than are checked at once: some wait their turn
-    service = EditService(
-        conn,
-        GatedPipeline(gate),  # type: ignore[arg-type]
-        Delivery(conn, ResultStore(conn, tmp_path / "results", retention_s=3600)),
-        QueueLimits(max_concurrency=1, max_queued_total=bound),
-    )
-    service.start()
-    checks_done = asyncio.Event()
-
-    async def slow_check(request: EditRequest) -> None:
-        await checks_done.wait()  # a database that answers slowly
-
+    service = start_service(conn, gate, tmp_path, max_concurrency=1, max_queued_total=bound)
+    checks_done = slow_checks(service)
     refusals: list[JobEnd] = []
 
     async def heard(end: JobEnd) -> None:
         refusals.append(end)
 
-    service.pipeline.precheck = slow_check  # type: ignore[method-assign]
     for user_id in range(1000, 1000 + bound + 100):
         service.submit(make_edit_request(user_id, f"M{user_id}"), on_end=heard)
 
@@ -823,24 +831,13 @@ async def test_a_burst_past_what_the_queue_takes_is_refused_at_once_while_checks
 async def test_edits_resumed_after_a_restart_do_not_use_up_the_bound_on_new_ones(
     conn: db.Database, gate: Gate, tmp_path: Path
 ) -> None:
-    service = EditService(
-        conn,
-        GatedPipeline(gate),  # type: ignore[arg-type]
-        Delivery(conn, ResultStore(conn, tmp_path / "results", retention_s=3600)),
-        QueueLimits(max_concurrency=1, max_queued_total=ADMITTERS + 2),
-    )
-    service.start()
-    checks_done = asyncio.Event()
-
-    async def slow_check(request: EditRequest) -> None:
-        await checks_done.wait()
-
+    service = start_service(conn, gate, tmp_path, max_concurrency=1, max_queued_total=ADMITTERS + 2)
+    checks_done = slow_checks(service)
     heard: list[JobEnd] = []
 
     async def hear(end: JobEnd) -> None:
         heard.append(end)
 
-    service.pipeline.precheck = slow_check  # type: ignore[method-assign]
     for user_id in range(1000, 1000 + 3 * ADMITTERS):  # as recovery hands them over
         request = make_edit_request(user_id, f"R{user_id}")
         service.submit(request, job_id=await jobs.add(conn, request, reply_to_message_id=None))
